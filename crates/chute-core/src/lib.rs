@@ -1,0 +1,21 @@
+//! Pure building blocks of Chute, with no I/O: validated object keys and
+//! bucket names, filename sanitising, S3 checksums, SigV4 signing and
+//! presigning, and S3 POST policies (build, sign, parse, verify).
+//!
+//! Everything that crosses a trust boundary is parsed here once into a
+//! typed value ([`ObjectKey`], [`BucketName`], [`post_policy::PostPolicy`]);
+//! deeper code never re-validates raw strings. Storage, HTTP and
+//! configuration live in the other crates.
+
+pub mod bucket;
+pub mod checksum;
+pub mod filename;
+pub mod key;
+pub mod post_policy;
+pub mod sigv2;
+pub mod sigv4;
+
+pub use bucket::{BucketName, BucketNameError};
+pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumError, Hasher};
+pub use filename::sanitize_filename;
+pub use key::{KeyError, ObjectKey};

@@ -1,0 +1,93 @@
+//! The storage seam of Chute: the [`Store`] trait (objects in one bucket),
+//! the [`MultipartStore`] capability trait, the durable filesystem backend
+//! ([`fs`]) and the conformance suite every backend runs ([`conformance`]).
+//!
+//! A store speaks in validated [`ObjectKey`]s and streams bodies as
+//! [`ByteStream`]s; it never holds a whole object in memory. Writes are
+//! atomic: a put or a multipart completion either makes the whole object
+//! visible or leaves the previous state untouched. HTTP, signatures and
+//! S3 wire formats live in other crates.
+
+pub mod conformance;
+mod error;
+pub mod fs;
+mod types;
+
+pub use chute_core::{BucketName, Checksum, ChecksumAlgorithm, ObjectKey};
+pub use error::{StoreError, StoreResult};
+pub use types::*;
+
+use async_trait::async_trait;
+
+/// Objects in one bucket: the small required core every backend provides.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Streams `body` into a new object at `key`, replacing any object there
+    /// once the whole body is stored and every expectation in `opts` holds.
+    /// On any error nothing becomes visible and the old object stays.
+    async fn put(&self, key: &ObjectKey, body: ByteStream, opts: PutOptions) -> StoreResult<ObjectMeta>;
+
+    /// Opens the object at `key`, optionally only a byte range of it.
+    async fn get(&self, key: &ObjectKey, range: Option<ByteRange>) -> StoreResult<GetResult>;
+
+    /// The object's metadata, without its body.
+    async fn head(&self, key: &ObjectKey) -> StoreResult<ObjectMeta>;
+
+    /// Deletes the object; deleting a missing object succeeds, as in S3.
+    async fn delete(&self, key: &ObjectKey) -> StoreResult<()>;
+
+    /// Lists objects in key order, grouped by `delimiter` into common
+    /// prefixes, starting after `start_after`, at most `max_keys` entries
+    /// (objects plus prefixes).
+    async fn list(&self, opts: &ListOptions) -> StoreResult<ListResult>;
+
+    /// Copies `from` to `to` inside this bucket, keeping or replacing metadata.
+    async fn copy(&self, from: &ObjectKey, to: &ObjectKey, opts: CopyOptions) -> StoreResult<ObjectMeta>;
+}
+
+/// S3-style multipart uploads: parts stored separately, then joined
+/// atomically into one object on completion.
+#[async_trait]
+pub trait MultipartStore: Store {
+    /// Starts a multipart upload for `key`; `opts` are the future object's
+    /// content type, metadata and checksum algorithm (expectations are ignored).
+    async fn create_multipart(&self, key: &ObjectKey, opts: PutOptions) -> StoreResult<MultipartUpload>;
+
+    /// Stores part `part_number` (1..=10000) of the upload, replacing an
+    /// earlier part with the same number.
+    async fn upload_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        part_number: u32,
+        body: ByteStream,
+        opts: PartOptions,
+    ) -> StoreResult<PartMeta>;
+
+    /// The parts stored so far, by ascending part number.
+    async fn list_parts(&self, key: &ObjectKey, upload_id: &str) -> StoreResult<Vec<PartMeta>>;
+
+    /// Joins the named parts, in the order given (strictly ascending part
+    /// numbers, ETags matching), into the object at `key`, and ends the
+    /// upload. Every part but the last must be at least
+    /// [`MIN_PART_SIZE`] bytes.
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> StoreResult<ObjectMeta>;
+
+    /// Ends the upload and deletes its parts.
+    async fn abort_multipart(&self, key: &ObjectKey, upload_id: &str) -> StoreResult<()>;
+
+    /// The uploads in progress whose key starts with `prefix`, by key then
+    /// initiation time.
+    async fn list_multipart_uploads(&self, prefix: &str) -> StoreResult<Vec<MultipartUpload>>;
+}
+
+/// The smallest size S3 allows for a part that is not the last one.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+/// The largest part number S3 allows.
+pub const MAX_PART_NUMBER: u32 = 10_000;
