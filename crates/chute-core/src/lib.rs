@@ -7,6 +7,9 @@
 //! deeper code never re-validates raw strings. Storage, HTTP and
 //! configuration live in the other crates.
 
+// Tests may unwrap: a panic there is a failed test, not a crashed server.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod bucket;
 pub mod checksum;
 pub mod filename;
@@ -19,3 +22,8 @@ pub use bucket::{BucketName, BucketNameError};
 pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumError, Hasher};
 pub use filename::sanitize_filename;
 pub use key::{KeyError, ObjectKey};
+pub use post_policy::{
+    PostForm, PostPolicy, PostPolicyBuilder, PostPolicyError, PresignedPost, VerifiedPost, parse_policy,
+    verify_post_form,
+};
+pub use sigv4::{Credentials, PresignRequest, SignError, SigningKeyCache, presign_url};
