@@ -1,0 +1,176 @@
+//! Browser form uploads: S3's POST Object, streamed.
+//!
+//! A browser posts `multipart/form-data` to `/<bucket>`: policy fields
+//! first, the `file` part last. We read the fields (bounded), verify the
+//! policy and its signature with [`chute_core::post_policy`] the moment the
+//! file part starts, then stream the file into the store while enforcing
+//! `content-length-range`, so a refused upload stores nothing and memory
+//! stays bounded whatever the file size. s3s 0.14.1's own POST handling
+//! buffers the body, applies a clock-skew rule and lacks `${filename}`,
+//! hence this route. Fields after the file part are ignored, as in S3.
+
+mod error;
+mod form;
+mod limits;
+mod response;
+
+pub use error::PostObjectError;
+pub use limits::ByteBudget;
+
+use crate::S3Context;
+use bytes::Bytes;
+use chute_core::post_policy::{PostForm, VerifiedPost, verify_post_form};
+use chute_core::{BucketName, Checksum, ObjectKey};
+use chute_store::{ObjectHeaders, PutOptions, Store, StoreError};
+use futures::StreamExt;
+use http::{HeaderMap, Method, Request, Response, Uri, header};
+use http_body_util::BodyExt;
+use limits::{LimitedField, SizeLimitBreach};
+use time::OffsetDateTime;
+
+/// S3's own upper bound on one POST Object file.
+pub const S3_MAX_POST_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Whether a request is a browser POST Object: `POST /<bucket>` (path
+/// style, no key, no query) with a `multipart/form-data` body.
+pub fn is_post_object(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
+    if method != Method::POST || uri.query().is_some_and(|q| !q.is_empty()) {
+        return false;
+    }
+    let path = uri.path().trim_start_matches('/').trim_end_matches('/');
+    let is_multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    !path.is_empty() && !path.contains('/') && is_multipart
+}
+
+/// Handles one POST Object request, answering S3's success shapes or its
+/// XML errors.
+pub async fn handle_post_object<B>(ctx: S3Context, req: Request<B>) -> Response<s3s::Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let bucket_path = req.uri().path().trim_matches('/').to_owned();
+    match post_object(&ctx, &bucket_path, req).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            let request_id = uuid::Uuid::new_v4().simple().to_string();
+            if err.is_server_fault() {
+                tracing::error!(bucket = %bucket_path, %request_id, error = %err, "POST Object failed");
+            } else {
+                tracing::debug!(bucket = %bucket_path, %request_id, error = %err, "POST Object refused");
+            }
+            err.into_response(&format!("/{bucket_path}"), &request_id)
+        }
+    }
+}
+
+async fn post_object<B>(
+    ctx: &S3Context,
+    bucket_path: &str,
+    req: Request<B>,
+) -> Result<Response<s3s::Body>, PostObjectError>
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let bucket_name =
+        BucketName::parse(bucket_path).map_err(|e| PostObjectError::InvalidBucketName(e.to_string()))?;
+    let bucket = ctx.store.bucket(&bucket_name).await?;
+    let boundary = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| multer::parse_boundary(ct).ok())
+        .ok_or(PostObjectError::Malformed(
+            "the Content-Type has no multipart boundary".into(),
+        ))?;
+    let max_file = ctx.config.max_post_object_size.min(S3_MAX_POST_SIZE);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let fields_cap = ctx.config.max_post_form_fields_bytes as u64;
+    if declared.is_some_and(|len| len > max_file.saturating_add(fields_cap).saturating_add(64 * 1024)) {
+        return Err(PostObjectError::TooLarge { max: max_file });
+    }
+
+    let body = req.into_body().into_data_stream();
+    let mut multipart = multer::Multipart::new(ByteBudget::new(body, form::POLL_BUDGET), boundary);
+    let (fields, file) = form::read_until_file(&mut multipart, ctx.config.max_post_form_fields_bytes).await?;
+    let form = PostForm {
+        fields,
+        filename: file.file_name().map(str::to_owned),
+    };
+    let verified = verify_post_form(
+        &form,
+        bucket_name.as_str(),
+        &|access_key| ctx.config.secret_for(access_key),
+        OffsetDateTime::now_utc(),
+    )?;
+    let key = ObjectKey::parse(&verified.key).map_err(|e| PostObjectError::InvalidKey(e.to_string()))?;
+    let (min, max) = match verified.content_length_range {
+        Some((min, max)) => (min, max.min(max_file)),
+        None => (0, max_file),
+    };
+    let opts = put_options(&verified)?;
+    let body = LimitedField::new(file, min, max).boxed();
+    let meta = match bucket.put(&key, body, opts).await {
+        Ok(meta) => meta,
+        Err(StoreError::Body(io)) => return Err(body_error(io, min, max)),
+        Err(other) => return Err(other.into()),
+    };
+    Ok(response::success(&verified, &bucket_name, &meta))
+}
+
+/// Maps the reason a streamed file stopped to the S3 error.
+fn body_error(io: std::io::Error, min: u64, max: u64) -> PostObjectError {
+    match io.get_ref().and_then(|e| e.downcast_ref::<SizeLimitBreach>()) {
+        Some(SizeLimitBreach::TooLarge) => PostObjectError::TooLarge { max },
+        Some(SizeLimitBreach::TooSmall) => PostObjectError::TooSmall { min },
+        None => PostObjectError::Malformed(format!("the request body could not be read: {io}")),
+    }
+}
+
+fn put_options(verified: &VerifiedPost) -> Result<PutOptions, PostObjectError> {
+    let mut headers = ObjectHeaders {
+        content_type: Some(
+            verified
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "binary/octet-stream".into()),
+        ),
+        ..ObjectHeaders::default()
+    };
+    for (name, value) in &verified.headers {
+        let slot = match name.to_ascii_lowercase().as_str() {
+            "cache-control" => &mut headers.cache_control,
+            "content-disposition" => &mut headers.content_disposition,
+            "content-encoding" => &mut headers.content_encoding,
+            "content-language" => &mut headers.content_language,
+            "expires" => &mut headers.expires,
+            _ => continue,
+        };
+        *slot = Some(value.clone());
+    }
+    let expected_checksum = match &verified.checksum {
+        Some((algorithm, value)) => Some(
+            Checksum::from_base64(*algorithm, value)
+                .map_err(|e| PostObjectError::InvalidChecksum(e.to_string()))?,
+        ),
+        None => None,
+    };
+    Ok(PutOptions {
+        headers,
+        metadata: verified.metadata.iter().cloned().collect(),
+        expected_checksum,
+        ..PutOptions::default()
+    })
+}
