@@ -1,0 +1,216 @@
+"""Starts the real `chute serve` binary for the Python suites.
+
+`chute` (session) is one server shared by most tests; tests use unique key
+prefixes so they never see each other's objects. `fresh_chute` (function)
+gives a test its own server and data dir, for crash tests that SIGKILL and
+restart it. The binary is `$CHUTE_BIN` or `target/debug/chute` (scripts/test
+builds it first); a missing binary or a server that never answers /healthz
+fails loudly with the server's output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("CHUTE_BIN", REPO / "target" / "debug" / "chute"))
+ACCESS_KEY = "chutetestaccess"
+SECRET_KEY = "chute-test-secret-key-0123456789abcdef"
+BUCKET = "uploads"
+STARTUP_TIMEOUT = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ChuteServer:
+    """One `chute serve` process on free ports over `data_dir`."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.access_key = ACCESS_KEY
+        self.secret_key = SECRET_KEY
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+        self.app_port = 0
+        self.s3_port = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def app_url(self) -> str:
+        return f"http://127.0.0.1:{self.app_port}"
+
+    def _log_paths(self) -> tuple[Path, Path]:
+        return self.workdir / f"stdout.{self.starts}.txt", self.workdir / f"stderr.{self.starts}.txt"
+
+    def output(self) -> str:
+        out, err = self._log_paths()
+        text = ""
+        for p in (out, err):
+            if p.exists():
+                text += f"--- {p.name} ---\n" + p.read_text(errors="replace")[-8000:] + "\n"
+        return text
+
+    def start(self) -> None:
+        if not BIN.exists():
+            pytest.fail(f"chute binary not found at {BIN}; run `cargo build -p chute` (scripts/test does)")
+        self.starts += 1
+        # Fresh ports on every start: a killed server's port may linger.
+        self.app_port, self.s3_port = free_port(), free_port()
+        while self.s3_port == self.app_port:
+            self.s3_port = free_port()
+        env = dict(os.environ)
+        env.update(
+            CHUTE_S3_ACCESS_KEY=self.access_key,
+            CHUTE_S3_SECRET_KEY=self.secret_key,
+            RUST_BACKTRACE="1",
+        )
+        env.setdefault("RUST_LOG", "info")
+        out, err = self._log_paths()
+        self.proc = subprocess.Popen(
+            [
+                str(BIN),
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--listen",
+                f"127.0.0.1:{self.app_port}",
+                "--s3-listen",
+                f"127.0.0.1:{self.s3_port}",
+            ],
+            cwd=self.workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=open(out, "wb"),
+            stderr=open(err, "wb"),
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"chute serve exited with {self.proc.returncode} before /healthz answered\n{self.output()}")
+            try:
+                r = requests.get(f"{self.app_url}/healthz", timeout=2)
+                if r.status_code == 200:
+                    self._wait_s3_port()
+                    return
+                last = f"HTTP {r.status_code}"
+            except requests.RequestException as e:
+                last = repr(e)
+            time.sleep(0.1)
+        self.kill()
+        pytest.fail(f"chute serve did not answer /healthz within {STARTUP_TIMEOUT}s (last: {last})\n{self.output()}")
+
+    def _wait_s3_port(self) -> None:
+        # /healthz promises both listeners are up; check the S3 one anyway.
+        with socket.create_connection(("127.0.0.1", self.s3_port), timeout=5):
+            pass
+
+    def stop(self, timeout: float = 20) -> int | None:
+        """SIGTERM and wait (graceful shutdown); SIGKILL if it hangs."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"chute serve ignored SIGTERM for {timeout}s\n{self.output()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up (crash tests)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart_after_crash(self) -> None:
+        self.kill()
+        self.start()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def client(self, **cfg):
+        return make_client(self, **cfg)
+
+
+def make_client(server: ChuteServer, **cfg):
+    conf = dict(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=5, read_timeout=120)
+    conf.update(cfg)
+    return boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        config=Config(**conf),
+    )
+
+
+@pytest.fixture(scope="session")
+def chute(tmp_path_factory):
+    srv = ChuteServer(tmp_path_factory.mktemp("chute"))
+    srv.start()
+    yield srv
+    code = srv.stop()
+    # Graceful shutdown must exit cleanly.
+    assert code == 0, f"chute serve exited with {code} on SIGTERM\n{srv.output()}"
+
+
+@pytest.fixture
+def fresh_chute():
+    work = Path(tempfile.mkdtemp(prefix="chute-crash-"))
+    srv = ChuteServer(work)
+    srv.start()
+    yield srv
+    srv.kill()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _server_still_alive(request):
+    """A test that crashed the shared server fails itself, not the next one."""
+    yield
+    if "chute" in request.fixturenames:
+        srv = request.getfixturevalue("chute")
+        if not srv.alive():
+            out = srv.output()
+            srv.start()
+            pytest.fail(f"chute serve died during this test\n{out}")
+
+
+@pytest.fixture
+def s3(chute):
+    return make_client(chute)
+
+
+@pytest.fixture
+def bucket() -> str:
+    return BUCKET
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}/"
