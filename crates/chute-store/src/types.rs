@@ -63,6 +63,8 @@ pub struct PartOptions {
 }
 
 /// What a copy does with the metadata.
+// Built once per copy request; boxing would only cost callers a `Box::new`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Default)]
 pub enum CopyOptions {
     /// Keep the source's headers and metadata (S3 `COPY`).

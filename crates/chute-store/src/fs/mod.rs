@@ -1,0 +1,518 @@
+//! The durable filesystem backend: [`FsStore`] (buckets) and [`FsBucket`]
+//! (objects and multipart uploads of one bucket).
+//!
+//! # On-disk layout
+//!
+//! ```text
+//! <root>/
+//!   tmp/                        temp files and directories being created or
+//!                               removed; emptied by FsStore::open
+//!   buckets/<bucket>/
+//!     bucket.json               {"created": rfc3339}
+//!     objects/                  the key tree: each `/`-separated key segment
+//!       <enc>.d/                percent-encoded ([A-Za-z0-9._~-] kept, never
+//!         <enc>.o               a leading '.'); directories `.d`, objects `.o`
+//!     uploads/<upload id>/      one per multipart upload in progress
+//!       upload.json             key, options, initiated
+//!       part-00001 ...          parts, in the object file format
+//!     config/<enc>.cfg          opaque per-bucket documents (cors, ...)
+//! ```
+//!
+//! # Atomicity
+//!
+//! An object file is `data ‖ JSON metadata ‖ 24-byte footer` (JSON length,
+//! data length, magic), so one `rename` commits data and metadata
+//! together; GET streams only the data range. Every write goes to a temp
+//! file in `<root>/tmp` (same filesystem), is checked against the
+//! expectations, fsynced, renamed into place, and the parent directory is
+//! fsynced. Errors and cancellation delete the temp file; a crash leaves at
+//! most a stray temp file, which the next `open` removes. Buckets and
+//! uploads are created as complete directories in `tmp` and renamed into
+//! place; deleted ones are first renamed into `tmp`, then removed.
+
+mod file;
+mod list;
+mod multipart;
+mod path;
+
+use self::file::{TempFile, blocking, open_with_meta, stream_to_temp, sync_dir, write_atomic};
+use self::path::{encode_segment, object_rel_path};
+use crate::{
+    ByteRange, ByteStream, CopyOptions, GetResult, ListOptions, ListResult, ObjectMeta, PutOptions, Store,
+    StoreError, StoreResult,
+};
+use async_trait::async_trait;
+use chute_core::checksum::HashResult;
+use chute_core::{BucketName, Checksum, ChecksumAlgorithm, ObjectKey};
+use futures::StreamExt as _;
+use std::io::{self, Seek as _, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tokio::io::AsyncReadExt as _;
+
+/// How many bytes a GET reads at a time.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// A bucket as [`FsStore::list_buckets`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketInfo {
+    /// Its name.
+    pub name: BucketName,
+    /// When it was created.
+    pub created: OffsetDateTime,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BucketFile {
+    #[serde(with = "time::serde::rfc3339")]
+    created: OffsetDateTime,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tmp: PathBuf,
+    buckets: PathBuf,
+}
+
+/// The filesystem store: a root directory holding buckets.
+#[derive(Clone, Debug)]
+pub struct FsStore {
+    inner: Arc<Inner>,
+}
+
+/// One bucket of an [`FsStore`]; implements [`Store`] and [`crate::MultipartStore`].
+#[derive(Clone, Debug)]
+pub struct FsBucket {
+    inner: Arc<Inner>,
+    name: BucketName,
+    objects: PathBuf,
+    uploads: PathBuf,
+}
+
+fn not_found(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+}
+
+impl FsStore {
+    /// Opens (creating if needed) the store at `root`, removing temp files
+    /// and half-written state a crash may have left.
+    pub async fn open(root: impl Into<PathBuf>) -> StoreResult<Self> {
+        let root = root.into();
+        let inner = Inner {
+            tmp: root.join("tmp"),
+            buckets: root.join("buckets"),
+        };
+        let (tmp, buckets) = (inner.tmp.clone(), inner.buckets.clone());
+        blocking(move || {
+            std::fs::create_dir_all(&tmp)?;
+            std::fs::create_dir_all(&buckets)?;
+            for entry in std::fs::read_dir(&tmp)? {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(entry.path())?;
+                } else {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+            for entry in std::fs::read_dir(&buckets)? {
+                let entry = entry?;
+                multipart::clean_uploads(&entry.path().join("uploads"))?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    fn bucket_dir(&self, bucket: &BucketName) -> PathBuf {
+        self.inner.buckets.join(bucket.as_str())
+    }
+
+    /// Creates a bucket; [`StoreError::BucketExists`] if it is there already.
+    pub async fn create_bucket(&self, bucket: &BucketName) -> StoreResult<()> {
+        let dest = self.bucket_dir(bucket);
+        let tmp = self.inner.tmp.clone();
+        let name = bucket.to_string();
+        blocking(move || {
+            if dest.exists() {
+                return Err(StoreError::BucketExists { bucket: name });
+            }
+            let staging = tmp.join(format!("{}.bucket", uuid::Uuid::new_v4().simple()));
+            let result = (|| -> io::Result<()> {
+                std::fs::create_dir(&staging)?;
+                for sub in ["objects", "uploads", "config"] {
+                    std::fs::create_dir(staging.join(sub))?;
+                }
+                let json = serde_json::to_vec(&BucketFile {
+                    created: OffsetDateTime::now_utc(),
+                })
+                .map_err(io::Error::other)?;
+                write_atomic(&tmp, &staging.join("bucket.json"), &json)?;
+                sync_dir(&staging)?;
+                std::fs::rename(&staging, &dest)
+            })();
+            match result {
+                Ok(()) => Ok(sync_dir(dest.parent().unwrap_or(&dest))?),
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&staging);
+                    if dest.exists() {
+                        Err(StoreError::BucketExists { bucket: name })
+                    } else {
+                        Err(e.into())
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    /// Deletes an empty bucket; [`StoreError::BucketNotEmpty`] while objects
+    /// or uploads remain.
+    pub async fn delete_bucket(&self, bucket: &BucketName) -> StoreResult<()> {
+        let dir = self.bucket_dir(bucket);
+        let tmp = self.inner.tmp.clone();
+        let name = bucket.to_string();
+        blocking(move || {
+            if !dir.join("bucket.json").exists() {
+                return Err(StoreError::NoSuchBucket { bucket: name });
+            }
+            for sub in ["objects", "uploads"] {
+                if std::fs::read_dir(dir.join(sub))?.next().is_some() {
+                    return Err(StoreError::BucketNotEmpty { bucket: name });
+                }
+            }
+            let doomed = tmp.join(format!("{}.deleted", uuid::Uuid::new_v4().simple()));
+            std::fs::rename(&dir, &doomed)?;
+            sync_dir(dir.parent().unwrap_or(&dir))?;
+            std::fs::remove_dir_all(&doomed)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Succeeds when the bucket exists.
+    pub async fn head_bucket(&self, bucket: &BucketName) -> StoreResult<()> {
+        let marker = self.bucket_dir(bucket).join("bucket.json");
+        match tokio::fs::metadata(&marker).await {
+            Ok(_) => Ok(()),
+            Err(e) if not_found(&e) => Err(StoreError::NoSuchBucket {
+                bucket: bucket.to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every bucket, sorted by name.
+    pub async fn list_buckets(&self) -> StoreResult<Vec<BucketInfo>> {
+        let buckets = self.inner.buckets.clone();
+        blocking(move || {
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(&buckets)? {
+                let entry = entry?;
+                let Some(name) = entry.file_name().to_str().and_then(|n| BucketName::parse(n).ok()) else {
+                    continue;
+                };
+                let bytes = match std::fs::read(entry.path().join("bucket.json")) {
+                    Ok(b) => b,
+                    Err(e) if not_found(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let file: BucketFile = serde_json::from_slice(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("bucket.json of {name}: {e}")))?;
+                out.push(BucketInfo {
+                    name,
+                    created: file.created,
+                });
+            }
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
+        .await
+    }
+
+    /// A handle on one bucket; [`StoreError::NoSuchBucket`] if it is missing.
+    pub async fn bucket(&self, bucket: &BucketName) -> StoreResult<FsBucket> {
+        self.head_bucket(bucket).await?;
+        let dir = self.bucket_dir(bucket);
+        Ok(FsBucket {
+            inner: self.inner.clone(),
+            name: bucket.clone(),
+            objects: dir.join("objects"),
+            uploads: dir.join("uploads"),
+        })
+    }
+
+    fn config_path(&self, bucket: &BucketName, name: &str) -> StoreResult<PathBuf> {
+        let enc = encode_segment(name);
+        if name.is_empty() || enc.len() > 200 {
+            return Err(StoreError::UnstorableKey {
+                reason: format!("bad bucket configuration name {name:?}"),
+            });
+        }
+        Ok(self.bucket_dir(bucket).join("config").join(enc + ".cfg"))
+    }
+
+    /// An opaque per-bucket document such as `"cors"`, if set.
+    pub async fn get_bucket_config(&self, bucket: &BucketName, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.head_bucket(bucket).await?;
+        let path = self.config_path(bucket, name)?;
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sets (atomically) or, with `None`, deletes a per-bucket document.
+    pub async fn put_bucket_config(
+        &self,
+        bucket: &BucketName,
+        name: &str,
+        value: Option<Vec<u8>>,
+    ) -> StoreResult<()> {
+        self.head_bucket(bucket).await?;
+        let path = self.config_path(bucket, name)?;
+        let tmp = self.inner.tmp.clone();
+        blocking(move || {
+            match value {
+                Some(v) => write_atomic(&tmp, &path, &v)?,
+                None => match std::fs::remove_file(&path) {
+                    Ok(()) => sync_dir(path.parent().unwrap_or(&path))?,
+                    Err(e) if not_found(&e) => {}
+                    Err(e) => return Err(e.into()),
+                },
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The algorithms to hash besides MD5.
+fn algorithms(expected: Option<&Checksum>, also: Option<ChecksumAlgorithm>) -> Vec<ChecksumAlgorithm> {
+    expected.map(|c| c.algorithm).into_iter().chain(also).collect()
+}
+
+/// Checks a streamed body against its expectations.
+fn verify(
+    hash: &HashResult,
+    expected_len: Option<u64>,
+    expected_md5: Option<[u8; 16]>,
+    expected_checksum: Option<&Checksum>,
+) -> StoreResult<()> {
+    if let Some(expected) = expected_len
+        && hash.len != expected
+    {
+        return Err(StoreError::LengthMismatch {
+            expected,
+            received: hash.len,
+        });
+    }
+    if expected_md5.is_some_and(|m| m != hash.md5) {
+        return Err(StoreError::BadDigest);
+    }
+    if let Some(c) = expected_checksum
+        && find_checksum(hash, c.algorithm).is_none_or(|got| got.value != c.value)
+    {
+        return Err(StoreError::ChecksumMismatch {
+            algorithm: c.algorithm,
+        });
+    }
+    Ok(())
+}
+
+fn find_checksum(hash: &HashResult, algorithm: ChecksumAlgorithm) -> Option<&Checksum> {
+    hash.checksums.iter().find(|c| c.algorithm == algorithm)
+}
+
+/// The checksum to store: the expected one's algorithm first, else `also`.
+fn stored_checksum(
+    hash: &HashResult,
+    first: Option<ChecksumAlgorithm>,
+    also: Option<ChecksumAlgorithm>,
+) -> Option<Checksum> {
+    first.or(also).and_then(|a| find_checksum(hash, a)).cloned()
+}
+
+/// Maps a failed commit: a vanished objects directory means the bucket is gone.
+fn commit_error(e: io::Error, bucket: &BucketName) -> StoreError {
+    if not_found(&e) {
+        StoreError::NoSuchBucket {
+            bucket: bucket.to_string(),
+        }
+    } else {
+        StoreError::Io(e)
+    }
+}
+
+fn no_such_key(key: &ObjectKey) -> StoreError {
+    StoreError::NoSuchKey { key: key.to_string() }
+}
+
+impl FsBucket {
+    /// The bucket's name.
+    pub fn name(&self) -> &BucketName {
+        &self.name
+    }
+
+    /// Seals `tmp` with `meta` and commits it at `rel` below the objects dir.
+    async fn commit_object(
+        &self,
+        mut tmp: TempFile,
+        rel: PathBuf,
+        meta: ObjectMeta,
+    ) -> StoreResult<ObjectMeta> {
+        let json = serde_json::to_vec(&meta).map_err(|e| StoreError::Io(io::Error::other(e)))?;
+        let base = self.objects.clone();
+        let bucket = self.name.clone();
+        blocking(move || {
+            tmp.seal(&json)?;
+            tmp.commit(&base, &rel).map_err(|e| commit_error(e, &bucket))
+        })
+        .await?;
+        Ok(meta)
+    }
+
+    /// Opens the object file for `key` with its metadata (blocking).
+    async fn open_object(&self, key: &ObjectKey) -> StoreResult<(std::fs::File, u64, ObjectMeta)> {
+        let Ok(rel) = object_rel_path(key) else {
+            return Err(no_such_key(key));
+        };
+        let path = self.objects.join(rel);
+        let k = key.clone();
+        blocking(move || match open_with_meta::<ObjectMeta>(&path) {
+            Err(StoreError::Io(e)) if not_found(&e) => Err(no_such_key(&k)),
+            Ok((f, len, mut meta)) => {
+                meta.key = k;
+                if meta.size != len {
+                    return Err(StoreError::Corrupt(format!(
+                        "{}: size differs from data length",
+                        path.display()
+                    )));
+                }
+                Ok((f, len, meta))
+            }
+            Err(e) => Err(e),
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Store for FsBucket {
+    async fn put(&self, key: &ObjectKey, body: ByteStream, opts: PutOptions) -> StoreResult<ObjectMeta> {
+        let rel = object_rel_path(key)?;
+        let algs = algorithms(opts.expected_checksum.as_ref(), opts.checksum_algorithm);
+        let streamed = stream_to_temp(&self.inner.tmp, body, &algs, opts.expected_len).await?;
+        let hash = &streamed.hash;
+        verify(
+            hash,
+            opts.expected_len,
+            opts.expected_md5,
+            opts.expected_checksum.as_ref(),
+        )?;
+        let meta = ObjectMeta {
+            key: key.clone(),
+            size: hash.len,
+            etag: hex::encode(hash.md5),
+            last_modified: OffsetDateTime::now_utc(),
+            headers: opts.headers,
+            metadata: opts.metadata,
+            checksum: stored_checksum(
+                hash,
+                opts.expected_checksum.as_ref().map(|c| c.algorithm),
+                opts.checksum_algorithm,
+            ),
+            parts_count: None,
+        };
+        self.commit_object(streamed.tmp, rel, meta).await
+    }
+
+    async fn get(&self, key: &ObjectKey, range: Option<ByteRange>) -> StoreResult<GetResult> {
+        let (mut file, size, meta) = self.open_object(key).await?;
+        let range = match range {
+            None => 0..size,
+            Some(r) => r.resolve(size).ok_or(StoreError::InvalidRange { size })?,
+        };
+        file.seek(SeekFrom::Start(range.start))?;
+        let file = tokio::fs::File::from_std(file).take(range.end - range.start);
+        let body = tokio_util::io::ReaderStream::with_capacity(file, READ_CHUNK).boxed();
+        Ok(GetResult { meta, range, body })
+    }
+
+    async fn head(&self, key: &ObjectKey) -> StoreResult<ObjectMeta> {
+        Ok(self.open_object(key).await?.2)
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> StoreResult<()> {
+        let Ok(rel) = object_rel_path(key) else {
+            return Ok(());
+        };
+        let base = self.objects.clone();
+        blocking(move || {
+            let path = base.join(&rel);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if not_found(&e) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+            // Remove parents left empty; a failure means "not empty" (or a
+            // concurrent put refilled it), which ends the walk up.
+            let mut dir = path.parent().map(Path::to_path_buf);
+            while let Some(d) = dir {
+                if d == base || std::fs::remove_dir(&d).is_err() {
+                    file::sync_dir_if_present(&d)?;
+                    break;
+                }
+                dir = d.parent().map(Path::to_path_buf);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list(&self, opts: &ListOptions) -> StoreResult<ListResult> {
+        let base = self.objects.clone();
+        let opts = opts.clone();
+        let bucket = self.name.clone();
+        blocking(move || {
+            if !base.is_dir() {
+                return Err(StoreError::NoSuchBucket {
+                    bucket: bucket.to_string(),
+                });
+            }
+            list::list_blocking(&base, &opts)
+        })
+        .await
+    }
+
+    async fn copy(&self, from: &ObjectKey, to: &ObjectKey, opts: CopyOptions) -> StoreResult<ObjectMeta> {
+        let rel = object_rel_path(to)?;
+        let (mut src, size, src_meta) = self.open_object(from).await?;
+        let tmp_dir = self.inner.tmp.clone();
+        let tmp = blocking(move || {
+            let mut tmp = TempFile::create(&tmp_dir)?;
+            src.seek(SeekFrom::Start(0))?;
+            let copied = io::copy(&mut io::Read::take(&mut src, size), tmp.file()?)?;
+            if copied != size {
+                return Err(StoreError::Corrupt(
+                    "source shorter than its metadata says".into(),
+                ));
+            }
+            tmp.set_data_len(size);
+            Ok(tmp)
+        })
+        .await?;
+        let mut meta = src_meta;
+        meta.key = to.clone();
+        meta.last_modified = OffsetDateTime::now_utc();
+        if let CopyOptions::ReplaceMetadata(o) = opts {
+            meta.headers = o.headers;
+            meta.metadata = o.metadata;
+        }
+        self.commit_object(tmp, rel, meta).await
+    }
+}
