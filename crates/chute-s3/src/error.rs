@@ -1,0 +1,221 @@
+//! The one place where store, key and bucket-name failures become S3 wire
+//! errors ([`store_error`], [`key_error`], [`bucket_name_error`]), plus
+//! [`s3_error_response`] so routes outside s3s (the POST Object route, CORS
+//! preflight) answer with the same XML error documents.
+//!
+//! Internal details (I/O errors, corrupt metadata) are logged here and never
+//! sent to the client.
+
+use chute_core::{BucketNameError, ChecksumAlgorithm, KeyError};
+use chute_store::StoreError;
+use http::StatusCode;
+use s3s::{S3Error, S3ErrorCode};
+use std::io;
+
+/// Why an aws-chunked trailer checksum failed; travels inside the
+/// `io::Error` that aborts the store write, and is recognised by
+/// [`store_error`].
+#[derive(Debug, thiserror::Error)]
+pub enum TrailerChecksumError {
+    /// The trailer announced in `x-amz-trailer` never arrived.
+    #[error("the {0} trailer announced in x-amz-trailer is missing")]
+    Missing(ChecksumAlgorithm),
+    /// The trailer value is not a valid base64 digest.
+    #[error("the {0} trailer is not a valid checksum")]
+    Malformed(ChecksumAlgorithm),
+    /// The body does not have the checksum the trailer states.
+    #[error("the {0} trailer does not match the body")]
+    Mismatch(ChecksumAlgorithm),
+}
+
+/// An S3 error with a message.
+pub(crate) fn s3_err(code: S3ErrorCode, message: impl Into<String>) -> S3Error {
+    S3Error::with_message(code, message.into())
+}
+
+/// `BadDigest` for an `x-amz-checksum-*` mismatch, worded as S3 words it.
+pub(crate) fn checksum_mismatch(algorithm: ChecksumAlgorithm) -> S3Error {
+    s3_err(
+        S3ErrorCode::BadDigest,
+        format!(
+            "The {} you specified did not match the calculated checksum.",
+            algorithm.header_name()
+        ),
+    )
+}
+
+/// Maps a rejected object key: `KeyTooLongError` for length, otherwise
+/// `InvalidArgument` naming the rule.
+pub fn key_error(err: &KeyError) -> S3Error {
+    match err {
+        KeyError::TooLong(_) => s3_err(S3ErrorCode::KeyTooLongError, "Your key is too long"),
+        other => s3_err(S3ErrorCode::InvalidArgument, other.to_string()),
+    }
+}
+
+/// Maps a rejected bucket name to `InvalidBucketName`.
+pub fn bucket_name_error(err: &BucketNameError) -> S3Error {
+    s3_err(S3ErrorCode::InvalidBucketName, err.to_string())
+}
+
+/// Maps a store failure to the S3 error a client expects.
+pub fn store_error(err: StoreError) -> S3Error {
+    use S3ErrorCode as C;
+    match err {
+        StoreError::NoSuchKey { .. } => s3_err(C::NoSuchKey, "The specified key does not exist."),
+        StoreError::NoSuchBucket { .. } => s3_err(C::NoSuchBucket, "The specified bucket does not exist"),
+        StoreError::NoSuchUpload { .. } => s3_err(
+            C::NoSuchUpload,
+            "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+        ),
+        StoreError::BucketExists { .. } => s3_err(
+            C::BucketAlreadyOwnedByYou,
+            "Your previous request to create the named bucket succeeded and you already own it.",
+        ),
+        StoreError::BucketNotEmpty { .. } => {
+            s3_err(C::BucketNotEmpty, "The bucket you tried to delete is not empty")
+        }
+        StoreError::InvalidRange { .. } => s3_err(C::InvalidRange, "The requested range is not satisfiable"),
+        e @ StoreError::InvalidPart { .. } => s3_err(
+            C::InvalidPart,
+            format!(
+                "One or more of the specified parts could not be found or its entity tag did not match: {e}"
+            ),
+        ),
+        StoreError::InvalidPartOrder => s3_err(
+            C::InvalidPartOrder,
+            "The list of parts was not in ascending order.",
+        ),
+        e @ StoreError::PartTooSmall { .. } => s3_err(
+            C::EntityTooSmall,
+            format!("Your proposed upload is smaller than the minimum allowed object size: {e}"),
+        ),
+        e @ StoreError::InvalidPartNumber(_) => s3_err(C::InvalidArgument, e.to_string()),
+        StoreError::BadDigest => s3_err(
+            C::BadDigest,
+            "The Content-MD5 you specified did not match what we received.",
+        ),
+        StoreError::ChecksumMismatch { algorithm } => checksum_mismatch(algorithm),
+        e @ StoreError::LengthMismatch { .. } => s3_err(
+            C::IncompleteBody,
+            format!(
+                "You did not provide the number of bytes specified by the Content-Length HTTP header: {e}"
+            ),
+        ),
+        e @ StoreError::UnstorableKey { .. } => s3_err(C::KeyTooLongError, e.to_string()),
+        StoreError::Body(e) => body_error(&e),
+        StoreError::Io(e) => io_error(&e),
+        StoreError::Corrupt(detail) => {
+            tracing::error!(%detail, "stored data is corrupt");
+            internal_error()
+        }
+    }
+}
+
+fn internal_error() -> S3Error {
+    s3_err(
+        S3ErrorCode::InternalError,
+        "We encountered an internal error. Please try again.",
+    )
+}
+
+fn trailer_error(e: &io::Error) -> Option<&TrailerChecksumError> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<TrailerChecksumError>())
+}
+
+fn body_error(e: &io::Error) -> S3Error {
+    match trailer_error(e) {
+        Some(TrailerChecksumError::Mismatch(alg)) => checksum_mismatch(*alg),
+        Some(t @ (TrailerChecksumError::Missing(_) | TrailerChecksumError::Malformed(_))) => {
+            s3_err(S3ErrorCode::InvalidRequest, t.to_string())
+        }
+        None if e.kind() == io::ErrorKind::TimedOut => s3_err(
+            S3ErrorCode::RequestTimeout,
+            "Your socket connection to the server was not read from or written to within the timeout period.",
+        ),
+        None => {
+            tracing::debug!(error = %e, "request body failed");
+            s3_err(
+                S3ErrorCode::IncompleteBody,
+                "The request body ended early or could not be read.",
+            )
+        }
+    }
+}
+
+fn io_error(e: &io::Error) -> S3Error {
+    if trailer_error(e).is_some() {
+        return body_error(e);
+    }
+    if e.kind() == io::ErrorKind::StorageFull {
+        tracing::error!(error = %e, "store is out of space");
+        let mut err = s3_err(
+            S3ErrorCode::Custom("InsufficientStorage".into()),
+            "The server has no space left to store this object.",
+        );
+        err.set_status_code(StatusCode::INSUFFICIENT_STORAGE);
+        return err;
+    }
+    tracing::error!(error = %e, "store I/O failed");
+    internal_error()
+}
+
+/// An S3-style XML error response (`<Error><Code>…`), for routes that answer
+/// outside s3s so every error of the endpoint looks alike.
+pub fn s3_error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    resource: &str,
+    request_id: &str,
+) -> http::Response<s3s::Body> {
+    use quick_xml::escape::escape;
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><Resource>{}</Resource><RequestId>{}</RequestId></Error>",
+        escape(code),
+        escape(message),
+        escape(resource),
+        escape(request_id)
+    );
+    let mut resp = http::Response::new(s3s::Body::from(xml));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-amz-request-id", v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_and_statuses() {
+        let e = store_error(StoreError::NoSuchKey { key: "k".into() });
+        assert_eq!(e.code(), &S3ErrorCode::NoSuchKey);
+        let e = store_error(StoreError::Io(io::Error::from(io::ErrorKind::StorageFull)));
+        assert_eq!(e.status_code(), Some(StatusCode::INSUFFICIENT_STORAGE));
+        assert_eq!(e.code().as_str(), "InsufficientStorage");
+        let e = store_error(StoreError::Io(io::Error::other("secret path /x")));
+        assert_eq!(e.code(), &S3ErrorCode::InternalError);
+        assert!(!e.message().unwrap_or_default().contains("/x"));
+        let e = store_error(StoreError::Body(io::Error::other(
+            TrailerChecksumError::Mismatch(ChecksumAlgorithm::Crc32),
+        )));
+        assert_eq!(e.code(), &S3ErrorCode::BadDigest);
+        assert!(e.message().unwrap_or_default().contains("x-amz-checksum-crc32"));
+        let e = key_error(&KeyError::TooLong(2000));
+        assert_eq!(e.code(), &S3ErrorCode::KeyTooLongError);
+    }
+
+    #[test]
+    fn error_response_escapes() {
+        let r = s3_error_response(StatusCode::FORBIDDEN, "AccessDenied", "a<b", "/b/k", "id1");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    }
+}
