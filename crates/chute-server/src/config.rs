@@ -1,0 +1,405 @@
+//! Configuration in two steps: [`RawConfig`] mirrors the TOML file and the
+//! `CHUTE_*` environment variables as given; [`Config`] is the validated
+//! form the server runs on, built with `TryFrom`, with an error that
+//! names the bad setting.
+
+use chute_core::BucketName;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Settings as written in `chute.toml` or `CHUTE_<NAME>` variables; every
+/// field optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawConfig {
+    /// `development` (default) or `production`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// App listener address (default `127.0.0.1:8080`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Embedded S3 listener address (default `127.0.0.1:9000`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_listen: Option<String>,
+    /// Where the embedded store keeps its data (default `./chute-data`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// The bucket uploads go to (default `uploads`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// The region clients sign for (default `us-east-1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// The embedded store's access key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_access_key: Option<String>,
+    /// The embedded store's secret key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_secret_key: Option<String>,
+    /// Extra browser origins allowed to call the store in development mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors_origins: Option<Vec<String>>,
+    /// Seconds in-flight requests get to finish after SIGTERM (default 30).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace_seconds: Option<u64>,
+    /// Largest POST Object file in bytes (default and maximum 5 GiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_post_object_size: Option<u64>,
+    /// Bytes all fields before the file of a POST form may take (default 20 KiB, as S3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_post_form_fields_bytes: Option<usize>,
+}
+
+/// Names accepted from the environment as `CHUTE_<NAME>`.
+const ENV_KEYS: [&str; 12] = [
+    "mode",
+    "listen",
+    "s3_listen",
+    "data_dir",
+    "bucket",
+    "region",
+    "s3_access_key",
+    "s3_secret_key",
+    "cors_origins",
+    "shutdown_grace_seconds",
+    "max_post_object_size",
+    "max_post_form_fields_bytes",
+];
+
+impl RawConfig {
+    /// Merges, lowest first: defaults, the TOML file (if any), `CHUTE_*`
+    /// environment variables, then `overrides` (the command line).
+    pub fn load(file: Option<&Path>, overrides: RawConfig) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::new(
+                    "config",
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            .merge(Env::prefixed("CHUTE_").only(&ENV_KEYS))
+            .merge(Serialized::defaults(overrides));
+        figment.extract().map_err(|e| {
+            let name = e.path.join(".");
+            ConfigError::new(
+                if name.is_empty() { "config".into() } else { name },
+                e.kind.to_string(),
+            )
+        })
+    }
+}
+
+/// Whether Chute runs for a developer or for production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Embedded store, generated credentials, open CORS for loopback.
+    Development,
+    /// Every secret must be set explicitly.
+    Production,
+}
+
+/// Credentials of the embedded store and where they came from.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreCredentials {
+    /// The access key id.
+    pub access_key: String,
+    /// The secret key.
+    pub secret_key: String,
+}
+
+impl fmt::Debug for StoreCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreCredentials")
+            .field("access_key", &self.access_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The validated configuration the server runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Development or production.
+    pub mode: Mode,
+    /// App listener address.
+    pub listen: SocketAddr,
+    /// Embedded S3 listener address.
+    pub s3_listen: SocketAddr,
+    /// The embedded store's data directory.
+    pub data_dir: PathBuf,
+    /// The bucket uploads go to.
+    pub bucket: BucketName,
+    /// The signing region.
+    pub region: String,
+    /// Explicit credentials; `None` in development means "generate and keep
+    /// them in the data directory".
+    pub credentials: Option<StoreCredentials>,
+    /// Origins allowed to call the store from a browser (development mode).
+    pub cors_origins: Vec<String>,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Largest POST Object file in bytes.
+    pub max_post_object_size: u64,
+    /// Cap on the fields preceding the file in a POST form.
+    pub max_post_form_fields_bytes: usize,
+}
+
+/// A setting that failed validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting `{setting}` (CHUTE_{env}): {reason}")]
+pub struct ConfigError {
+    /// The setting's name as in the TOML file.
+    pub setting: String,
+    env: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(setting: impl Into<String>, reason: impl Into<String>) -> Self {
+        let setting = setting.into();
+        Self {
+            env: setting.to_ascii_uppercase(),
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+const FIVE_GIB: u64 = 5 * 1024 * 1024 * 1024;
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        let mode = match raw.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("development") | Some("dev") => Mode::Development,
+            Some("production") | Some("prod") => Mode::Production,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "mode",
+                    format!("{other:?} is neither development nor production"),
+                ));
+            }
+        };
+        let addr = |name: &str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
+            let value = value.unwrap_or_else(|| default.to_owned());
+            value.parse().map_err(|_| {
+                ConfigError::new(name, format!("{value:?} is not an address like 127.0.0.1:8080"))
+            })
+        };
+        let listen = addr("listen", raw.listen, "127.0.0.1:8080")?;
+        let s3_listen = addr("s3_listen", raw.s3_listen, "127.0.0.1:9000")?;
+        if listen == s3_listen && listen.port() != 0 {
+            return Err(ConfigError::new("s3_listen", "must differ from `listen`"));
+        }
+        let bucket = BucketName::parse(raw.bucket.as_deref().unwrap_or("uploads"))
+            .map_err(|e| ConfigError::new("bucket", e.to_string()))?;
+        let region = raw.region.unwrap_or_else(|| "us-east-1".into());
+        if region.is_empty() || !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(ConfigError::new(
+                "region",
+                format!("{region:?} is not a region name like us-east-1"),
+            ));
+        }
+        let credentials = credentials(mode, raw.s3_access_key, raw.s3_secret_key)?;
+        let max_post_object_size = raw.max_post_object_size.unwrap_or(FIVE_GIB);
+        if max_post_object_size == 0 || max_post_object_size > FIVE_GIB {
+            return Err(ConfigError::new(
+                "max_post_object_size",
+                "must be 1 byte to 5 GiB (S3's POST limit)",
+            ));
+        }
+        let max_post_form_fields_bytes = raw.max_post_form_fields_bytes.unwrap_or(20 * 1024);
+        if !(1024..=1024 * 1024).contains(&max_post_form_fields_bytes) {
+            return Err(ConfigError::new(
+                "max_post_form_fields_bytes",
+                "must be 1 KiB to 1 MiB",
+            ));
+        }
+        let mut cors_origins = raw.cors_origins.unwrap_or_default();
+        for origin in &cors_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
+                return Err(ConfigError::new(
+                    "cors_origins",
+                    format!("{origin:?} is not an origin like https://app.example.com"),
+                ));
+            }
+        }
+        if mode == Mode::Development {
+            cors_origins.extend(loopback_origins(listen));
+        }
+        Ok(Self {
+            mode,
+            listen,
+            s3_listen,
+            data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("chute-data")),
+            bucket,
+            region,
+            credentials,
+            cors_origins,
+            shutdown_grace: Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(30)),
+            max_post_object_size,
+            max_post_form_fields_bytes,
+        })
+    }
+}
+
+fn credentials(
+    mode: Mode,
+    access: Option<String>,
+    secret: Option<String>,
+) -> Result<Option<StoreCredentials>, ConfigError> {
+    match (access, secret) {
+        (Some(access_key), Some(secret_key)) => {
+            if access_key.len() < 3 || !access_key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(ConfigError::new(
+                    "s3_access_key",
+                    "must be at least 3 ASCII letters or digits",
+                ));
+            }
+            if secret_key.len() < 8 {
+                return Err(ConfigError::new("s3_secret_key", "must be at least 8 characters"));
+            }
+            Ok(Some(StoreCredentials {
+                access_key,
+                secret_key,
+            }))
+        }
+        (None, None) if mode == Mode::Development => Ok(None),
+        (None, None) => Err(ConfigError::new(
+            "s3_access_key",
+            "production mode needs explicit credentials",
+        )),
+        (Some(_), None) => Err(ConfigError::new(
+            "s3_secret_key",
+            "is required when s3_access_key is set",
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            "s3_access_key",
+            "is required when s3_secret_key is set",
+        )),
+    }
+}
+
+/// The origins a browser uses for the app listener on this machine.
+fn loopback_origins(listen: SocketAddr) -> Vec<String> {
+    let port = listen.port();
+    vec![
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+        format!("http://[::1]:{port}"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_settings_is_development_on_default_ports() {
+        let c = Config::try_from(RawConfig::default()).unwrap();
+        assert_eq!(c.mode, Mode::Development);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.s3_listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.bucket.as_str(), "uploads");
+        assert!(c.credentials.is_none());
+        assert!(c.cors_origins.contains(&"http://127.0.0.1:8080".to_owned()));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let bad = |raw: RawConfig, setting: &str| {
+            let err = Config::try_from(raw).unwrap_err();
+            assert_eq!(err.setting, setting, "{err}");
+            assert!(
+                err.to_string()
+                    .contains(&format!("CHUTE_{}", setting.to_uppercase())),
+                "{err}"
+            );
+        };
+        bad(
+            RawConfig {
+                listen: Some("nowhere".into()),
+                ..Default::default()
+            },
+            "listen",
+        );
+        bad(
+            RawConfig {
+                bucket: Some("Bad_Bucket".into()),
+                ..Default::default()
+            },
+            "bucket",
+        );
+        bad(
+            RawConfig {
+                mode: Some("staging".into()),
+                ..Default::default()
+            },
+            "mode",
+        );
+        bad(
+            RawConfig {
+                mode: Some("production".into()),
+                ..Default::default()
+            },
+            "s3_access_key",
+        );
+        bad(
+            RawConfig {
+                s3_access_key: Some("AKIA1".into()),
+                ..Default::default()
+            },
+            "s3_secret_key",
+        );
+        bad(
+            RawConfig {
+                max_post_object_size: Some(6 << 30),
+                ..Default::default()
+            },
+            "max_post_object_size",
+        );
+        bad(
+            RawConfig {
+                cors_origins: Some(vec!["*".into()]),
+                ..Default::default()
+            },
+            "cors_origins",
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let c = StoreCredentials {
+            access_key: "AKIA".into(),
+            secret_key: "hunter2hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn file_env_and_flags_merge_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chute.toml");
+        std::fs::write(&path, "bucket = \"from-file\"\nregion = \"eu-west-1\"\n").unwrap();
+        let flags = RawConfig {
+            region: Some("eu-central-1".into()),
+            ..Default::default()
+        };
+        let raw = RawConfig::load(Some(&path), flags).unwrap();
+        assert_eq!(raw.bucket.as_deref(), Some("from-file"));
+        assert_eq!(raw.region.as_deref(), Some("eu-central-1"));
+        std::fs::write(&path, "buckit = \"typo\"\n").unwrap();
+        let err = RawConfig::load(Some(&path), RawConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("buckit"), "{err}");
+    }
+}

@@ -1,0 +1,304 @@
+//! [`serve`]: open the store, bind both listeners, run until a shutdown
+//! signal, then let in-flight requests finish within the grace period.
+
+use crate::app::{AppState, app};
+use crate::config::{Config, Mode, StoreCredentials};
+use crate::credentials;
+use chute_core::sigv4::Credentials;
+use chute_s3::{EmbeddedS3, EmbeddedS3Config, cors};
+use chute_store::StoreError;
+use chute_store::fs::FsStore;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How long a client may take to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The data directory or the store inside it could not be opened.
+    #[error("cannot open the store in {dir}: {source}")]
+    Store {
+        /// The data directory.
+        dir: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The development credentials file could not be read or written.
+    #[error("cannot keep development credentials in {dir}: {source}")]
+    Credentials {
+        /// The data directory.
+        dir: String,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({setting}): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Which setting named it.
+        setting: &'static str,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+    /// The app listener failed while serving.
+    #[error("the app listener failed: {0}")]
+    App(#[source] io::Error),
+}
+
+/// Resolves when the process gets SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Runs Chute until `shutdown` resolves, then waits up to the configured
+/// grace period for in-flight requests.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    Server::bind(config).await?.run(shutdown).await
+}
+
+/// A server whose store is open and whose listeners are bound, not yet
+/// serving; tests bind port 0 and read the addresses from it.
+#[derive(Debug)]
+pub struct Server {
+    config: Config,
+    store: FsStore,
+    credentials: StoreCredentials,
+    generated: bool,
+    s3_listener: TcpListener,
+    app_listener: TcpListener,
+    s3_addr: SocketAddr,
+    app_addr: SocketAddr,
+}
+
+impl Server {
+    /// Opens the store (creating the bucket, and in development the
+    /// credentials and default CORS rule) and binds both listeners.
+    pub async fn bind(config: Config) -> Result<Self, ServeError> {
+        let dir = config.data_dir.display().to_string();
+        let store_err = |source| ServeError::Store {
+            dir: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| store_err(StoreError::Io(e)))?;
+        let store = FsStore::open(&config.data_dir).await.map_err(store_err)?;
+        match store.create_bucket(&config.bucket).await {
+            Ok(()) | Err(StoreError::BucketExists { .. }) => {}
+            Err(source) => return Err(store_err(source)),
+        }
+        let (credentials, generated) = match &config.credentials {
+            Some(c) => (c.clone(), false),
+            None => {
+                credentials::load_or_generate(&config.data_dir).map_err(|source| ServeError::Credentials {
+                    dir: dir.clone(),
+                    source,
+                })?
+            }
+        };
+        if config.mode == Mode::Development {
+            cors::ensure_default_cors(&store, &config.bucket, &config.cors_origins)
+                .await
+                .map_err(store_err)?;
+        }
+        let (s3_listener, s3_addr) = bind(config.s3_listen, "s3_listen").await?;
+        let (app_listener, app_addr) = bind(config.listen, "listen").await?;
+        Ok(Self {
+            config,
+            store,
+            credentials,
+            generated,
+            s3_listener,
+            app_listener,
+            s3_addr,
+            app_addr,
+        })
+    }
+
+    /// The bound app listener address.
+    pub fn app_addr(&self) -> SocketAddr {
+        self.app_addr
+    }
+
+    /// The bound S3 listener address.
+    pub fn s3_addr(&self) -> SocketAddr {
+        self.s3_addr
+    }
+
+    /// The embedded store's credentials (given or generated).
+    pub fn credentials(&self) -> &StoreCredentials {
+        &self.credentials
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests
+    /// finish within the grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+        let Self {
+            config,
+            store,
+            credentials: creds,
+            generated,
+            s3_listener,
+            app_listener,
+            s3_addr,
+            app_addr,
+        } = self;
+        let s3_url = format!("http://{s3_addr}");
+        announce(&config, &creds, generated, &s3_url, app_addr);
+        let embedded = EmbeddedS3::new(
+            store.clone(),
+            EmbeddedS3Config {
+                region: config.region.clone(),
+                credentials: vec![Credentials {
+                    access_key: creds.access_key.clone(),
+                    secret_key: creds.secret_key,
+                }],
+                max_post_object_size: config.max_post_object_size,
+                max_post_form_fields_bytes: config.max_post_form_fields_bytes,
+            },
+        );
+        let router = app(AppState {
+            store,
+            bucket: config.bucket.clone(),
+            s3_url,
+        });
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let s3_task = tokio::spawn(serve_s3(s3_listener, embedded, stop_rx.clone()));
+        let mut app_stop = stop_rx;
+        let app_task = tokio::spawn(async move {
+            axum::serve(app_listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = app_stop.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+
+        shutdown.await;
+        tracing::info!(
+            grace_seconds = config.shutdown_grace.as_secs(),
+            "shutting down; letting in-flight requests finish"
+        );
+        let _ = stop_tx.send(true);
+        let finished =
+            tokio::time::timeout(config.shutdown_grace, async { (s3_task.await, app_task.await) }).await;
+        match finished {
+            Ok((_, Ok(Ok(())))) => tracing::info!("stopped cleanly"),
+            Ok((_, Ok(Err(e)))) => return Err(ServeError::App(e)),
+            Ok((_, Err(e))) => tracing::error!(error = %e, "app listener task panicked"),
+            Err(_) => tracing::warn!("grace period over; dropping the requests still in flight"),
+        }
+        Ok(())
+    }
+}
+
+async fn bind(addr: SocketAddr, setting: &'static str) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let err = |source| ServeError::Bind {
+        addr,
+        setting,
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(err)?;
+    let local = listener.local_addr().map_err(err)?;
+    Ok((listener, local))
+}
+
+/// Prints where Chute listens, and the generated credentials in development.
+fn announce(
+    config: &Config,
+    creds: &StoreCredentials,
+    generated_or_kept: bool,
+    s3_url: &str,
+    app: SocketAddr,
+) {
+    tracing::info!(mode = ?config.mode, data_dir = %config.data_dir.display(), "chute is running");
+    println!("Chute app:          http://{app}/");
+    println!(
+        "Embedded S3 store:  {s3_url}  (bucket {}, region {})",
+        config.bucket, config.region
+    );
+    if config.credentials.is_none() {
+        let note = if generated_or_kept {
+            "generated now"
+        } else {
+            "kept in the data directory"
+        };
+        println!("S3 access key:      {}", creds.access_key);
+        println!(
+            "S3 secret key:      {}  ({note}; set CHUTE_S3_ACCESS_KEY and CHUTE_S3_SECRET_KEY to choose them)",
+            creds.secret_key
+        );
+    } else {
+        println!("S3 access key:      {} (from settings)", creds.access_key);
+    }
+}
+
+/// Serves the embedded S3 endpoint until `stop` flips, then waits for the
+/// open connections to finish their requests.
+async fn serve_s3(listener: TcpListener, embedded: EmbeddedS3, mut stop: watch::Receiver<bool>) {
+    let service = embedded.into_service();
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let http = Arc::new(http);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed on the S3 listener");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "S3 connection ended with an error");
+                    }
+                });
+            }
+            () = async { let _ = stop.wait_for(|stop| *stop).await; } => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
