@@ -11,6 +11,12 @@ pub enum PostPolicyError {
     /// A form field appears more than once, so which one S3 would use is ambiguous.
     #[error("Bucket POST contains the field '{0}' more than once.")]
     DuplicateField(String),
+    /// The form carries fields of both SigV2 (`AWSAccessKeyId`, `signature`)
+    /// and SigV4 (`x-amz-*`), so which signature governs would be a guess.
+    #[error(
+        "Bucket POST must use either SigV4 (x-amz-algorithm, x-amz-credential, x-amz-signature) or SigV2 (AWSAccessKeyId, signature) fields, not both."
+    )]
+    MixedSignatureVersions,
     /// `x-amz-algorithm` is not `AWS4-HMAC-SHA256`.
     #[error("Unsupported value for x-amz-algorithm: '{0}'. Only AWS4-HMAC-SHA256 is supported.")]
     UnsupportedAlgorithm(String),
@@ -52,6 +58,7 @@ impl PostPolicyError {
             Self::MissingField(_)
             | Self::DuplicateField(_)
             | Self::UnsupportedAlgorithm(_)
+            | Self::MixedSignatureVersions
             | Self::InvalidCredential(_) => "InvalidArgument",
             Self::InvalidAccessKeyId => "InvalidAccessKeyId",
             Self::SignatureDoesNotMatch => "SignatureDoesNotMatch",
@@ -73,6 +80,7 @@ impl PostPolicyError {
             Self::MissingField(_)
             | Self::DuplicateField(_)
             | Self::UnsupportedAlgorithm(_)
+            | Self::MixedSignatureVersions
             | Self::InvalidCredential(_)
             | Self::MalformedPolicy(_)
             | Self::EntityTooLarge

@@ -162,6 +162,13 @@ fn authenticate(
     lookup_secret: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, PostPolicyError> {
     let get = |name: &str| field(fields, name);
+    let has_v2 = get("awsaccesskeyid").is_some() || get("signature").is_some();
+    let has_v4 = ["x-amz-algorithm", "x-amz-credential", "x-amz-signature"]
+        .iter()
+        .any(|n| get(n).is_some());
+    if has_v2 && has_v4 {
+        return Err(PostPolicyError::MixedSignatureVersions);
+    }
     if let Some(algorithm) = get("x-amz-algorithm") {
         if algorithm != ALGORITHM {
             return Err(PostPolicyError::UnsupportedAlgorithm(algorithm.to_owned()));

@@ -266,6 +266,31 @@ fn sigv2_form_valid_and_tampered() {
     assert_eq!(r.err(), Some(PostPolicyError::MissingField("signature")));
 }
 
+#[test]
+fn a_form_mixing_sigv2_and_sigv4_fields_is_refused() {
+    let (policy, sig) = sigv2_form(
+        r#"{"expiration": "2016-01-01T00:00:00.000Z", "conditions": [{"bucket": "legacy"}, {"key": "k"}]}"#,
+    );
+    for (name, value) in [
+        ("x-amz-signature", "0000"),
+        (
+            "X-Amz-Credential",
+            "AKIAIOSFODNN7EXAMPLE/20151229/us-east-1/s3/aws4_request",
+        ),
+        ("x-amz-algorithm", "AWS4-HMAC-SHA256"),
+    ] {
+        let fields = [
+            ("key", "k"),
+            ("AWSAccessKeyId", AK),
+            ("policy", policy.as_str()),
+            ("signature", sig.as_str()),
+            (name, value),
+        ];
+        let r = verify_post_form(&form(&fields, None), "legacy", &lookup, EXAMPLE_NOW);
+        assert_eq!(r.err(), Some(PostPolicyError::MixedSignatureVersions), "{name}");
+    }
+}
+
 fn creds() -> Credentials {
     Credentials {
         access_key: AK.into(),

@@ -5,7 +5,14 @@ use chute_core::BucketName;
 use chute_core::post_policy::VerifiedPost;
 use chute_store::ObjectMeta;
 use http::{Response, StatusCode, header};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+/// Everything but RFC 3986's unreserved characters is encoded.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Builds the response S3 gives for a stored POST Object.
 pub(super) fn success(
@@ -70,7 +77,7 @@ fn is_http_url(s: &str) -> bool {
 }
 
 fn enc(s: &str) -> String {
-    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+    utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 fn encode_key(key: &str) -> String {
@@ -78,5 +85,5 @@ fn encode_key(key: &str) -> String {
 }
 
 fn xml_escape(s: &str) -> String {
-    quick_xml::escape::escape(s).into_owned()
+    quick_xml::escape::partial_escape(s).into_owned()
 }

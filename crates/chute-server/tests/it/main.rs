@@ -1,4 +1,5 @@
 //! Integration tests of `chute-server`: a real server bound on loopback.
+#![allow(clippy::unwrap_used)]
 
 /// Raw HTTP/1.1 over TCP, so the tests control exactly when bytes are sent.
 mod http;
