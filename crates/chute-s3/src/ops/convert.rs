@@ -232,14 +232,16 @@ pub(crate) fn checksum_request(
         })?;
         req.expected = Some(checksum);
     }
-    let header_alg = headers
-        .get("x-amz-checksum-algorithm")
+    // s3s fills the input's algorithm from `x-amz-checksum-algorithm` (or
+    // the trailer); SDKs send `x-amz-sdk-checksum-algorithm`, read it too.
+    let sdk_header = headers
+        .get("x-amz-sdk-checksum-algorithm")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty());
     let named = sdk_algorithm
         .map(|a| a.as_str())
         .filter(|a| !a.is_empty())
-        .or(header_alg);
+        .or(sdk_header);
     if let Some(name) = named {
         let alg = parse_algorithm(name)?;
         match &req.expected {
