@@ -157,7 +157,7 @@ class ChuteServer:
 
 
 def make_client(server: ChuteServer, **cfg):
-    conf = dict(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=5, read_timeout=120)
+    conf = dict(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=5, read_timeout=120)
     conf.update(cfg)
     return boto3.client(
         "s3",

@@ -162,6 +162,62 @@ def raw_request(
         conn.close()
 
 
+def raw_exchange(
+    port: int,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    body: bytes = b"",
+    timeout: float = 30,
+) -> Resp:
+    """Like raw_request, over a bare socket, for servers that answer before
+    the body is sent: sending stops at the first send error (the server may
+    close early) and whatever response arrived is read and returned."""
+    import socket
+
+    hdrs = {k.lower(): v for k, v in headers.items()}
+    hdrs.setdefault("host", f"127.0.0.1:{port}")
+    hdrs.setdefault("content-length", str(len(body)))
+    hdrs["connection"] = "close"
+    head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    data = b""
+    try:
+        sock.sendall(head.encode())
+        view = memoryview(body)
+        for i in range(0, len(view), 65536):
+            try:
+                sock.sendall(view[i : i + 65536])
+            except OSError:
+                break
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                if b"\r\n\r\n" in data:
+                    h, rest = data.split(b"\r\n\r\n", 1)
+                    m = [ln for ln in h.split(b"\r\n") if ln.lower().startswith(b"content-length:")]
+                    if m and len(rest) >= int(m[0].split(b":")[1]):
+                        break
+        except ConnectionResetError:
+            if b"\r\n\r\n" not in data:
+                raise AssertionError(f"connection reset before a complete response arrived (got {data[:300]!r})")
+    finally:
+        sock.close()
+    h, _, rest = data.partition(b"\r\n\r\n")
+    lines = h.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    rh = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        rh[k.strip().lower()] = v.strip()
+    if "content-length" in rh:
+        rest = rest[: int(rh["content-length"])]
+    return Resp(status, rh, rest)
+
+
 def signed_request(
     server,
     method: str,
@@ -280,7 +336,7 @@ def multipart_body(
 
 def post_form(server, bucket: str, fields: list[tuple[str, str]], **kw) -> Resp:
     body, ctype = multipart_body(fields, **kw)
-    return raw_request(server.s3_port, "POST", f"/{bucket}", {"content-type": ctype}, body)
+    return raw_exchange(server.s3_port, "POST", f"/{bucket}", {"content-type": ctype}, body)
 
 
 # ---------------------------------------------------------------- data dir

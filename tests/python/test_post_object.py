@@ -212,3 +212,16 @@ def test_post_success_action_status_variants(s3, bucket, prefix, status):
     r = post(p["url"], p["fields"])
     # S3: 200 and 204 as asked; anything else falls back to 204.
     assert r.status_code == (200 if status == "200" else 204), r.text
+
+
+def test_post_boto3_default_sigv2_form(chute, s3, bucket, prefix):
+    """boto3 without signature_version signs POST forms with SigV2."""
+    from conftest import make_client
+
+    v2 = make_client(chute, signature_version=None)
+    key = prefix + "boto-v2.txt"
+    p = v2.generate_presigned_post(bucket, key, ExpiresIn=300)
+    assert "signature" in p["fields"] and "AWSAccessKeyId" in p["fields"]
+    r = post(p["url"], p["fields"])
+    assert r.status_code == 204, r.text
+    assert listed(s3, bucket, prefix) == [key]
