@@ -21,5 +21,7 @@ mod listing;
 mod multipart;
 /// PutObject, GetObject (ranges), HeadObject, DeleteObject(s), CopyObject.
 mod objects;
+/// A 256 MiB PUT and GET stream through in bounded memory.
+mod streaming;
 /// Traversal keys are refused and nothing lands outside the bucket.
 mod traversal;
