@@ -91,7 +91,7 @@ impl EmbeddedS3Service {
         // Browser POST Object takes Chute's streaming route (post_object/)
         // before s3s, which would buffer the whole form in memory.
         let mut resp = if crate::post_object::is_post_object(req.method(), req.uri(), req.headers()) {
-            crate::post_object::handle_post_object(ctx.clone(), req).await
+            crate::post_object::handle_post_object(ctx.clone(), req, &request_id).await
         } else {
             self.call_s3s(req, &request_id).await
         };

@@ -50,8 +50,8 @@ pub fn is_post_object(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
 }
 
 /// Handles one POST Object request, answering S3's success shapes or its
-/// XML errors.
-pub async fn handle_post_object<B>(ctx: S3Context, req: Request<B>) -> Response<s3s::Body>
+/// XML errors tagged with `request_id`.
+pub async fn handle_post_object<B>(ctx: S3Context, req: Request<B>, request_id: &str) -> Response<s3s::Body>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -60,13 +60,12 @@ where
     match post_object(&ctx, &bucket_path, req).await {
         Ok(resp) => resp,
         Err(err) => {
-            let request_id = uuid::Uuid::new_v4().simple().to_string();
             if err.is_server_fault() {
                 tracing::error!(bucket = %bucket_path, %request_id, error = %err, "POST Object failed");
             } else {
                 tracing::debug!(bucket = %bucket_path, %request_id, error = %err, "POST Object refused");
             }
-            err.into_response(&format!("/{bucket_path}"), &request_id)
+            err.into_response(&format!("/{bucket_path}"), request_id)
         }
     }
 }

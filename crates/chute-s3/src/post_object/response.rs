@@ -34,7 +34,9 @@ pub(super) fn success(
             enc(meta.key.as_str()),
             enc(&etag)
         );
-        return with_headers(StatusCode::SEE_OTHER, &etag, &location)
+        return Response::builder()
+            .status(StatusCode::SEE_OTHER)
+            .header(header::ETAG, &etag)
             .header(header::LOCATION, target)
             .body(s3s::Body::empty())
             .unwrap_or_default();

@@ -21,6 +21,8 @@ mod listing;
 mod multipart;
 /// PutObject, GetObject (ranges), HeadObject, DeleteObject(s), CopyObject.
 mod objects;
+/// Browser POST Object: success shapes and refusals that store nothing.
+mod post_object;
 /// A 256 MiB PUT and GET stream through in bounded memory.
 mod streaming;
 /// Traversal keys are refused and nothing lands outside the bucket.

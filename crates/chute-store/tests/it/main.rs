@@ -7,4 +7,3 @@ mod crash; // open() removes what a crash leaves; failed writes leave nothing
 mod hostile_keys; // keys never escape the data directory
 mod list_props; // proptest: listings equal the in-memory S3 model
 mod support; // a temp store and bucket for each test
-mod throughput; // put throughput, printed by hand (ignored; not a timed test)
