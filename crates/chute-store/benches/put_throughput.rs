@@ -78,7 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     rt.block_on(store.create_bucket(&bucket_name))?;
     let bucket = rt.block_on(store.bucket(&bucket_name))?;
     let key = ObjectKey::parse("bench/object.bin")?;
-    let mut put = |algorithm: Option<ChecksumAlgorithm>| -> Result<f64, chute_store::StoreError> {
+    let put = |algorithm: Option<ChecksumAlgorithm>| -> Result<f64, chute_store::StoreError> {
         let mut runs = Vec::new();
         for _ in 0..RUNS {
             let opts = PutOptions {
