@@ -36,3 +36,39 @@ impl S3Auth for ConfigAuth {
         }
     }
 }
+
+/// The longest validity a presigned URL may claim, as S3 enforces it.
+pub const MAX_PRESIGNED_EXPIRY_SECONDS: u64 = 604_800;
+
+/// Checks `X-Amz-Expires` of a presigned request, which s3s 0.14.1 does
+/// not bound: S3 refuses more than a week, or a value that is not a
+/// positive number, with `AuthorizationQueryParametersError`. Returns the
+/// message to answer with, or `None` when the query is acceptable.
+pub fn presigned_expiry_problem(query: Option<&str>) -> Option<&'static str> {
+    let raw = query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| name.eq_ignore_ascii_case("X-Amz-Expires"))?
+        .1;
+    match raw.parse::<u64>() {
+        Ok(secs) if (1..=MAX_PRESIGNED_EXPIRY_SECONDS).contains(&secs) => None,
+        Ok(0) => Some("X-Amz-Expires must be non-negative"),
+        Ok(_) => Some("X-Amz-Expires must be less than a week (in seconds) that is 604800"),
+        Err(_) => Some("X-Amz-Expires should be a number"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presigned_expiry_is_bounded_by_a_week() {
+        assert_eq!(presigned_expiry_problem(None), None);
+        assert_eq!(presigned_expiry_problem(Some("uploads")), None);
+        assert_eq!(presigned_expiry_problem(Some("X-Amz-Expires=604800&a=b")), None);
+        assert!(presigned_expiry_problem(Some("a=b&X-Amz-Expires=604801")).is_some());
+        assert!(presigned_expiry_problem(Some("X-Amz-Expires=0")).is_some());
+        assert!(presigned_expiry_problem(Some("x-amz-expires=soon")).is_some());
+    }
+}

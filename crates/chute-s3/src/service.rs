@@ -90,7 +90,15 @@ impl EmbeddedS3Service {
 
         // Browser POST Object takes Chute's streaming route (post_object/)
         // before s3s, which would buffer the whole form in memory.
-        let mut resp = if crate::post_object::is_post_object(req.method(), req.uri(), req.headers()) {
+        let mut resp = if let Some(problem) = crate::auth::presigned_expiry_problem(req.uri().query()) {
+            s3_error_response(
+                StatusCode::BAD_REQUEST,
+                "AuthorizationQueryParametersError",
+                problem,
+                req.uri().path(),
+                &request_id,
+            )
+        } else if crate::post_object::is_post_object(req.method(), req.uri(), req.headers()) {
             crate::post_object::handle_post_object(ctx.clone(), req, &request_id).await
         } else {
             self.call_s3s(req, &request_id).await

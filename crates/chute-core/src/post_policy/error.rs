@@ -5,6 +5,10 @@
 /// Why a POST form upload is refused. `Display` is S3's message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PostPolicyError {
+    /// The form has no policy and no signature field: an anonymous upload,
+    /// which Chute's buckets (private, as S3's by default) never accept.
+    #[error("Access Denied: anonymous POST uploads are not allowed; sign the form with a POST policy.")]
+    Anonymous,
     /// A required form field is absent (`policy`, `key`, a signature field...).
     #[error("Bucket POST must contain a field named '{0}'.")]
     MissingField(&'static str),
@@ -63,7 +67,9 @@ impl PostPolicyError {
             Self::InvalidAccessKeyId => "InvalidAccessKeyId",
             Self::SignatureDoesNotMatch => "SignatureDoesNotMatch",
             Self::MalformedPolicy(_) => "InvalidPolicyDocument",
-            Self::Expired | Self::ConditionFailed(_) | Self::ExtraInputField(_) => "AccessDenied",
+            Self::Anonymous | Self::Expired | Self::ConditionFailed(_) | Self::ExtraInputField(_) => {
+                "AccessDenied"
+            }
             Self::EntityTooLarge => "EntityTooLarge",
             Self::EntityTooSmall => "EntityTooSmall",
         }
@@ -72,7 +78,8 @@ impl PostPolicyError {
     /// The HTTP status S3 answers with.
     pub fn http_status(&self) -> u16 {
         match self {
-            Self::InvalidAccessKeyId
+            Self::Anonymous
+            | Self::InvalidAccessKeyId
             | Self::SignatureDoesNotMatch
             | Self::Expired
             | Self::ConditionFailed(_)

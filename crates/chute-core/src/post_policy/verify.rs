@@ -62,6 +62,17 @@ pub fn verify_post_form(
 ) -> Result<VerifiedPost, PostPolicyError> {
     let fields = lowercase_fields(&form.fields)?;
     let get = |name: &str| field(&fields, name);
+    let auth_fields = [
+        "policy",
+        "x-amz-algorithm",
+        "x-amz-credential",
+        "x-amz-signature",
+        "awsaccesskeyid",
+        "signature",
+    ];
+    if auth_fields.iter().all(|name| get(name).is_none()) {
+        return Err(PostPolicyError::Anonymous);
+    }
     let policy_b64 = get("policy").ok_or(PostPolicyError::MissingField("policy"))?;
     let raw_key = get("key").ok_or(PostPolicyError::MissingField("key"))?;
     let access_key = authenticate(&fields, policy_b64, lookup_secret)?;

@@ -210,8 +210,16 @@ fn hostile_forms_are_refused() {
         EXAMPLE_NOW,
     );
     assert_eq!(r.err(), Some(E::SignatureDoesNotMatch));
-    let anonymous = [("key", "a"), ("policy", AWS_EXAMPLE_POLICY)];
-    assert_eq!(e(&anonymous), Some(E::MissingField("AWSAccessKeyId")));
+    let unsigned = [("key", "a"), ("policy", AWS_EXAMPLE_POLICY)];
+    assert_eq!(e(&unsigned), Some(E::MissingField("AWSAccessKeyId")));
+    // No policy and no signature field at all: an anonymous upload, which
+    // S3 refuses on a private bucket with 403 AccessDenied.
+    let anonymous = [("key", "a"), ("Content-Type", "image/png")];
+    assert_eq!(e(&anonymous), Some(E::Anonymous));
+    assert_eq!(
+        (E::Anonymous.http_status(), E::Anonymous.s3_code()),
+        (403, "AccessDenied")
+    );
 }
 
 #[test]

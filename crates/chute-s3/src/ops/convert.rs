@@ -296,16 +296,25 @@ pub(crate) fn content_md5(value: Option<&str>) -> S3Result<Option<[u8; 16]>> {
 
 /// A declared body length as the store wants it.
 pub(crate) fn content_length(len: Option<i64>) -> S3Result<Option<u64>> {
-    len.map(|l| {
-        u64::try_from(l).map_err(|_| {
-            s3_err(
-                S3ErrorCode::InvalidArgument,
-                "Content-Length must not be negative",
-            )
-        })
-    })
-    .transpose()
+    let Some(len) = len else { return Ok(None) };
+    let len = u64::try_from(len).map_err(|_| {
+        s3_err(
+            S3ErrorCode::InvalidArgument,
+            "Content-Length must not be negative",
+        )
+    })?;
+    // Refused before a byte of the body is read: S3's single-request limit.
+    if len > MAX_SINGLE_UPLOAD {
+        return Err(s3_err(
+            S3ErrorCode::EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed size of 5 GiB per request; use multipart upload.",
+        ));
+    }
+    Ok(Some(len))
 }
+
+/// The largest body S3 accepts in one PutObject or UploadPart: 5 GiB.
+pub(crate) const MAX_SINGLE_UPLOAD: u64 = 5 * 1024 * 1024 * 1024;
 
 /// A quoted S3 ETag from a stored, unquoted one.
 pub(crate) fn etag(stored: &str) -> ETag {
