@@ -3,7 +3,8 @@
 //!
 //! botocore reads the time through `get_current_datetime`, imported into
 //! both `botocore.auth` (signing) and `botocore.signers` (POST policy
-//! expiration); both are patched. Checksums are only computed when
+//! expiration); both are patched, and the CRT signer (which reads its own
+//! clock) is disabled. Checksums are only computed when
 //! required, so presigned URLs carry none.
 
 use serde_json::{Value, json};
@@ -21,6 +22,10 @@ pub const NOW: OffsetDateTime = datetime!(2024-05-01 12:30:45 UTC);
 const SCRIPT: &str = r#"
 import datetime, json, os, sys
 os.environ["AWS_REQUEST_CHECKSUM_CALCULATION"] = "WHEN_REQUIRED"
+# With awscrt installed (the test venv has it for CRC32C), botocore signs
+# through the CRT, which reads its own clock; the Python signer is the one
+# whose clock we can freeze.
+os.environ["BOTO_DISABLE_CRT"] = "true"
 try:
     import boto3, botocore.auth, botocore.signers
     from botocore.config import Config
