@@ -45,11 +45,17 @@ pub const MAX_PRESIGNED_EXPIRY_SECONDS: u64 = 604_800;
 /// positive number, with `AuthorizationQueryParametersError`. Returns the
 /// message to answer with, or `None` when the query is acceptable.
 pub fn presigned_expiry_problem(query: Option<&str>) -> Option<&'static str> {
+    // Decoded as s3s decodes it, so `X-Amz-Expire%73` cannot slip past.
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     let raw = query?
         .split('&')
         .filter_map(|pair| pair.split_once('='))
-        .find(|(name, _)| name.eq_ignore_ascii_case("X-Amz-Expires"))?
-        .1;
+        .find(|(name, _)| decode(name).eq_ignore_ascii_case("X-Amz-Expires"))
+        .map(|(_, value)| decode(value))?;
     match raw.parse::<u64>() {
         Ok(secs) if (1..=MAX_PRESIGNED_EXPIRY_SECONDS).contains(&secs) => None,
         Ok(0) => Some("X-Amz-Expires must be non-negative"),
@@ -70,5 +76,8 @@ mod tests {
         assert!(presigned_expiry_problem(Some("a=b&X-Amz-Expires=604801")).is_some());
         assert!(presigned_expiry_problem(Some("X-Amz-Expires=0")).is_some());
         assert!(presigned_expiry_problem(Some("x-amz-expires=soon")).is_some());
+        // s3s decodes names and values, so the check must too.
+        assert!(presigned_expiry_problem(Some("X-Amz-Expire%73=31536000")).is_some());
+        assert!(presigned_expiry_problem(Some("X-Amz-Expires=%36%30%34%38%30%31")).is_some());
     }
 }

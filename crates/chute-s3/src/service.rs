@@ -9,6 +9,7 @@ use crate::{EmbeddedS3Config, S3Context, cors};
 use chute_store::fs::FsStore;
 use futures::future::BoxFuture;
 use http::{HeaderValue, StatusCode};
+use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ impl EmbeddedS3 {
     pub fn into_service(self) -> EmbeddedS3Service {
         let mut builder = S3ServiceBuilder::new(ChuteS3::new(self.ctx.clone()));
         builder.set_auth(ConfigAuth::new(Arc::clone(&self.ctx.config)));
+        builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3s_limits()))));
         // Path-style addressing only: virtual hosts need a configured domain.
         EmbeddedS3Service {
             inner: Arc::new(Inner {
@@ -61,6 +63,18 @@ pub struct EmbeddedS3Service {
 struct Inner {
     ctx: S3Context,
     s3: S3Service,
+}
+
+/// s3s's limits. Browser POST Object never reaches s3s (the streaming
+/// route takes every multipart POST to a bucket), so its own POST handling,
+/// which buffers the file in memory, gets no room at all as a backstop.
+fn s3s_limits() -> S3Config {
+    let mut config = S3Config::default();
+    config.post_object_max_file_size = 0;
+    config.form_max_field_size = 1024;
+    config.form_max_fields_size = 4096;
+    config.form_max_parts = 8;
+    config
 }
 
 impl std::fmt::Debug for EmbeddedS3Service {

@@ -29,6 +29,10 @@ pub enum PostObjectError {
     /// The key the form names is not a valid object key.
     #[error("Invalid object key: {0}")]
     InvalidKey(String),
+    /// A form value cannot be stored as given (it could not be sent back
+    /// as a header, or a redirect is not a usable URL).
+    #[error("Invalid form field: {0}")]
+    InvalidField(String),
     /// An `x-amz-checksum-*` field is not a valid value.
     #[error("Invalid checksum field: {0}")]
     InvalidChecksum(String),
@@ -63,7 +67,9 @@ impl PostObjectError {
                 e.s3_code(),
                 e.to_string(),
             ),
-            Self::InvalidKey(_) | Self::InvalidChecksum(_) => (bad, "InvalidArgument", self.to_string()),
+            Self::InvalidKey(_) | Self::InvalidField(_) | Self::InvalidChecksum(_) => {
+                (bad, "InvalidArgument", self.to_string())
+            }
             Self::TooLarge { .. } => (bad, "EntityTooLarge", self.to_string()),
             Self::TooSmall { .. } => (bad, "EntityTooSmall", self.to_string()),
             Self::Store(e) => store_parts(e),

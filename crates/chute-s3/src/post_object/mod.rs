@@ -32,9 +32,11 @@ use time::OffsetDateTime;
 pub const S3_MAX_POST_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 /// Whether a request is a browser POST Object: `POST /<bucket>` (path
-/// style, no key, no query) with a `multipart/form-data` body.
+/// style, no key) with a `multipart/form-data` body. A query string does
+/// not change that: s3s would parse such a form as POST Object too, and
+/// buffer its file before checking access.
 pub fn is_post_object(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
-    if method != Method::POST || uri.query().is_some_and(|q| !q.is_empty()) {
+    if method != Method::POST {
         return false;
     }
     let path = uri.path().trim_start_matches('/').trim_end_matches('/');
@@ -120,6 +122,7 @@ where
         None => (0, max_file),
     };
     let opts = put_options(&verified)?;
+    response::check_redirect(&verified)?;
     let body = LimitedField::new(file, min, max).boxed();
     let meta = match bucket.put(&key, body, opts).await {
         Ok(meta) => meta,
@@ -159,6 +162,27 @@ fn put_options(verified: &VerifiedPost) -> Result<PutOptions, PostObjectError> {
         };
         *slot = Some(value.clone());
     }
+    let metadata: Vec<(String, String)> = verified.metadata.iter().cloned().collect();
+    let header_values = [
+        &headers.content_type,
+        &headers.cache_control,
+        &headers.content_disposition,
+        &headers.content_encoding,
+        &headers.content_language,
+        &headers.expires,
+    ];
+    for value in header_values
+        .into_iter()
+        .flatten()
+        .chain(metadata.iter().map(|(_, v)| v))
+    {
+        // Stored values come back as response headers on GET and HEAD.
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(PostObjectError::InvalidField(format!(
+                "{value:?} cannot be sent back as an HTTP header"
+            )));
+        }
+    }
     let expected_checksum = match &verified.checksum {
         Some((algorithm, value)) => Some(
             Checksum::from_base64(*algorithm, value)
@@ -168,7 +192,7 @@ fn put_options(verified: &VerifiedPost) -> Result<PutOptions, PostObjectError> {
     };
     Ok(PutOptions {
         headers,
-        metadata: verified.metadata.iter().cloned().collect(),
+        metadata: metadata.into_iter().collect(),
         expected_checksum,
         ..PutOptions::default()
     })

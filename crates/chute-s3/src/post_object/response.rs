@@ -60,6 +60,18 @@ pub(super) fn success(
     }
 }
 
+/// Refuses a `success_action_redirect` that could not become a `Location`
+/// header, before anything is stored. (A value that is not an http(s) URL
+/// is ignored, as S3 does, and the status answer is used instead.)
+pub(super) fn check_redirect(verified: &VerifiedPost) -> Result<(), super::PostObjectError> {
+    match verified.success_action_redirect.as_deref() {
+        Some(r) if is_http_url(r) && http::HeaderValue::from_str(r).is_err() => Err(
+            super::PostObjectError::InvalidField(format!("success_action_redirect {r:?} is not a valid URL")),
+        ),
+        _ => Ok(()),
+    }
+}
+
 fn with_headers(status: StatusCode, etag: &str, location: &str) -> http::response::Builder {
     Response::builder()
         .status(status)
@@ -75,7 +87,7 @@ fn empty(status: StatusCode, etag: &str, location: &str) -> Response<s3s::Body> 
 
 fn is_http_url(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
-    (lower.starts_with("http://") || lower.starts_with("https://")) && !s.chars().any(char::is_control)
+    lower.starts_with("http://") || lower.starts_with("https://")
 }
 
 fn enc(s: &str) -> String {

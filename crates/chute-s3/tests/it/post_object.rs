@@ -320,3 +320,58 @@ async fn malformed_requests_are_refused_before_reading_a_file() {
     .unwrap();
     assert_eq!(resp.status(), 400);
 }
+
+#[tokio::test]
+async fn forms_with_a_query_still_take_the_streaming_route() {
+    // s3s would parse this as POST Object too, buffering the file before
+    // its access check; Chute's route must answer instead, unauthenticated.
+    let s = Server::with_bucket("pbk").await;
+    let headers = vec![(
+        "content-type".to_owned(),
+        format!("multipart/form-data; boundary={BOUNDARY}"),
+    )];
+    let body = form_body(&[("key".into(), "k".into())], Some(("f", &[0u8; 1024])));
+    let r = s.raw("POST", "/pbk?x=1", &headers, Bytes::from(body)).await;
+    r.expect(403, Some("AccessDenied"));
+    assert!(
+        r.text().contains("anonymous POST uploads are not allowed"),
+        "{}",
+        r.text()
+    );
+}
+
+#[tokio::test]
+async fn many_empty_fields_exhaust_the_field_budget() {
+    let s = Server::with_bucket("pbk").await;
+    let fields: Vec<(String, String)> = (0..1000).map(|_| (String::new(), String::new())).collect();
+    let r = post(&s, "pbk", form_body(&fields, Some(("f", b"abc")))).await;
+    r.expect(400, Some("MaxPostPreDataLengthExceededError"));
+}
+
+#[tokio::test]
+async fn values_that_cannot_be_headers_are_refused_before_storing() {
+    let s = Server::with_bucket("pbk").await;
+    let before = s.files();
+    let fields = signed_fields(
+        &policy_json(
+            in_an_hour(),
+            r#", ["eq", "$key", "k"], ["starts-with", "$Content-Type", ""]"#,
+        ),
+        &[("key", "k"), ("Content-Type", "text/plain\r\nX-Evil: 1")],
+    );
+    let r = post(&s, "pbk", form_body(&fields, Some(("f", b"abc")))).await;
+    r.expect(400, Some("InvalidArgument"));
+    let fields = signed_fields(
+        &policy_json(
+            in_an_hour(),
+            r#", ["eq", "$key", "k"], ["starts-with", "$success_action_redirect", ""]"#,
+        ),
+        &[
+            ("key", "k"),
+            ("success_action_redirect", "https://app.example/\u{7f}done"),
+        ],
+    );
+    let r = post(&s, "pbk", form_body(&fields, Some(("f", b"abc")))).await;
+    r.expect(400, Some("InvalidArgument"));
+    assert_eq!(s.files(), before);
+}
