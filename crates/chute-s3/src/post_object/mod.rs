@@ -162,7 +162,7 @@ fn put_options(verified: &VerifiedPost) -> Result<PutOptions, PostObjectError> {
         };
         *slot = Some(value.clone());
     }
-    let metadata: Vec<(String, String)> = verified.metadata.iter().cloned().collect();
+    let metadata: Vec<(String, String)> = verified.metadata.to_vec();
     let header_values = [
         &headers.content_type,
         &headers.cache_control,
