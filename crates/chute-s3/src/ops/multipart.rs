@@ -286,26 +286,46 @@ impl ChuteS3 {
             .list_multipart_uploads(&prefix)
             .await
             .map_err(store_error)?;
+        // Markers apply by position in the store's order (key, then
+        // initiation time), never by comparing upload ids: ids are random,
+        // so an id comparison skips or repeats uploads of one key. S3:
+        // key-marker alone resumes after every upload of that key;
+        // with upload-id-marker, after that upload of the key. A marker id
+        // no longer there (completed or aborted since) skips none of the
+        // key's uploads: a paginator then repeats some, but misses none.
+        let marker_found = !id_marker.is_empty()
+            && uploads
+                .iter()
+                .any(|u| u.key.as_str() == key_marker && u.upload_id == id_marker);
+        // Whether uploads of the key-marker's key are still being skipped.
+        let mut skipping = id_marker.is_empty() || marker_found;
         let mut out = Vec::new();
         let mut prefixes: Vec<String> = Vec::new();
         let mut truncated = false;
-        let mut last: Option<(String, String)> = None;
+        // The last entry returned: a key with its upload id, or a common
+        // prefix (no id), which the next page resumes after as a whole.
+        let mut last: Option<(String, Option<String>)> = None;
         for u in uploads {
             let k = u.key.as_str();
-            // After the marker: a later key, or the marker key with a later id.
-            if !key_marker.is_empty()
-                && (k < key_marker.as_str()
-                    || (k == key_marker && (id_marker.is_empty() || u.upload_id <= id_marker)))
-            {
-                continue;
+            if !key_marker.is_empty() {
+                match k.cmp(key_marker.as_str()) {
+                    std::cmp::Ordering::Less => continue,
+                    std::cmp::Ordering::Equal if skipping => {
+                        skipping = u.upload_id != id_marker;
+                        continue;
+                    }
+                    _ => {}
+                }
             }
             let group = delimiter.as_ref().and_then(|d| {
                 k[prefix.len()..]
                     .find(d.as_str())
                     .map(|i| k[..prefix.len() + i + d.len()].to_owned())
             });
+            // A prefix already returned, on this page or (as the marker)
+            // on the one before.
             if let Some(g) = &group
-                && prefixes.last() == Some(g)
+                && (prefixes.last() == Some(g) || *g == key_marker)
             {
                 continue;
             }
@@ -313,7 +333,10 @@ impl ChuteS3 {
                 truncated = true;
                 break;
             }
-            last = Some((k.to_owned(), u.upload_id.clone()));
+            last = Some(match &group {
+                Some(g) => (g.clone(), None),
+                None => (k.to_owned(), Some(u.upload_id.clone())),
+            });
             match group {
                 Some(g) => prefixes.push(g),
                 None => out.push(MultipartUpload {
@@ -331,7 +354,7 @@ impl ChuteS3 {
             }
         }
         let (next_key, next_id) = match (truncated, last) {
-            (true, Some((k, id))) => (Some(enc(&k)), Some(id)),
+            (true, Some((k, id))) => (Some(enc(&k)), id),
             _ => (None, None),
         };
         Ok(S3Response::new(ListMultipartUploadsOutput {

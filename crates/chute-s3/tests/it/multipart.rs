@@ -151,3 +151,157 @@ async fn abort_and_small_parts() {
         .await
         .expect(404, Some("NoSuchUpload"));
 }
+
+async fn create_upload(s: &Server, key: &str) -> String {
+    let r = s
+        .send(Req::new("POST", &format!("/bk1/{key}")).query("uploads", ""))
+        .await;
+    r.expect(200, None);
+    xml_value(&r.text(), "UploadId").unwrap()
+}
+
+/// Two uploads of `key`, the second initiated later but with the smaller
+/// id, so that ordering by id and ordering by initiation disagree.
+async fn two_uploads_ids_descending(s: &Server, key: &str) -> [String; 2] {
+    let first = create_upload(s, key).await;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        let second = create_upload(s, key).await;
+        if second < first {
+            return [first, second];
+        }
+        s.send(Req::new("DELETE", &format!("/bk1/{key}")).query("uploadId", &second))
+            .await
+            .expect(204, None);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Listed {
+    Upload(String, String),
+    Prefix(String),
+}
+
+impl Listed {
+    fn sort_key(&self) -> &str {
+        match self {
+            Self::Upload(k, _) | Self::Prefix(k) => k,
+        }
+    }
+}
+
+/// One ListMultipartUploads page: its entries in listing order, whether it
+/// is truncated, and the next markers.
+async fn uploads_page(
+    s: &Server,
+    max: usize,
+    delimiter: Option<&str>,
+    key_marker: Option<&str>,
+    id_marker: Option<&str>,
+) -> (Vec<Listed>, bool, Option<String>, Option<String>) {
+    let mut req = Req::new("GET", "/bk1")
+        .query("uploads", "")
+        .query("max-uploads", &max.to_string());
+    if let Some(d) = delimiter {
+        req = req.query("delimiter", d);
+    }
+    if let Some(k) = key_marker {
+        req = req.query("key-marker", k);
+    }
+    if let Some(i) = id_marker {
+        req = req.query("upload-id-marker", i);
+    }
+    let r = s.send(req).await;
+    r.expect(200, None);
+    let xml = r.text();
+    let mut entries: Vec<Listed> = xml_values(&xml, "Upload")
+        .iter()
+        .map(|u| Listed::Upload(xml_value(u, "Key").unwrap(), xml_value(u, "UploadId").unwrap()))
+        .chain(
+            xml_values(&xml, "CommonPrefixes")
+                .iter()
+                .map(|p| Listed::Prefix(xml_value(p, "Prefix").unwrap())),
+        )
+        .collect();
+    // Uploads and prefixes come in separate lists; merge them by key
+    // (stable, so uploads of one key keep their order).
+    entries.sort_by(|a, b| a.sort_key().cmp(b.sort_key()));
+    let truncated = xml_value(&xml, "IsTruncated").as_deref() == Some("true");
+    let next_key = xml_value(&xml, "NextKeyMarker").filter(|v| !v.is_empty());
+    let next_id = xml_value(&xml, "NextUploadIdMarker").filter(|v| !v.is_empty());
+    (entries, truncated, next_key, next_id)
+}
+
+/// Pages through every upload the way boto3's and the AWS CLI's paginators
+/// do: NextKeyMarker and NextUploadIdMarker become the next request's
+/// key-marker and upload-id-marker while IsTruncated is true.
+async fn page_all_uploads(s: &Server, max: usize, delimiter: Option<&str>) -> Vec<Listed> {
+    let mut seen = Vec::new();
+    let (mut key_marker, mut id_marker) = (None, None);
+    for _ in 0..20 {
+        let (entries, truncated, next_key, next_id) =
+            uploads_page(s, max, delimiter, key_marker.as_deref(), id_marker.as_deref()).await;
+        assert!(entries.len() <= max, "page over max-uploads: {entries:?}");
+        seen.extend(entries);
+        if !truncated {
+            return seen;
+        }
+        assert!(next_key.is_some(), "truncated page without NextKeyMarker");
+        (key_marker, id_marker) = (next_key, next_id);
+    }
+    panic!("ListMultipartUploads paging did not end; seen so far: {seen:?}");
+}
+
+#[tokio::test]
+async fn list_multipart_uploads_pages_see_every_upload_once_in_order() {
+    let s = Server::with_bucket("bk1").await;
+    let [a1, a2] = two_uploads_ids_descending(&s, "a").await;
+    let [b1, b2] = two_uploads_ids_descending(&s, "b/x").await;
+    let c1 = create_upload(&s, "c").await;
+    let up = |k: &str, id: &String| Listed::Upload(k.to_owned(), id.clone());
+    let flat = vec![
+        up("a", &a1),
+        up("a", &a2),
+        up("b/x", &b1),
+        up("b/x", &b2),
+        up("c", &c1),
+    ];
+    let grouped = vec![
+        up("a", &a1),
+        up("a", &a2),
+        Listed::Prefix("b/".to_owned()),
+        up("c", &c1),
+    ];
+    for max in [1, 2] {
+        assert_eq!(page_all_uploads(&s, max, None).await, flat, "max-uploads={max}");
+        assert_eq!(
+            page_all_uploads(&s, max, Some("/")).await,
+            grouped,
+            "max-uploads={max} delimiter=/"
+        );
+    }
+
+    // A page ending on a common prefix names the prefix as NextKeyMarker
+    // and no upload id.
+    let (page, truncated, next_key, next_id) = uploads_page(&s, 3, Some("/"), None, None).await;
+    assert_eq!(page, grouped[..3]);
+    assert!(truncated);
+    assert_eq!(next_key.as_deref(), Some("b/"));
+    assert_eq!(next_id, None);
+
+    // key-marker alone skips every upload of that key.
+    let (page, ..) = uploads_page(&s, 10, None, Some("a"), None).await;
+    assert_eq!(page, flat[2..]);
+    // key-marker with an upload-id-marker starts right after that upload.
+    let (page, ..) = uploads_page(&s, 10, None, Some("a"), Some(&a1)).await;
+    assert_eq!(page, flat[1..]);
+    let (page, ..) = uploads_page(&s, 10, None, Some("a"), Some(&a2)).await;
+    assert_eq!(page, flat[2..]);
+    // An upload-id-marker naming no upload of the key (completed or aborted
+    // since) skips none of that key's uploads: repeat rather than miss.
+    let (page, ..) = uploads_page(&s, 10, None, Some("a"), Some("0123456789abcdef0123456789abcdef")).await;
+    assert_eq!(page, flat);
+    // Without key-marker, upload-id-marker is ignored.
+    let (page, ..) = uploads_page(&s, 10, None, None, Some(&a2)).await;
+    assert_eq!(page, flat);
+}
