@@ -9,7 +9,8 @@ use super::convert::{
 use super::{ChuteS3, R};
 use crate::error::{s3_err, store_error};
 use chute_store::{
-    ByteRange, CompletedPart as StoreCompletedPart, MultipartStore as _, PartOptions, PutOptions, Store as _,
+    ByteRange, ChecksumAlgorithm as ChecksumAlgo, CompletedPart as StoreCompletedPart, MultipartStore as _,
+    PartOptions, PutOptions, Store as _,
 };
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
@@ -47,6 +48,46 @@ fn copy_range(raw: &str) -> S3Result<ByteRange> {
     Ok(ByteRange::Inclusive { first, last })
 }
 
+/// Checks the `x-amz-checksum-type` of CreateMultipartUpload. Only
+/// COMPOSITE multipart checksums exist here: the store keeps no checksum
+/// type with an upload and stamps every completed object with the
+/// composite checksum, so a FULL_OBJECT upload would complete with the
+/// wrong type (and SDKs asking for a full-object CRC fail validation).
+/// Refusing up front is the honest answer. CRC64NVME is FULL_OBJECT-only
+/// in S3 (and its default type), so it is refused as well.
+fn create_checksum_type(ty: Option<&ChecksumType>, algorithm: Option<ChecksumAlgo>) -> S3Result<()> {
+    match ty.map(ChecksumType::as_str).filter(|t| !t.is_empty()) {
+        Some(t) if t.eq_ignore_ascii_case(ChecksumType::FULL_OBJECT) => Err(s3_err(
+            S3ErrorCode::InvalidRequest,
+            "FULL_OBJECT checksums are not supported; use COMPOSITE",
+        )),
+        Some(t) if !t.eq_ignore_ascii_case(ChecksumType::COMPOSITE) => Err(s3_err(
+            S3ErrorCode::InvalidRequest,
+            "Value for x-amz-checksum-type header is invalid.",
+        )),
+        _ if algorithm == Some(ChecksumAlgo::Crc64Nvme) => Err(s3_err(
+            S3ErrorCode::InvalidRequest,
+            "CRC64NVME multipart checksums are FULL_OBJECT only, and FULL_OBJECT checksums are not supported; use COMPOSITE with CRC32, CRC32C, SHA1 or SHA256",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the `x-amz-checksum-type` of CompleteMultipartUpload: every
+/// upload here is COMPOSITE (see [`create_checksum_type`]), and S3 refuses
+/// a completion naming another type than the upload's.
+fn complete_checksum_type(ty: Option<&ChecksumType>) -> S3Result<()> {
+    match ty.map(ChecksumType::as_str).filter(|t| !t.is_empty()) {
+        Some(t) if !t.eq_ignore_ascii_case(ChecksumType::COMPOSITE) => Err(s3_err(
+            S3ErrorCode::InvalidRequest,
+            format!(
+                "The upload was created with the COMPOSITE checksum type; the complete request must use the same type, not {t}. FULL_OBJECT checksums are not supported."
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl ChuteS3 {
     pub(super) async fn op_create_multipart_upload(
         &self,
@@ -60,6 +101,7 @@ impl ChuteS3 {
             .as_ref()
             .map(|a| convert::parse_algorithm(a.as_str()))
             .transpose()?;
+        create_checksum_type(input.checksum_type.as_ref(), algorithm)?;
         let opts = PutOptions {
             headers: HeaderInput {
                 content_type: input.content_type.as_ref(),
@@ -208,6 +250,7 @@ impl ChuteS3 {
         let input = req.input;
         let key = Self::key(&input.key)?;
         let bucket = self.bucket(&input.bucket).await?;
+        complete_checksum_type(input.checksum_type.as_ref())?;
         let parts = input
             .multipart_upload
             .and_then(|m| m.parts)

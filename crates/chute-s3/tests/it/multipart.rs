@@ -305,3 +305,119 @@ async fn list_multipart_uploads_pages_see_every_upload_once_in_order() {
     let (page, ..) = uploads_page(&s, 10, None, None, Some(&a2)).await;
     assert_eq!(page, flat);
 }
+
+async fn upload_part(s: &Server, key: &str, id: &str, n: u32, body: Vec<u8>) -> String {
+    let r = s
+        .send(
+            Req::new("PUT", &format!("/bk1/{key}"))
+                .query("partNumber", &n.to_string())
+                .query("uploadId", id)
+                .body(body),
+        )
+        .await;
+    r.expect(200, None);
+    r.header("etag").unwrap().to_owned()
+}
+
+fn complete_xml(etags: &[String]) -> String {
+    let parts: String = etags
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("<Part><PartNumber>{}</PartNumber><ETag>{e}</ETag></Part>", i + 1))
+        .collect();
+    format!("<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>")
+}
+
+#[tokio::test]
+async fn full_object_checksums_are_refused_not_silently_composite() {
+    let s = Server::with_bucket("bk1").await;
+    // What boto3 (s3transfer) sends when the caller supplies a full-object
+    // CRC, and what lib-storage sends with ChecksumType: FULL_OBJECT.
+    for alg in ["CRC32", "CRC32C", "CRC64NVME", "SHA256"] {
+        let r = s
+            .send(
+                Req::new("POST", "/bk1/full")
+                    .query("uploads", "")
+                    .header("x-amz-checksum-algorithm", alg)
+                    .header("x-amz-checksum-type", "FULL_OBJECT"),
+            )
+            .await;
+        r.expect(400, Some("InvalidRequest"));
+        assert!(
+            r.text()
+                .contains("FULL_OBJECT checksums are not supported; use COMPOSITE"),
+            "{alg}: {}",
+            r.text()
+        );
+    }
+    // S3 computes CRC64NVME for multipart objects only as FULL_OBJECT (the
+    // default type for it), so it is refused too, with or without a type.
+    for ty in [None, Some("COMPOSITE")] {
+        let mut req = Req::new("POST", "/bk1/full")
+            .query("uploads", "")
+            .header("x-amz-checksum-algorithm", "CRC64NVME");
+        if let Some(ty) = ty {
+            req = req.header("x-amz-checksum-type", ty);
+        }
+        let r = s.send(req).await;
+        r.expect(400, Some("InvalidRequest"));
+        assert!(r.text().contains("CRC64NVME"), "{}", r.text());
+    }
+    s.send(
+        Req::new("POST", "/bk1/full")
+            .query("uploads", "")
+            .header("x-amz-checksum-algorithm", "CRC32")
+            .header("x-amz-checksum-type", "WHOLE"),
+    )
+    .await
+    .expect(400, Some("InvalidRequest"));
+    // Nothing was started.
+    let r = s.send(Req::new("GET", "/bk1").query("uploads", "")).await;
+    assert!(xml_values(&r.text(), "UploadId").is_empty(), "{}", r.text());
+}
+
+#[tokio::test]
+async fn sdk_default_crc32_multipart_stays_composite() {
+    let s = Server::with_bucket("bk1").await;
+    // lib-storage and s3transfer default: x-amz-checksum-algorithm CRC32 and
+    // no x-amz-checksum-type; an explicit COMPOSITE is the same upload.
+    for ty in [None, Some("COMPOSITE")] {
+        let mut req = Req::new("POST", "/bk1/obj")
+            .query("uploads", "")
+            .header("x-amz-checksum-algorithm", "CRC32");
+        if let Some(ty) = ty {
+            req = req.header("x-amz-checksum-type", ty);
+        }
+        let r = s.send(req).await;
+        r.expect(200, None);
+        assert_eq!(r.header("x-amz-checksum-type"), Some("COMPOSITE"));
+        let id = xml_value(&r.text(), "UploadId").unwrap();
+        let e1 = upload_part(&s, "obj", &id, 1, vec![b'p'; 5 * MIB]).await;
+        let e2 = upload_part(&s, "obj", &id, 2, b"tail".to_vec()).await;
+        let body = complete_xml(&[e1, e2]);
+
+        // A completion claiming FULL_OBJECT for a COMPOSITE upload is
+        // refused, as S3 refuses a checksum type differing from the
+        // one the upload was created with.
+        let r = s
+            .send(
+                Req::new("POST", "/bk1/obj")
+                    .query("uploadId", &id)
+                    .header("x-amz-checksum-type", "FULL_OBJECT")
+                    .body(body.clone()),
+            )
+            .await;
+        r.expect(400, Some("InvalidRequest"));
+
+        let r = s
+            .send(Req::new("POST", "/bk1/obj").query("uploadId", &id).body(body))
+            .await;
+        r.expect(200, None);
+        assert_eq!(xml_value(&r.text(), "ChecksumType").as_deref(), Some("COMPOSITE"));
+        assert!(
+            xml_value(&r.text(), "ChecksumCRC32").unwrap().ends_with("-2"),
+            "{}",
+            r.text()
+        );
+    }
+}
