@@ -209,6 +209,39 @@ fn insert(headers: &mut HeaderMap, name: header::HeaderName, value: &str) {
     }
 }
 
+/// Adds each of `tokens` to the response's `Vary` unless an existing value
+/// already names it (or is `*`); names compare case-insensitively.
+fn add_vary(headers: &mut HeaderMap, tokens: &[&str]) {
+    let present: Vec<String> = headers
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    if present.iter().any(|t| t == "*") {
+        return;
+    }
+    let missing: Vec<&str> = tokens
+        .iter()
+        .copied()
+        .filter(|t| !present.iter().any(|p| p.eq_ignore_ascii_case(t)))
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(&missing.join(", ")) {
+        headers.append(header::VARY, v);
+    }
+}
+
+/// What a preflight answer varies by.
+const PREFLIGHT_VARY: [&str; 3] = [
+    "Origin",
+    "Access-Control-Request-Headers",
+    "Access-Control-Request-Method",
+];
+
 /// Answers a preflight: 200 with the allow headers when a rule matches,
 /// else 403 `AccessForbidden`, as S3 does.
 pub(crate) async fn preflight(
@@ -243,13 +276,19 @@ pub(crate) async fn preflight(
         })
     });
     let Some(rule) = rule else {
-        return s3_error_response(
+        let mut resp = s3_error_response(
             StatusCode::FORBIDDEN,
             "AccessForbidden",
             "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
             uri.path(),
             request_id,
         );
+        // With a configuration, another origin or request may be allowed:
+        // caches must not reuse this refusal for it.
+        if config.is_some() {
+            add_vary(resp.headers_mut(), &PREFLIGHT_VARY);
+        }
+        return resp;
     };
     let mut resp = http::Response::new(s3s::Body::empty());
     let h = resp.headers_mut();
@@ -276,17 +315,16 @@ pub(crate) async fn preflight(
     if let Some(age) = rule.max_age_seconds {
         insert(h, header::ACCESS_CONTROL_MAX_AGE, &age.to_string());
     }
-    insert(
-        h,
-        header::VARY,
-        "Origin, Access-Control-Request-Headers, Access-Control-Request-Method",
-    );
+    add_vary(h, &PREFLIGHT_VARY);
     insert(h, header::HeaderName::from_static("x-amz-request-id"), request_id);
     resp
 }
 
-/// Adds `Access-Control-Allow-Origin`, `-Expose-Headers` and `Vary` to the
-/// response of an actual request whose origin and method a rule allows.
+/// Adds `Access-Control-Allow-Origin` and `-Expose-Headers` to the
+/// response of an actual request whose origin and method a rule allows,
+/// and `Vary: Origin` to every response for a bucket with a CORS
+/// configuration, matched or not: otherwise a shared cache may store an
+/// answer without the allow headers and serve it to an allowed origin.
 pub(crate) async fn apply_actual(
     store: &FsStore,
     bucket: &BucketName,
@@ -302,6 +340,7 @@ pub(crate) async fn apply_actual(
             return;
         }
     };
+    add_vary(headers, &["Origin"]);
     let Some(rule) = config.find(origin, method.as_str()) else {
         return;
     };
@@ -325,7 +364,6 @@ pub(crate) async fn apply_actual(
     if let Some(age) = rule.max_age_seconds {
         insert(headers, header::ACCESS_CONTROL_MAX_AGE, &age.to_string());
     }
-    headers.append(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 #[cfg(test)]
@@ -352,6 +390,27 @@ mod tests {
         ));
         assert!(wildcard_match("x-amz-*", "X-Amz-Date", true));
         assert!(!wildcard_match("https://a.example", "https://A.example", false));
+    }
+
+    #[test]
+    fn vary_tokens_are_not_duplicated() {
+        let mut h = HeaderMap::new();
+        h.append(header::VARY, HeaderValue::from_static("Accept-Encoding, origin"));
+        add_vary(&mut h, &PREFLIGHT_VARY);
+        let all: Vec<_> = h.get_all(header::VARY).iter().collect();
+        assert_eq!(
+            all,
+            [
+                "Accept-Encoding, origin",
+                "Access-Control-Request-Headers, Access-Control-Request-Method"
+            ]
+        );
+        add_vary(&mut h, &["Origin"]);
+        assert_eq!(h.get_all(header::VARY).iter().count(), 2);
+        let mut star = HeaderMap::new();
+        star.insert(header::VARY, HeaderValue::from_static("*"));
+        add_vary(&mut star, &["Origin"]);
+        assert_eq!(star.get_all(header::VARY).iter().count(), 1);
     }
 
     #[test]

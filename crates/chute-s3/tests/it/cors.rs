@@ -135,3 +135,72 @@ async fn default_cors_is_installed_once() {
     .await
     .expect(403, Some("AccessForbidden"));
 }
+
+/// How many times `token` appears among the response's `Vary` values.
+fn vary_count(r: &crate::harness::Resp, token: &str) -> usize {
+    r.headers
+        .get_all("vary")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter(|t| t.trim().eq_ignore_ascii_case(token))
+        .count()
+}
+
+#[tokio::test]
+async fn vary_origin_whether_or_not_a_rule_matches() {
+    let s = Server::with_bucket("bk1").await;
+    s.put("bk1", "k", "x").await;
+    // No CORS configuration: nothing depends on Origin.
+    let r = s
+        .send(Req::new("GET", "/bk1/k").header("origin", "https://app.example.com"))
+        .await;
+    r.expect(200, None);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+
+    s.send(Req::new("PUT", "/bk1").query("cors", "").body(CONFIG))
+        .await
+        .expect(200, None);
+    // A matching origin: the allow headers and exactly one Vary: Origin.
+    let r = s
+        .send(Req::new("GET", "/bk1/k").header("origin", "https://app.example.com"))
+        .await;
+    r.expect(200, None);
+    assert!(r.header("access-control-allow-origin").is_some());
+    assert_eq!(vary_count(&r, "origin"), 1, "{:?}", r.headers);
+    // An origin no rule allows, or a method no rule allows: no allow
+    // headers, but the response still varies by Origin, so a shared cache
+    // never hands this answer to an allowed origin.
+    for (method, origin) in [
+        ("GET", "https://evil.test"),
+        ("DELETE", "https://app.example.com"),
+    ] {
+        let r = s.send(Req::new(method, "/bk1/k").header("origin", origin)).await;
+        assert_eq!(r.header("access-control-allow-origin"), None);
+        assert_eq!(vary_count(&r, "origin"), 1, "{method} {origin}: {:?}", r.headers);
+    }
+    // Errors too.
+    let r = s
+        .send(Req::new("GET", "/bk1/missing").header("origin", "https://evil.test"))
+        .await;
+    r.expect(404, Some("NoSuchKey"));
+    assert_eq!(vary_count(&r, "origin"), 1, "{:?}", r.headers);
+    // A refused preflight for a bucket with a configuration varies as the
+    // allowed one does.
+    let r = s
+        .raw(
+            "OPTIONS",
+            "/bk1/k",
+            &preflight("https://evil.test", "PUT", "content-type"),
+            Default::default(),
+        )
+        .await;
+    r.expect(403, Some("AccessForbidden"));
+    assert_eq!(vary_count(&r, "origin"), 1, "{:?}", r.headers);
+    assert_eq!(
+        vary_count(&r, "access-control-request-method"),
+        1,
+        "{:?}",
+        r.headers
+    );
+}
