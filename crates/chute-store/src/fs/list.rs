@@ -6,6 +6,16 @@
 //! in S3 order without collecting them. Subtrees wholly outside `prefix`
 //! or at or before `start_after` are skipped unread, and a directory whose
 //! path already holds the delimiter is emitted as one common prefix.
+//!
+//! # Cost
+//!
+//! The filesystem returns a directory's entries unordered, so each
+//! directory the walk visits is read whole: a page costs
+//! O(entries in the visited directories), plus sorting those after
+//! `start_after` (entries at or before it are dropped before the sort),
+//! however few keys the page returns. Paging through one directory of `n`
+//! objects in pages of `m` therefore reads `n` names `n / m` times. Keys
+//! spread over many prefixes (`2024/06/...`) keep every directory small.
 
 use super::file::open_with_meta;
 use super::path::{DIR_SUFFIX, OBJ_SUFFIX, decode_segment};
@@ -31,6 +41,53 @@ struct Walker<'a> {
 enum Entry {
     Object(String, PathBuf),
     Prefix(String),
+}
+
+/// The entries of `dir`, whose keys start with `above`, as (key or prefix
+/// ending in `/`, is a directory, path) sorted by the first (blocking); an
+/// empty list if `dir` is gone.
+fn read_sorted(
+    dir: &Path,
+    above: &str,
+    start_after: Option<&str>,
+) -> StoreResult<Vec<(String, bool, PathBuf)>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut entries: Vec<(String, bool, PathBuf)> = Vec::new();
+    for entry in read {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let (stem, is_dir) = if let Some(s) = name.strip_suffix(DIR_SUFFIX) {
+            (s, true)
+        } else if let Some(s) = name.strip_suffix(OBJ_SUFFIX) {
+            (s, false)
+        } else {
+            continue;
+        };
+        let Some(decoded) = decode_segment(stem) else {
+            continue;
+        };
+        if decoded.is_empty() || decoded.contains('/') {
+            continue;
+        }
+        let full = format!("{above}{decoded}{}", if is_dir { "/" } else { "" });
+        // At or before `start_after`: an object, or a directory unless
+        // `start_after` lies inside it. Dropped before the sort, so a page
+        // deep into a large directory sorts only what follows it.
+        if let Some(sa) = start_after
+            && full.as_str() <= sa
+            && !(is_dir && sa.starts_with(&full))
+        {
+            continue;
+        }
+        entries.push((full, is_dir, entry.path()));
+    }
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(entries)
 }
 
 /// Lists the tree under `objects` (blocking).
@@ -64,43 +121,10 @@ impl Walker<'_> {
     }
 
     fn walk(&mut self, dir: &Path, above: &str) -> StoreResult<ControlFlow<()>> {
-        let read = match std::fs::read_dir(dir) {
-            Ok(r) => r,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ControlFlow::Continue(())),
-            Err(e) => return Err(e.into()),
-        };
-        let mut entries: Vec<(String, bool, PathBuf)> = Vec::new();
-        for entry in read {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let (stem, is_dir) = if let Some(s) = name.strip_suffix(DIR_SUFFIX) {
-                (s, true)
-            } else if let Some(s) = name.strip_suffix(OBJ_SUFFIX) {
-                (s, false)
-            } else {
-                continue;
-            };
-            let Some(decoded) = decode_segment(stem) else {
-                continue;
-            };
-            if decoded.is_empty() || decoded.contains('/') {
-                continue;
-            }
-            let sort = if is_dir { decoded + "/" } else { decoded };
-            entries.push((sort, is_dir, entry.path()));
-        }
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (name, is_dir, path) in entries {
-            let full = format!("{above}{name}");
+        let entries = read_sorted(dir, above, self.start_after)?;
+        for (full, is_dir, path) in entries {
             if is_dir {
                 if !(full.starts_with(self.prefix) || self.prefix.starts_with(&full)) {
-                    continue;
-                }
-                if let Some(sa) = self.start_after
-                    && full.as_str() <= sa
-                    && !sa.starts_with(&full)
-                {
                     continue;
                 }
                 if full.starts_with(self.prefix)
@@ -116,9 +140,6 @@ impl Walker<'_> {
                 }
             } else {
                 if !full.starts_with(self.prefix) {
-                    continue;
-                }
-                if self.start_after.is_some_and(|sa| full.as_str() <= sa) {
                     continue;
                 }
                 let entry = match self.common_prefix(&full) {
@@ -166,5 +187,38 @@ impl Walker<'_> {
         }
         self.count += 1;
         Ok(ControlFlow::Continue(()))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_at_or_before_start_after_are_dropped_before_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["a.o", "b.d", "b.o", "c.d", "d.o", "e.d"] {
+            let path = dir.path().join(name);
+            if name.ends_with(".d") {
+                std::fs::create_dir(path).unwrap();
+            } else {
+                std::fs::write(path, b"").unwrap();
+            }
+        }
+        let keys = |start_after| -> Vec<String> {
+            read_sorted(dir.path(), "x/", start_after)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.0)
+                .collect()
+        };
+        assert_eq!(keys(None), ["x/a", "x/b", "x/b/", "x/c/", "x/d", "x/e/"]);
+        // `x/c/` stays: keys below it may follow `x/c/k`.
+        assert_eq!(keys(Some("x/c/k")), ["x/c/", "x/d", "x/e/"]);
+        assert_eq!(keys(Some("x/b")), ["x/b/", "x/c/", "x/d", "x/e/"]);
+        assert_eq!(keys(Some("x/d")), ["x/e/"]);
+        assert_eq!(keys(Some("w")), keys(None));
+        assert_eq!(keys(Some("y")), Vec::<String>::new());
     }
 }
