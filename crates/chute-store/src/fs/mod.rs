@@ -6,17 +6,37 @@
 //! ```text
 //! <root>/
 //!   tmp/                        temp files and directories being created or
-//!                               removed; emptied by FsStore::open
+//!                               removed; emptied by FsStore::open, except
+//!     <uuid>.deleting-<bucket>/ a bucket DeleteBucket moved aside: open
+//!                               moves it back if objects or uploads landed
 //!   buckets/<bucket>/
 //!     bucket.json               {"created": rfc3339}
-//!     objects/                  the key tree: each `/`-separated key segment
-//!       <enc>.d/                percent-encoded ([A-Za-z0-9._~-] kept, never
-//!         <enc>.o               a leading '.'); directories `.d`, objects `.o`
+//!     objects/                  the key tree: one name per `/`-separated
+//!       <enc>.d/                key segment, the segment itself except that
+//!         <enc>.o               ASCII outside [A-Za-z0-9._~-] (`/`, `%`,
+//!                               controls, space, punctuation), C1 controls
+//!                               and a leading '.' are %XX-escaped; other
+//!                               UTF-8 is kept as is. Directories `.d`,
+//!                               objects `.o`
 //!     uploads/<upload id>/      one per multipart upload in progress
 //!       upload.json             key, options, initiated
 //!       part-00001 ...          parts, in the object file format
 //!     config/<enc>.cfg          opaque per-bucket documents (cors, ...)
 //! ```
+//!
+//! A segment's name is at most 240 bytes with its suffix (so 238 bytes of
+//! UTF-8 when nothing is escaped), a key's path at most 3600; longer keys
+//! are refused with `UnstorableKey`. See `fs/path.rs` for the encoding and
+//! `fs/list.rs` for what a listing page costs (O(entries in the directories it
+//! visits)).
+//!
+//! # Filesystem requirements
+//!
+//! The data directory must be on a case-sensitive, normalization-sensitive
+//! filesystem (ext4, XFS, btrfs, ZFS without `normalization`; not the
+//! macOS default or a casefolded directory): keys `A` and `a`, or NFC `é`
+//! and NFD `e\u{301}`, are different objects and must not share a file.
+//! [`FsStore::open`] probes this in `tmp` and refuses such a directory.
 //!
 //! # Atomicity
 //!
@@ -28,7 +48,10 @@
 //! fsynced. Errors and cancellation delete the temp file; a crash leaves at
 //! most a stray temp file, which the next `open` removes. Buckets and
 //! uploads are created as complete directories in `tmp` and renamed into
-//! place; deleted ones are first renamed into `tmp`, then removed.
+//! place; deleted ones are first renamed into `tmp`, then removed. A bucket
+//! is renamed into `tmp` before its emptiness is decided (see
+//! [`FsStore::delete_bucket`]), so a put that commits concurrently is
+//! either seen (`BucketNotEmpty`) or fails with `NoSuchBucket`.
 
 mod file;
 mod list;
@@ -94,9 +117,84 @@ fn not_found(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound
 }
 
+/// The suffix of a bucket directory that `delete_bucket` moved into `tmp`
+/// (`<uuid>.deleting-<bucket>`), named so `open` can put it back.
+const DELETING: &str = ".deleting-";
+
+/// Refuses a filesystem on which two different keys could name one file
+/// (blocking): a case-insensitive one (`A` and `a`), or one that treats
+/// Unicode normalization forms alike (NFC `é` and NFD `e\u{301}`). Each
+/// probe creates a name in `tmp` and looks for a variant, then removes it.
+fn check_filesystem(root: &Path, tmp: &Path) -> StoreResult<()> {
+    let probes = [
+        (
+            "CaseProbe",
+            "caseprobe",
+            "case-insensitive (it finds tmp/CaseProbe as tmp/caseprobe)",
+        ),
+        (
+            "NormProbe-\u{e9}",
+            "NormProbe-e\u{301}",
+            "normalization-insensitive (it finds an NFC name under its NFD spelling)",
+        ),
+    ];
+    for (name, variant, what) in probes {
+        let probe = tmp.join(name);
+        std::fs::File::create(&probe)?;
+        let folded = std::fs::symlink_metadata(tmp.join(variant)).is_ok();
+        std::fs::remove_file(&probe)?;
+        if folded {
+            return Err(StoreError::Io(io::Error::other(format!(
+                "data directory {}: the filesystem is {what}; Chute needs a case-sensitive, \
+                 normalization-sensitive filesystem, since keys that differ only in case or \
+                 normalization are different objects",
+                root.display()
+            ))));
+        }
+    }
+    Ok(())
+}
+
+/// Cleans up a bucket directory found in `tmp` (blocking): one whose
+/// delete was cut short while objects or uploads had landed in it is put
+/// back; anything else is removed.
+fn recover_deleting(dir: &Path, name: &str, buckets: &Path) -> io::Result<()> {
+    let has_entries = |sub: &str| -> io::Result<bool> {
+        match std::fs::read_dir(dir.join(sub)) {
+            Ok(mut r) => Ok(r.next().is_some()),
+            Err(e) if not_found(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    };
+    let valid = BucketName::parse(name).is_ok() && dir.join("bucket.json").is_file();
+    if valid && (has_entries("objects")? || has_entries("uploads")?) {
+        let dest = buckets.join(name);
+        if dest.exists() {
+            // Recreated meanwhile; keep the data where an operator can find it.
+            tracing::warn!(
+                "{} holds objects of bucket {name}, which exists again; leaving it in place",
+                dir.display()
+            );
+            return Ok(());
+        }
+        for sub in ["objects", "uploads", "config"] {
+            match std::fs::create_dir(dir.join(sub)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        std::fs::rename(dir, &dest)?;
+        return sync_dir(buckets);
+    }
+    std::fs::remove_dir_all(dir)
+}
+
 impl FsStore {
     /// Opens (creating if needed) the store at `root`, removing temp files
-    /// and half-written state a crash may have left.
+    /// and half-written state a crash may have left. Fails with
+    /// [`StoreError::Io`] naming `root` if its filesystem is
+    /// case-insensitive or normalization-insensitive.
     pub async fn open(root: impl Into<PathBuf>) -> StoreResult<Self> {
         let root = root.into();
         let inner = Inner {
@@ -109,12 +207,18 @@ impl FsStore {
             std::fs::create_dir_all(&buckets)?;
             for entry in std::fs::read_dir(&tmp)? {
                 let entry = entry?;
+                let name = entry.file_name();
+                let deleting = name.to_str().and_then(|n| n.split_once(DELETING)).map(|(_, b)| b);
                 if entry.file_type()?.is_dir() {
-                    std::fs::remove_dir_all(entry.path())?;
+                    match deleting {
+                        Some(bucket) => recover_deleting(&entry.path(), bucket, &buckets)?,
+                        None => std::fs::remove_dir_all(entry.path())?,
+                    }
                 } else {
                     std::fs::remove_file(entry.path())?;
                 }
             }
+            check_filesystem(&root, &tmp)?;
             for entry in std::fs::read_dir(&buckets)? {
                 let entry = entry?;
                 multipart::clean_uploads(&entry.path().join("uploads"))?;
@@ -171,24 +275,84 @@ impl FsStore {
 
     /// Deletes an empty bucket; [`StoreError::BucketNotEmpty`] while objects
     /// or uploads remain.
+    ///
+    /// Checking for emptiness and then removing would lose a put that
+    /// commits in between. So the bucket is first moved into `tmp` (puts and
+    /// uploads started after that fail with `NoSuchBucket`: their commit
+    /// never recreates the objects directory), then its `objects` and
+    /// `uploads` directories are removed with `rmdir`, which either fails
+    /// because something landed in them before (the bucket is moved back:
+    /// `BucketNotEmpty`) or makes any later rename into them fail. No lock
+    /// is taken on the put path. A crash in between leaves the directory in
+    /// `tmp`, and `open` moves it back if anything had landed.
     pub async fn delete_bucket(&self, bucket: &BucketName) -> StoreResult<()> {
         let dir = self.bucket_dir(bucket);
+        let buckets = self.inner.buckets.clone();
         let tmp = self.inner.tmp.clone();
         let name = bucket.to_string();
         blocking(move || {
+            let no_such_bucket = |name: String| StoreError::NoSuchBucket { bucket: name };
             if !dir.join("bucket.json").exists() {
-                return Err(StoreError::NoSuchBucket { bucket: name });
+                return Err(no_such_bucket(name));
             }
+            // Visibly in use: refuse without disturbing its writers.
             for sub in ["objects", "uploads"] {
                 if std::fs::read_dir(dir.join(sub))?.next().is_some() {
                     return Err(StoreError::BucketNotEmpty { bucket: name });
                 }
             }
-            let doomed = tmp.join(format!("{}.deleted", uuid::Uuid::new_v4().simple()));
-            std::fs::rename(&dir, &doomed)?;
-            sync_dir(dir.parent().unwrap_or(&dir))?;
-            std::fs::remove_dir_all(&doomed)?;
-            Ok(())
+            let doomed = tmp.join(format!("{}{DELETING}{name}", uuid::Uuid::new_v4().simple()));
+            match std::fs::rename(&dir, &doomed) {
+                Ok(()) => {}
+                Err(e) if not_found(&e) => return Err(no_such_bucket(name)),
+                Err(e) => return Err(e.into()),
+            }
+            let mut removed = Vec::new();
+            let emptied = (|| -> io::Result<bool> {
+                for sub in ["objects", "uploads"] {
+                    match std::fs::remove_dir(doomed.join(sub)) {
+                        Ok(()) => removed.push(sub),
+                        // POSIX allows either error for a non-empty directory.
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::AlreadyExists
+                            ) =>
+                        {
+                            return Ok(false);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(true)
+            })();
+            if let Ok(true) = emptied {
+                // Deleted. Nothing can land in it any more; a failure to
+                // clean up is left to the next `open`.
+                sync_dir(&buckets)?;
+                if let Err(e) = std::fs::remove_dir_all(&doomed) {
+                    tracing::warn!("removing deleted bucket {}: {e}", doomed.display());
+                }
+                return Ok(());
+            }
+            // Something landed: put the bucket back as it was.
+            for sub in removed {
+                std::fs::create_dir(doomed.join(sub))?;
+            }
+            std::fs::rename(&doomed, &dir).map_err(|e| {
+                StoreError::Io(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "bucket {name} is not empty but could not be moved back from {}: {e}",
+                        doomed.display()
+                    ),
+                ))
+            })?;
+            sync_dir(&buckets)?;
+            match emptied {
+                Err(e) => Err(e.into()),
+                Ok(_) => Err(StoreError::BucketNotEmpty { bucket: name }),
+            }
         })
         .await
     }
@@ -514,5 +678,55 @@ impl Store for FsBucket {
             meta.metadata = o.metadata;
         }
         self.commit_object(tmp, rel, meta).await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_case_insensitive_filesystem_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let tmp = root.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        check_filesystem(root.path(), &tmp).unwrap();
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "the probe is removed"
+        );
+        // What a case-folding filesystem shows after creating `CaseProbe`.
+        std::fs::write(tmp.join("caseprobe"), b"").unwrap();
+        let err = check_filesystem(root.path(), &tmp).unwrap_err();
+        let StoreError::Io(e) = &err else {
+            panic!("{err:?}")
+        };
+        let msg = e.to_string();
+        assert!(msg.contains(&root.path().display().to_string()), "{msg}");
+        assert!(msg.contains("case-insensitive"), "{msg}");
+        assert!(!tmp.join("CaseProbe").exists(), "the probe is removed");
+    }
+
+    #[test]
+    fn a_normalizing_filesystem_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let tmp = root.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        // What a normalization-insensitive filesystem shows after creating
+        // the NFC name: the NFD spelling finds it too.
+        std::fs::write(tmp.join("NormProbe-e\u{301}"), b"").unwrap();
+        let err = check_filesystem(root.path(), &tmp).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("normaliz"), "{msg}");
+        assert!(!tmp.join("NormProbe-\u{e9}").exists(), "the probe is removed");
+    }
+
+    #[tokio::test]
+    async fn open_leaves_no_probe_behind() {
+        let root = tempfile::tempdir().unwrap();
+        FsStore::open(root.path()).await.unwrap();
+        assert_eq!(std::fs::read_dir(root.path().join("tmp")).unwrap().count(), 0);
     }
 }

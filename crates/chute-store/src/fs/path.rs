@@ -1,9 +1,17 @@
 //! Key segments to file names and back.
 //!
-//! Each `/`-separated key segment is percent-encoded: bytes of
-//! `[A-Za-z0-9._~-]` stay, every other byte becomes `%XX`, and a leading
-//! `.` becomes `%2E` so no name is hidden or special. Directories get the
-//! suffix `.d`, objects `.o`, so object `a` and prefix `a/` never collide.
+//! Each `/`-separated key segment is stored under a name that is the
+//! segment itself except that ASCII bytes outside `[A-Za-z0-9._~-]` (so
+//! `/`, `%`, control characters, spaces and punctuation) become `%XX`, and
+//! a leading `.` becomes `%2E` so no name is hidden or special. Bytes of
+//! multi-byte UTF-8 characters are kept as they are: keys are valid UTF-8,
+//! Linux names are bytes, and escaping them would cost 9 bytes per CJK
+//! character of the 255-byte name limit. Directories get the suffix `.d`,
+//! objects `.o`, so object `a` and prefix `a/` never collide.
+//!
+//! Each segment has exactly one name: [`decode_segment`] accepts only what
+//! [`encode_segment`] writes, so a listing never shows a key twice or a key
+//! whose object a GET would look for under another name.
 
 use crate::{StoreError, StoreResult};
 use chute_core::ObjectKey;
@@ -20,25 +28,36 @@ pub(crate) const DIR_SUFFIX: &str = ".d";
 /// The suffix of an object file.
 pub(crate) const OBJ_SUFFIX: &str = ".o";
 
-fn keep(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-')
+/// Whether `c` at byte offset `i` of a segment is stored as itself.
+fn keep(i: usize, c: char) -> bool {
+    if c.is_ascii() {
+        (c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-')) && !(i == 0 && c == '.')
+    } else {
+        // Not ASCII, so not `/`, `%`, `.` or an ASCII control; C1 controls
+        // (U+0080..U+009F) are escaped too, to keep names printable.
+        !c.is_control()
+    }
 }
 
-/// Percent-encodes one segment (or any opaque name).
+/// Encodes one segment (or any opaque name) as a file name.
 pub(crate) fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
-    for (i, &b) in segment.as_bytes().iter().enumerate() {
-        if keep(b) && !(i == 0 && b == b'.') {
-            out.push(char::from(b));
+    for (i, c) in segment.char_indices() {
+        if keep(i, c) {
+            out.push(c);
         } else {
-            out.push('%');
-            out.push_str(&format!("{b:02X}"));
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push('%');
+                out.push_str(&format!("{b:02X}"));
+            }
         }
     }
     out
 }
 
-/// Decodes an encoded segment; `None` for anything we did not write.
+/// Decodes an encoded segment; `None` for anything [`encode_segment`] did
+/// not write.
 pub(crate) fn decode_segment(name: &str) -> Option<String> {
     let bytes = name.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -53,7 +72,8 @@ pub(crate) fn decode_segment(name: &str) -> Option<String> {
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    let decoded = String::from_utf8(out).ok()?;
+    (encode_segment(&decoded) == name).then_some(decoded)
 }
 
 /// The path of `key`'s object file relative to the objects directory, and
@@ -107,8 +127,52 @@ mod tests {
     }
 
     #[test]
+    fn non_ascii_is_stored_verbatim() {
+        for s in ["日本語", "ü ñ", "😀.txt", "\u{A0}\u{10FFFF}"] {
+            let e = encode_segment(s);
+            for c in s.chars().filter(|c| !c.is_ascii()) {
+                assert!(e.contains(c), "{s:?} encoded as {e:?}");
+            }
+            assert_eq!(decode_segment(&e).as_deref(), Some(s));
+        }
+        assert_eq!(encode_segment("日本語"), "日本語");
+        assert_eq!(encode_segment("ü ñ"), "ü%20ñ");
+        // Control characters stay escaped, C1 (U+0080..U+009F) included.
+        assert_eq!(encode_segment("a\u{1}\u{85}"), "a%01%C2%85");
+        // 27 characters, 81 bytes of UTF-8: 243 bytes if percent-encoded.
+        let name = "東京タワーの夜景写真二〇二四年十二月三十一日撮影した物";
+        let key = ObjectKey::parse(&format!("photos/{name}")).unwrap();
+        assert_eq!(
+            object_rel_path(&key).unwrap(),
+            PathBuf::from(format!("photos.d/{name}.o"))
+        );
+    }
+
+    #[test]
+    fn only_our_own_encoding_decodes() {
+        // Each key has exactly one name, so a listing never shows a key
+        // twice or a key whose object a GET would not find.
+        for name in ["%41", "%2e", "%C3%A9", "%", "%4", "%zz", "a%2fb", ".x", "a\u{1}"] {
+            assert_eq!(decode_segment(name), None, "{name:?}");
+        }
+        assert_eq!(decode_segment("%2Ex").as_deref(), Some(".x"));
+        assert_eq!(decode_segment("a%2Fb%25").as_deref(), Some("a/b%"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_segment_round_trips(s in proptest::prelude::any::<String>()) {
+            let e = encode_segment(&s);
+            proptest::prop_assert!(!e.starts_with('.'), "{:?}", e);
+            proptest::prop_assert!(!e.contains('/'), "{:?}", e);
+            proptest::prop_assert!(!e.chars().any(char::is_control), "{:?}", e);
+            proptest::prop_assert_eq!(decode_segment(&e), Some(s));
+        }
+    }
+
+    #[test]
     fn long_segments_are_refused() {
-        let key = ObjectKey::parse(&"é".repeat(100)).unwrap();
+        let key = ObjectKey::parse(&"é".repeat(120)).unwrap();
         assert!(matches!(
             object_rel_path(&key),
             Err(StoreError::UnstorableKey { .. })

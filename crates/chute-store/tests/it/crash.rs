@@ -74,3 +74,32 @@ async fn a_dropped_put_leaves_no_temp_file() {
 }
 
 use futures::StreamExt as _;
+
+#[tokio::test]
+async fn open_restores_a_bucket_whose_delete_was_cut_short() {
+    let t = test_store().await;
+    t.bucket
+        .put(&key("landed/late"), body(b"acknowledged"), PutOptions::default())
+        .await
+        .unwrap();
+    let root = t.root().to_path_buf();
+    drop(t.store);
+    // A crash after DeleteBucket moved the bucket aside but before it found
+    // the put that landed meanwhile: the bucket comes back.
+    std::fs::rename(
+        root.join("buckets/test-bucket"),
+        root.join("tmp/0123456789abcdef0123456789abcdef.deleting-test-bucket"),
+    )
+    .unwrap();
+    // One found empty is deleted as it was meant to be.
+    std::fs::create_dir(root.join("tmp/fedcba9876543210fedcba9876543210.deleting-gone")).unwrap();
+    std::fs::create_dir(root.join("tmp/fedcba9876543210fedcba9876543210.deleting-gone/objects")).unwrap();
+    let store = FsStore::open(&root).await.unwrap();
+    let b = store
+        .bucket(&crate::support::bucket_name("test-bucket"))
+        .await
+        .unwrap();
+    assert_eq!(b.head(&key("landed/late")).await.unwrap().size, 12);
+    assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    assert!(!root.join("buckets/gone").exists());
+}

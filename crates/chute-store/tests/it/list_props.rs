@@ -5,7 +5,21 @@ use proptest::prelude::*;
 
 fn key_strategy() -> impl Strategy<Value = String> {
     proptest::collection::vec(
-        prop_oneof![Just("a"), Just("b"), Just("/"), Just("-"), Just("é"), Just("%")],
+        prop_oneof![
+            Just("a"),
+            Just("b"),
+            Just("/"),
+            Just("-"),
+            Just("é"),
+            Just("%"),
+            Just("~"),
+            Just("."),
+            Just(" "),
+            Just("\u{A0}"),
+            Just("日"),
+            Just("😀"),
+            Just("\u{FFFD}"),
+        ],
         1..7,
     )
     .prop_map(|parts| parts.concat())
@@ -13,8 +27,19 @@ fn key_strategy() -> impl Strategy<Value = String> {
 }
 
 fn piece() -> impl Strategy<Value = String> {
-    proptest::collection::vec(prop_oneof![Just("a"), Just("b"), Just("/"), Just("-")], 0..4)
-        .prop_map(|parts| parts.concat())
+    proptest::collection::vec(
+        prop_oneof![
+            Just("a"),
+            Just("b"),
+            Just("/"),
+            Just("-"),
+            Just("é"),
+            Just("日"),
+            Just("~")
+        ],
+        0..4,
+    )
+    .prop_map(|parts| parts.concat())
 }
 
 proptest! {
