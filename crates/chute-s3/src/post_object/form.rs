@@ -52,3 +52,88 @@ pub(super) async fn read_until_file<'r>(
 fn malformed(err: multer::Error) -> PostObjectError {
     PostObjectError::Malformed(err.to_string())
 }
+
+/// How much of a refused form's remainder is read before the answer.
+const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
+/// How long reading a refused form's remainder may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and drops what is left of a refused form, up to [`DRAIN_LIMIT`]
+/// bytes or [`DRAIN_TIME`]. A server that answers and closes with request
+/// bytes unread makes the kernel reset the connection, and a client still
+/// sending (a browser, fetch) then sees a network error instead of S3's
+/// XML error. Past the bounds the connection is closed anyway.
+pub(super) async fn drain(multipart: &mut multer::Multipart<'_>) {
+    let drained = async {
+        let mut seen = 0u64;
+        while let Ok(Some(mut field)) = multipart.next_field().await {
+            while let Ok(Some(chunk)) = field.chunk().await {
+                seen += chunk.len() as u64;
+                if seen > DRAIN_LIMIT {
+                    return;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A form of `fields` fields of `size` bytes each, counting what is pulled.
+    fn counted_form(fields: usize, size: usize) -> (multer::Multipart<'static>, Arc<AtomicU64>) {
+        let mut body = Vec::new();
+        for i in 0..fields {
+            body.extend_from_slice(
+                format!("--B\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\n").as_bytes(),
+            );
+            body.extend(std::iter::repeat_n(b'x', size));
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"--B--\r\n");
+        let pulled = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&pulled);
+        let chunks: Vec<Result<Bytes, std::io::Error>> = body
+            .chunks(64 * 1024)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let stream = futures::stream::iter(chunks).inspect(move |c| {
+            if let Ok(c) = c {
+                counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+            }
+        });
+        // As in production: multer reads ahead while data is ready.
+        let budgeted = super::super::ByteBudget::new(stream, POLL_BUDGET);
+        (multer::Multipart::new(budgeted, "B"), pulled)
+    }
+
+    use futures::StreamExt as _;
+
+    #[tokio::test]
+    async fn drain_reads_a_refused_remainder_to_its_end() {
+        let (mut form, pulled) = counted_form(3, 1 << 20);
+        let first = form.next_field().await.unwrap().unwrap();
+        drop(first); // refused while reading the first field
+        drain(&mut form).await;
+        assert!(
+            pulled.load(Ordering::Relaxed) >= 3 << 20,
+            "the whole remainder was read"
+        );
+    }
+
+    #[tokio::test]
+    async fn drain_stops_at_its_byte_limit() {
+        let (mut form, pulled) = counted_form(40, 1 << 20);
+        drain(&mut form).await;
+        let read = pulled.load(Ordering::Relaxed);
+        assert!(
+            read > DRAIN_LIMIT && read < DRAIN_LIMIT + (3 << 20),
+            "read {read} bytes"
+        );
+    }
+}

@@ -21,6 +21,7 @@ use crate::S3Context;
 use bytes::Bytes;
 use chute_core::post_policy::{PostForm, VerifiedPost, verify_post_form};
 use chute_core::{BucketName, Checksum, ObjectKey};
+use chute_store::fs::FsBucket;
 use chute_store::{ObjectHeaders, PutOptions, Store, StoreError};
 use futures::StreamExt;
 use http::{HeaderMap, Method, Request, Response, Uri, header};
@@ -105,7 +106,24 @@ where
 
     let body = req.into_body().into_data_stream();
     let mut multipart = multer::Multipart::new(ByteBudget::new(body, form::POLL_BUDGET), boundary);
-    let (fields, file) = form::read_until_file(&mut multipart, ctx.config.max_post_form_fields_bytes).await?;
+    let result = store_form(ctx, &bucket, &bucket_name, max_file, &mut multipart).await;
+    if result.is_err() {
+        // Read (and drop) a bounded remainder so a client still sending
+        // can read the error instead of a connection reset.
+        form::drain(&mut multipart).await;
+    }
+    result
+}
+
+/// Reads the fields, verifies the policy, and streams the file into the store.
+async fn store_form(
+    ctx: &S3Context,
+    bucket: &FsBucket,
+    bucket_name: &BucketName,
+    max_file: u64,
+    multipart: &mut multer::Multipart<'static>,
+) -> Result<Response<s3s::Body>, PostObjectError> {
+    let (fields, file) = form::read_until_file(multipart, ctx.config.max_post_form_fields_bytes).await?;
     let form = PostForm {
         fields,
         filename: file.file_name().map(str::to_owned),
@@ -129,7 +147,7 @@ where
         Err(StoreError::Body(io)) => return Err(body_error(io, min, max)),
         Err(other) => return Err(other.into()),
     };
-    Ok(response::success(&verified, &bucket_name, &meta))
+    Ok(response::success(&verified, bucket_name, &meta))
 }
 
 /// Maps the reason a streamed file stopped to the S3 error.
