@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 pub(crate) const FOOTER_LEN: u64 = 24;
 const MAGIC: &[u8; 8] = b"CHUTEOB1";
 /// How much body we gather before one write.
-pub(crate) const WRITE_CHUNK: usize = 1024 * 1024;
+pub(crate) const WRITE_CHUNK: usize = 256 * 1024;
 /// Writes queued between the hashing task and the writer thread.
 const WRITE_QUEUE: usize = 4;
 /// The suffix of temp files.
