@@ -139,6 +139,40 @@ fn is_payload_hash_mismatch(e: &io::Error) -> bool {
     false
 }
 
+/// S3's message for `RequestTimeout`.
+pub(crate) const REQUEST_TIMEOUT_MESSAGE: &str =
+    "Your socket connection to the server was not read from or written to within the timeout period.";
+
+/// What `tower_http`'s `TimeoutError` says. s3s's aws-chunked and
+/// payload-hash streams wrap body errors in types that keep the message
+/// but not the source, so past them only the text is left; the unit test
+/// `body_timeouts_are_recognised` guards the match.
+const BODY_TIMEOUT_TEXT: &str = "data was not received within the designated timeout";
+
+/// Whether a request body failed because it sent nothing for the idle
+/// timeout (`service` wraps every body in `tower_http`'s `TimeoutBody`):
+/// its `TimeoutError`, or an `io::Error` of kind `TimedOut`, anywhere in
+/// the source chain.
+pub(crate) fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(err) = source {
+        if err.is::<tower_http::timeout::TimeoutError>()
+            || err
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+            || err.to_string().contains(BODY_TIMEOUT_TEXT)
+        {
+            return true;
+        }
+        // `io::Error::source` skips the error it wraps; `get_ref` does not.
+        source = match err.downcast_ref::<io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as _),
+            None => err.source(),
+        };
+    }
+    false
+}
+
 fn body_error(e: &io::Error) -> S3Error {
     match trailer_error(e) {
         Some(TrailerChecksumError::Mismatch(alg)) => checksum_mismatch(*alg),
@@ -153,10 +187,7 @@ fn body_error(e: &io::Error) -> S3Error {
             err.set_status_code(StatusCode::BAD_REQUEST);
             err
         }
-        None if e.kind() == io::ErrorKind::TimedOut => s3_err(
-            S3ErrorCode::RequestTimeout,
-            "Your socket connection to the server was not read from or written to within the timeout period.",
-        ),
+        None if is_body_timeout(e) => s3_err(S3ErrorCode::RequestTimeout, REQUEST_TIMEOUT_MESSAGE),
         None => {
             tracing::debug!(error = %e, "request body failed");
             s3_err(
@@ -234,6 +265,39 @@ mod tests {
         assert!(e.message().unwrap_or_default().contains("x-amz-checksum-crc32"));
         let e = key_error(&KeyError::TooLong(2000));
         assert_eq!(e.code(), &S3ErrorCode::KeyTooLongError);
+    }
+
+    /// A real `TimeoutError`, from a body that never sends anything.
+    async fn timeout_error() -> Box<dyn std::error::Error + Send + Sync> {
+        use http_body_util::BodyExt as _;
+        let never = http_body_util::StreamBody::new(futures::stream::pending::<
+            Result<http_body::Frame<bytes::Bytes>, io::Error>,
+        >());
+        let body = tower_http::timeout::TimeoutBody::new(std::time::Duration::from_millis(1), never);
+        match Box::pin(body).frame().await {
+            Some(Err(e)) => e,
+            _ => panic!("a silent body times out"),
+        }
+    }
+
+    /// s3s's stream errors keep the inner message but not the source.
+    #[derive(Debug, thiserror::Error)]
+    #[error("UploadStreamError: Underlying: {0}")]
+    struct MessageOnly(Box<dyn std::error::Error + Send + Sync>);
+
+    #[tokio::test]
+    async fn body_timeouts_are_recognised() {
+        let direct = store_error(StoreError::Body(io::Error::other(timeout_error().await)));
+        let wrapped = store_error(StoreError::Body(io::Error::other(MessageOnly(
+            timeout_error().await,
+        ))));
+        let kind = store_error(StoreError::Body(io::Error::from(io::ErrorKind::TimedOut)));
+        for e in [direct, wrapped, kind] {
+            assert_eq!(e.code(), &S3ErrorCode::RequestTimeout);
+            assert_eq!(e.message(), Some(REQUEST_TIMEOUT_MESSAGE));
+        }
+        let other = store_error(StoreError::Body(io::Error::other("connection reset")));
+        assert_eq!(other.code(), &S3ErrorCode::IncompleteBody);
     }
 
     #[test]

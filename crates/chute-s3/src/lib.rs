@@ -18,6 +18,7 @@ pub mod service;
 use chute_core::sigv4::Credentials;
 use chute_store::fs::FsStore;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use service::EmbeddedS3;
 
@@ -33,6 +34,9 @@ pub struct EmbeddedS3Config {
     pub max_post_object_size: u64,
     /// The most bytes all non-file fields of one POST form may take.
     pub max_post_form_fields_bytes: usize,
+    /// How long a request body may send nothing before the request fails
+    /// with `RequestTimeout` (the upload is aborted, nothing is stored).
+    pub body_idle_timeout: Duration,
 }
 
 impl EmbeddedS3Config {

@@ -9,11 +9,16 @@ use crate::{EmbeddedS3Config, S3Context, cors};
 use chute_store::fs::FsStore;
 use futures::future::BoxFuture;
 use http::{HeaderValue, StatusCode};
+use http_body::Body as _;
+use http_body_util::Either;
+use hyper::body::Incoming;
 use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::service::{S3Service, S3ServiceBuilder};
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tower_http::timeout::TimeoutBody;
 
 pub use crate::error::s3_error_response;
 
@@ -83,14 +88,32 @@ impl std::fmt::Debug for EmbeddedS3Service {
     }
 }
 
-type Request = http::Request<hyper::body::Incoming>;
+type Request = http::Request<Incoming>;
 type Response = http::Response<s3s::Body>;
+/// A request body that fails after `body_idle_timeout` without data
+/// (boxed: `TimeoutBody` holds a `Sleep` and is not `Unpin`), or an
+/// empty one as hyper gave it.
+type TimedBody = Either<Incoming, Pin<Box<TimeoutBody<Incoming>>>>;
 
 impl EmbeddedS3Service {
     /// Answers one request; never fails (errors are S3 XML responses).
     pub async fn handle(&self, req: Request) -> Response {
         let request_id = uuid::Uuid::new_v4().simple().to_string();
         let ctx = &self.inner.ctx;
+        // A body that sends nothing for the idle timeout fails with
+        // `TimeoutError`, which aborts the upload (`error::is_body_timeout`
+        // makes it `RequestTimeout`); otherwise a client that stops
+        // mid-body would hold the task, a temp file and a writer forever.
+        // A request without a body keeps hyper's own (its exact size
+        // hint of 0 is what s3s falls back on without a Content-Length).
+        let idle = ctx.config.body_idle_timeout;
+        let req = req.map(|body| {
+            if body.is_end_stream() {
+                Either::Left(body)
+            } else {
+                Either::Right(Box::pin(TimeoutBody::new(idle, body)))
+            }
+        });
         if cors::is_preflight(req.method(), req.headers()) {
             return cors::preflight(&ctx.store, req.uri(), req.headers(), &request_id).await;
         }
@@ -130,9 +153,9 @@ impl EmbeddedS3Service {
         resp
     }
 
-    async fn call_s3s(&self, req: Request, request_id: &str) -> Response {
+    async fn call_s3s(&self, req: http::Request<TimedBody>, request_id: &str) -> Response {
         let path = req.uri().path().to_owned();
-        match self.inner.s3.call(req.map(s3s::Body::from)).await {
+        match self.inner.s3.call(req.map(s3s::Body::http_body)).await {
             Ok(resp) => resp,
             Err(err) => {
                 tracing::error!(?err, "s3s failed to answer");

@@ -53,10 +53,14 @@ pub struct RawConfig {
     /// Bytes all fields before the file of a POST form may take (default 20 KiB, as S3).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_post_form_fields_bytes: Option<usize>,
+    /// Seconds a request body on the S3 listener may send nothing before
+    /// the request fails with `RequestTimeout` (default 60, 1 to 3600).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_idle_timeout_seconds: Option<u64>,
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 13] = [
     "mode",
     "listen",
     "s3_listen",
@@ -69,6 +73,7 @@ const ENV_KEYS: [&str; 12] = [
     "shutdown_grace_seconds",
     "max_post_object_size",
     "max_post_form_fields_bytes",
+    "body_idle_timeout_seconds",
 ];
 
 impl RawConfig {
@@ -150,6 +155,8 @@ pub struct Config {
     pub max_post_object_size: u64,
     /// Cap on the fields preceding the file in a POST form.
     pub max_post_form_fields_bytes: usize,
+    /// How long a request body on the S3 listener may send nothing.
+    pub body_idle_timeout: Duration,
 }
 
 /// A setting that failed validation.
@@ -225,6 +232,13 @@ impl TryFrom<RawConfig> for Config {
                 "must be 1 KiB to 1 MiB",
             ));
         }
+        let body_idle_timeout_seconds = raw.body_idle_timeout_seconds.unwrap_or(60);
+        if !(1..=3600).contains(&body_idle_timeout_seconds) {
+            return Err(ConfigError::new(
+                "body_idle_timeout_seconds",
+                "must be 1 to 3600 seconds",
+            ));
+        }
         let mut cors_origins = raw.cors_origins.unwrap_or_default();
         for origin in &cors_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
@@ -249,6 +263,7 @@ impl TryFrom<RawConfig> for Config {
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(30)),
             max_post_object_size,
             max_post_form_fields_bytes,
+            body_idle_timeout: Duration::from_secs(body_idle_timeout_seconds),
         })
     }
 }
@@ -313,6 +328,7 @@ mod tests {
         assert_eq!(c.bucket.as_str(), "uploads");
         assert!(c.credentials.is_none());
         assert!(c.cors_origins.contains(&"http://127.0.0.1:8080".to_owned()));
+        assert_eq!(c.body_idle_timeout, Duration::from_secs(60));
     }
 
     #[test]
@@ -375,6 +391,27 @@ mod tests {
             },
             "cors_origins",
         );
+        for seconds in [0, 3601] {
+            bad(
+                RawConfig {
+                    body_idle_timeout_seconds: Some(seconds),
+                    ..Default::default()
+                },
+                "body_idle_timeout_seconds",
+            );
+        }
+    }
+
+    #[test]
+    fn limits_accept_their_bounds() {
+        for seconds in [1, 3600] {
+            let c = Config::try_from(RawConfig {
+                body_idle_timeout_seconds: Some(seconds),
+                ..Default::default()
+            })
+            .unwrap();
+            assert_eq!(c.body_idle_timeout, Duration::from_secs(seconds));
+        }
     }
 
     #[test]

@@ -189,6 +189,7 @@ impl Server {
                 }],
                 max_post_object_size: config.max_post_object_size,
                 max_post_form_fields_bytes: config.max_post_form_fields_bytes,
+                body_idle_timeout: config.body_idle_timeout,
             },
         );
         let router = app(AppState {

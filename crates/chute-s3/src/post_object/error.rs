@@ -48,6 +48,9 @@ pub enum PostObjectError {
         /// The minimum in bytes.
         min: u64,
     },
+    /// The body sent nothing for the configured idle timeout.
+    #[error("{}", crate::error::REQUEST_TIMEOUT_MESSAGE)]
+    RequestTimeout,
     /// The store refused or failed the write.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -72,6 +75,7 @@ impl PostObjectError {
             }
             Self::TooLarge { .. } => (bad, "EntityTooLarge", self.to_string()),
             Self::TooSmall { .. } => (bad, "EntityTooSmall", self.to_string()),
+            Self::RequestTimeout => (bad, "RequestTimeout", self.to_string()),
             Self::Store(e) => store_parts(e),
         }
     }

@@ -50,6 +50,9 @@ pub(super) async fn read_until_file<'r>(
 }
 
 fn malformed(err: multer::Error) -> PostObjectError {
+    if crate::error::is_body_timeout(&err) {
+        return PostObjectError::RequestTimeout;
+    }
     PostObjectError::Malformed(err.to_string())
 }
 

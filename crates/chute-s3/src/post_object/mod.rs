@@ -57,7 +57,7 @@ pub fn is_post_object(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
 pub async fn handle_post_object<B>(ctx: S3Context, req: Request<B>, request_id: &str) -> Response<s3s::Body>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: std::error::Error + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let bucket_path = req.uri().path().trim_matches('/').to_owned();
     match post_object(&ctx, &bucket_path, req).await {
@@ -80,7 +80,7 @@ async fn post_object<B>(
 ) -> Result<Response<s3s::Body>, PostObjectError>
 where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
-    B::Error: std::error::Error + Send + Sync + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let bucket_name =
         BucketName::parse(bucket_path).map_err(|e| PostObjectError::InvalidBucketName(e.to_string()))?;
@@ -155,6 +155,7 @@ fn body_error(io: std::io::Error, min: u64, max: u64) -> PostObjectError {
     match io.get_ref().and_then(|e| e.downcast_ref::<SizeLimitBreach>()) {
         Some(SizeLimitBreach::TooLarge) => PostObjectError::TooLarge { max },
         Some(SizeLimitBreach::TooSmall) => PostObjectError::TooSmall { min },
+        None if crate::error::is_body_timeout(&io) => PostObjectError::RequestTimeout,
         None => PostObjectError::Malformed(format!("the request body could not be read: {io}")),
     }
 }

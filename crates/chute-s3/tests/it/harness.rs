@@ -133,9 +133,14 @@ pub fn default_creds() -> Credentials {
 
 impl Server {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A started server whose settings `configure` adjusts first.
+    pub async fn start_with(configure: impl FnOnce(&mut EmbeddedS3Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::open(dir.path().join("data")).await.unwrap();
-        let config = EmbeddedS3Config {
+        let mut config = EmbeddedS3Config {
             region: REGION.to_owned(),
             credentials: vec![
                 default_creds(),
@@ -146,7 +151,9 @@ impl Server {
             ],
             max_post_object_size: 5 * 1024 * 1024 * 1024,
             max_post_form_fields_bytes: 20 * 1024,
+            body_idle_timeout: std::time::Duration::from_secs(60),
         };
+        configure(&mut config);
         let service = EmbeddedS3::new(store.clone(), config).into_service();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -168,7 +175,12 @@ impl Server {
 
     /// A started server with bucket `b` created.
     pub async fn with_bucket(bucket: &str) -> Self {
-        let s = Self::start().await;
+        Self::with_bucket_and(bucket, |_| {}).await
+    }
+
+    /// [`Server::with_bucket`] with settings adjusted by `configure`.
+    pub async fn with_bucket_and(bucket: &str, configure: impl FnOnce(&mut EmbeddedS3Config)) -> Self {
+        let s = Self::start_with(configure).await;
         s.send(Req::new("PUT", &format!("/{bucket}")))
             .await
             .expect(200, None);

@@ -23,6 +23,8 @@ mod multipart;
 mod objects;
 /// Browser POST Object: success shapes and refusals that store nothing.
 mod post_object;
+/// Request bodies that stall get `RequestTimeout` and store nothing.
+mod slow_clients;
 /// A 256 MiB PUT and GET stream through in bounded memory.
 mod streaming;
 /// Traversal keys are refused and nothing lands outside the bucket.

@@ -10,10 +10,10 @@ use chute_core::{BucketName, ObjectKey};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-const BOUNDARY: &str = "----chutetestboundary7MA4YWxkTrZu0gW";
+pub(crate) const BOUNDARY: &str = "----chutetestboundary7MA4YWxkTrZu0gW";
 
 /// A multipart/form-data body: `fields` in order, then the file part.
-fn form_body(fields: &[(String, String)], file: Option<(&str, &[u8])>) -> Vec<u8> {
+pub(crate) fn form_body(fields: &[(String, String)], file: Option<(&str, &[u8])>) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, value) in fields {
         body.extend_from_slice(
@@ -46,7 +46,7 @@ async fn post(s: &Server, bucket: &str, body: Vec<u8>) -> crate::harness::Resp {
 
 /// Fields of a SigV4 form signed over `policy_json` (any shape, so tests
 /// can write conditions the builder does not offer).
-fn signed_fields(policy_json: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub(crate) fn signed_fields(policy_json: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let now = OffsetDateTime::now_utc();
     let date = now.date();
     let credential = format!("{ACCESS}/{}", credential_scope(date, REGION, "s3"));
@@ -69,7 +69,7 @@ fn signed_fields(policy_json: &str, extra: &[(&str, &str)]) -> Vec<(String, Stri
     fields
 }
 
-fn policy_json(expiration: OffsetDateTime, conditions: &str) -> String {
+pub(crate) fn policy_json(expiration: OffsetDateTime, conditions: &str) -> String {
     let exp = expiration
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
@@ -78,11 +78,11 @@ fn policy_json(expiration: OffsetDateTime, conditions: &str) -> String {
     )
 }
 
-fn in_an_hour() -> OffsetDateTime {
+pub(crate) fn in_an_hour() -> OffsetDateTime {
     OffsetDateTime::now_utc() + Duration::from_secs(3600)
 }
 
-async fn stored(s: &Server, key: &str) -> Option<u64> {
+pub(crate) async fn stored(s: &Server, key: &str) -> Option<u64> {
     let bucket = s.store.bucket(&BucketName::parse("pbk").unwrap()).await.unwrap();
     chute_store::Store::head(&bucket, &ObjectKey::parse(key).unwrap())
         .await
