@@ -57,10 +57,14 @@ pub struct RawConfig {
     /// the request fails with `RequestTimeout` (default 60, 1 to 3600).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_idle_timeout_seconds: Option<u64>,
+    /// Connections the S3 listener serves at once; more wait in the
+    /// kernel's backlog (default 1024, 1 to 65536).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 13] = [
+const ENV_KEYS: [&str; 14] = [
     "mode",
     "listen",
     "s3_listen",
@@ -74,6 +78,7 @@ const ENV_KEYS: [&str; 13] = [
     "max_post_object_size",
     "max_post_form_fields_bytes",
     "body_idle_timeout_seconds",
+    "max_connections",
 ];
 
 impl RawConfig {
@@ -157,6 +162,8 @@ pub struct Config {
     pub max_post_form_fields_bytes: usize,
     /// How long a request body on the S3 listener may send nothing.
     pub body_idle_timeout: Duration,
+    /// Connections the S3 listener serves at once.
+    pub max_connections: usize,
 }
 
 /// A setting that failed validation.
@@ -239,6 +246,10 @@ impl TryFrom<RawConfig> for Config {
                 "must be 1 to 3600 seconds",
             ));
         }
+        let max_connections = raw.max_connections.unwrap_or(1024);
+        if !(1..=65536).contains(&max_connections) {
+            return Err(ConfigError::new("max_connections", "must be 1 to 65536"));
+        }
         let mut cors_origins = raw.cors_origins.unwrap_or_default();
         for origin in &cors_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
@@ -264,6 +275,7 @@ impl TryFrom<RawConfig> for Config {
             max_post_object_size,
             max_post_form_fields_bytes,
             body_idle_timeout: Duration::from_secs(body_idle_timeout_seconds),
+            max_connections,
         })
     }
 }
@@ -329,6 +341,7 @@ mod tests {
         assert!(c.credentials.is_none());
         assert!(c.cors_origins.contains(&"http://127.0.0.1:8080".to_owned()));
         assert_eq!(c.body_idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.max_connections, 1024);
     }
 
     #[test]
@@ -400,17 +413,28 @@ mod tests {
                 "body_idle_timeout_seconds",
             );
         }
+        for n in [0, 65537] {
+            bad(
+                RawConfig {
+                    max_connections: Some(n),
+                    ..Default::default()
+                },
+                "max_connections",
+            );
+        }
     }
 
     #[test]
     fn limits_accept_their_bounds() {
-        for seconds in [1, 3600] {
+        for (seconds, n) in [(1, 1), (3600, 65536)] {
             let c = Config::try_from(RawConfig {
                 body_idle_timeout_seconds: Some(seconds),
+                max_connections: Some(n),
                 ..Default::default()
             })
             .unwrap();
             assert_eq!(c.body_idle_timeout, Duration::from_secs(seconds));
+            assert_eq!(c.max_connections, n);
         }
     }
 

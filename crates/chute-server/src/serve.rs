@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, TryAcquireError, watch};
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -199,7 +199,12 @@ impl Server {
         });
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let s3_task = tokio::spawn(serve_s3(s3_listener, embedded, stop_rx.clone()));
+        let s3_task = tokio::spawn(serve_s3(
+            s3_listener,
+            embedded,
+            config.max_connections,
+            stop_rx.clone(),
+        ));
         let mut app_stop = stop_rx;
         let app_task = tokio::spawn(async move {
             axum::serve(app_listener, router)
@@ -270,7 +275,17 @@ fn announce(
 
 /// Serves the embedded S3 endpoint until `stop` flips, then waits for the
 /// open connections to finish their requests.
-async fn serve_s3(listener: TcpListener, embedded: EmbeddedS3, mut stop: watch::Receiver<bool>) {
+///
+/// At most `max_connections` connections are served at once: a permit is
+/// taken before `accept` and held for the connection's life, so at the
+/// cap the loop waits for a permit and further clients wait in the
+/// kernel's backlog, never in a busy loop.
+async fn serve_s3(
+    listener: TcpListener,
+    embedded: EmbeddedS3,
+    max_connections: usize,
+    mut stop: watch::Receiver<bool>,
+) {
     let service = embedded.into_service();
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -278,7 +293,32 @@ async fn serve_s3(listener: TcpListener, embedded: EmbeddedS3, mut stop: watch::
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
     let http = Arc::new(http);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut warned_at_cap = false;
     loop {
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => {
+                if warned_at_cap {
+                    tracing::debug!(max_connections, "S3 listener at its connection cap");
+                } else {
+                    warned_at_cap = true;
+                    tracing::warn!(
+                        max_connections,
+                        "S3 listener reached its connection cap; new clients wait to be accepted \
+                         (raise max_connections if this is normal load; logged once)"
+                    );
+                }
+                tokio::select! {
+                    permit = Arc::clone(&slots).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_closed) => break,
+                    },
+                    () = stopped(&mut stop) => break,
+                }
+            }
+            Err(TryAcquireError::Closed) => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -292,14 +332,21 @@ async fn serve_s3(listener: TcpListener, embedded: EmbeddedS3, mut stop: watch::
                 let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
+                    // The slot is free again once the connection is gone.
+                    let _permit = permit;
                     if let Err(e) = conn.await {
                         tracing::debug!(%peer, error = %e, "S3 connection ended with an error");
                     }
                 });
             }
-            () = async { let _ = stop.wait_for(|stop| *stop).await; } => break,
+            () = stopped(&mut stop) => break,
         }
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }

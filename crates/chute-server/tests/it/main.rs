@@ -5,6 +5,8 @@
 mod http;
 /// Start-up, health and readiness endpoints.
 mod lifecycle;
+/// The S3 listener serves at most `max_connections` clients at once.
+mod limits;
 /// SIGTERM-style shutdown lets in-flight uploads finish.
 mod shutdown;
 
