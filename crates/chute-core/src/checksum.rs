@@ -203,6 +203,14 @@ impl AlgorithmState {
         }
     }
 
+    fn algorithm(&self) -> ChecksumAlgorithm {
+        match self {
+            Self::Crc(a, _) => *a,
+            Self::Sha1(_) => ChecksumAlgorithm::Sha1,
+            Self::Sha256(_) => ChecksumAlgorithm::Sha256,
+        }
+    }
+
     fn update(&mut self, data: &[u8]) {
         match self {
             Self::Crc(_, d) => d.update(data),
@@ -217,6 +225,44 @@ impl AlgorithmState {
             Self::Crc(_, d) => u32::try_from(d.finalize()).unwrap_or(0).to_be_bytes().to_vec(),
             Self::Sha1(h) => h.finalize().to_vec(),
             Self::Sha256(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
+/// Computes one S3 checksum, without the MD5 a [`Hasher`] always adds:
+/// for checking a value (a trailer, a part) when the ETag is computed
+/// elsewhere, so the body is not MD5-hashed twice.
+#[derive(Clone)]
+pub struct ChecksumHasher(AlgorithmState);
+
+impl fmt::Debug for ChecksumHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ChecksumHasher").field(&self.algorithm()).finish()
+    }
+}
+
+impl ChecksumHasher {
+    /// A hasher for `algorithm`.
+    pub fn new(algorithm: ChecksumAlgorithm) -> Self {
+        Self(AlgorithmState::new(algorithm))
+    }
+
+    /// The algorithm being computed.
+    pub fn algorithm(&self) -> ChecksumAlgorithm {
+        self.0.algorithm()
+    }
+
+    /// Feeds the next bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The checksum of everything fed.
+    pub fn finish(self) -> Checksum {
+        Checksum {
+            algorithm: self.algorithm(),
+            value: self.0.finish(),
+            parts: None,
         }
     }
 }
@@ -289,17 +335,10 @@ impl Hasher {
         let checksums = self
             .others
             .into_iter()
-            .map(|s| {
-                let algorithm = match &s {
-                    AlgorithmState::Crc(a, _) => *a,
-                    AlgorithmState::Sha1(_) => ChecksumAlgorithm::Sha1,
-                    AlgorithmState::Sha256(_) => ChecksumAlgorithm::Sha256,
-                };
-                Checksum {
-                    algorithm,
-                    value: s.finish(),
-                    parts: None,
-                }
+            .map(|s| Checksum {
+                algorithm: s.algorithm(),
+                value: s.finish(),
+                parts: None,
             })
             .collect();
         HashResult {
@@ -348,6 +387,18 @@ mod tests {
             "uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek="
         );
         assert_eq!(by(ChecksumAlgorithm::Crc64Nvme), "jSnVw/bqjr4=");
+    }
+
+    #[test]
+    fn checksum_hasher_agrees_with_hasher() {
+        for algorithm in ChecksumAlgorithm::ALL {
+            let mut one = ChecksumHasher::new(algorithm);
+            one.update(b"hello ");
+            one.update(b"world");
+            let mut all = Hasher::new(&[algorithm]);
+            all.update(b"hello world");
+            assert_eq!(one.finish(), all.finish().checksums[0], "{algorithm}");
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod sigv2;
 pub mod sigv4;
 
 pub use bucket::{BucketName, BucketNameError};
-pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumError, Hasher};
+pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumError, ChecksumHasher, Hasher};
 pub use filename::sanitize_filename;
 pub use key::{KeyError, ObjectKey};
 pub use post_policy::{

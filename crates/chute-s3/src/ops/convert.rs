@@ -5,7 +5,7 @@
 
 use crate::error::{TrailerChecksumError, s3_err};
 use bytes::Bytes;
-use chute_core::{Checksum, ChecksumAlgorithm, Hasher};
+use chute_core::{Checksum, ChecksumAlgorithm, ChecksumHasher};
 use chute_store::{ByteStream, ObjectHeaders, ObjectMeta};
 use futures::{Stream, StreamExt as _};
 use s3s::dto::{self, ETag, StreamingBlob, Timestamp, TimestampFormat};
@@ -31,7 +31,7 @@ pub(crate) fn request_body(
         None => stream,
         Some((algorithm, trailers)) => TrailerChecked {
             inner: stream,
-            hasher: Some(Hasher::new(&[algorithm])),
+            hasher: Some(ChecksumHasher::new(algorithm)),
             algorithm,
             trailers,
         }
@@ -41,13 +41,13 @@ pub(crate) fn request_body(
 
 struct TrailerChecked {
     inner: ByteStream,
-    hasher: Option<Hasher>,
+    hasher: Option<ChecksumHasher>,
     algorithm: ChecksumAlgorithm,
     trailers: Option<TrailingHeaders>,
 }
 
 impl TrailerChecked {
-    fn verdict(&mut self, hasher: Hasher) -> Result<(), TrailerChecksumError> {
+    fn verdict(&mut self, hasher: ChecksumHasher) -> Result<(), TrailerChecksumError> {
         let alg = self.algorithm;
         let value = self
             .trailers
@@ -63,10 +63,10 @@ impl TrailerChecked {
             .ok_or(TrailerChecksumError::Missing(alg))?;
         let expected =
             Checksum::from_base64(alg, &value).map_err(|_| TrailerChecksumError::Malformed(alg))?;
-        let got = hasher.finish().checksums.into_iter().find(|c| c.algorithm == alg);
-        match got {
-            Some(c) if c.value == expected.value => Ok(()),
-            _ => Err(TrailerChecksumError::Mismatch(alg)),
+        if hasher.finish().value == expected.value {
+            Ok(())
+        } else {
+            Err(TrailerChecksumError::Mismatch(alg))
         }
     }
 }
