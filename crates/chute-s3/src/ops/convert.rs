@@ -6,7 +6,7 @@
 use crate::error::{TrailerChecksumError, s3_err};
 use bytes::Bytes;
 use chute_core::{Checksum, ChecksumAlgorithm, ChecksumHasher};
-use chute_store::{ByteStream, ObjectHeaders, ObjectMeta};
+use chute_store::{ByteStream, ObjectMeta};
 use futures::{Stream, StreamExt as _};
 use s3s::dto::{self, ETag, StreamingBlob, Timestamp, TimestampFormat};
 use s3s::stream::RemainingLength;
@@ -339,28 +339,61 @@ pub(crate) fn expires_string(ts: Option<&Timestamp>) -> Option<String> {
     String::from_utf8(buf).ok()
 }
 
-/// Standard headers of a write request.
-pub(crate) struct HeaderInput<'a> {
-    pub content_type: Option<&'a String>,
-    pub cache_control: Option<&'a String>,
-    pub content_disposition: Option<&'a String>,
-    pub content_encoding: Option<&'a String>,
-    pub content_language: Option<&'a String>,
-    pub expires: Option<&'a Timestamp>,
-}
+// s3s's PutObject, CreateMultipartUpload and CopyObject inputs, and its
+// many outputs, share field names but no type: these macros are the one
+// place those field lists are written.
 
-impl HeaderInput<'_> {
-    pub(crate) fn into_headers(self) -> ObjectHeaders {
-        ObjectHeaders {
-            content_type: self.content_type.cloned(),
-            cache_control: self.cache_control.cloned(),
-            content_disposition: self.content_disposition.cloned(),
-            content_encoding: self.content_encoding.cloned(),
-            content_language: self.content_language.cloned(),
-            expires: expires_string(self.expires),
+/// The standard headers of a write request (`input` has s3s's
+/// `content_type`, `cache_control`, ..., `expires` fields), as the store
+/// keeps them.
+macro_rules! object_headers {
+    ($input:expr) => {
+        chute_store::ObjectHeaders {
+            content_type: $input.content_type.clone(),
+            cache_control: $input.cache_control.clone(),
+            content_disposition: $input.content_disposition.clone(),
+            content_encoding: $input.content_encoding.clone(),
+            content_language: $input.content_language.clone(),
+            expires: $crate::ops::convert::expires_string($input.expires.as_ref()),
         }
-    }
+    };
 }
+pub(crate) use object_headers;
+
+/// The five `checksum_*` fields of an s3s input, moved out of it.
+macro_rules! input_checksums {
+    ($input:expr) => {
+        $crate::ops::convert::ChecksumValues {
+            crc32: $input.checksum_crc32,
+            crc32c: $input.checksum_crc32c,
+            crc64nvme: $input.checksum_crc64nvme,
+            sha1: $input.checksum_sha1,
+            sha256: $input.checksum_sha256,
+        }
+    };
+}
+pub(crate) use input_checksums;
+
+/// Builds the s3s output or result struct `$ty` with the given fields,
+/// its five `checksum_*` fields from `$sums` (a [`ChecksumValues`]), and
+/// defaults for the rest.
+macro_rules! with_checksums {
+    ($sums:expr, $ty:ident { $($field:ident $(: $value:expr)?),* $(,)? }) => {{
+        let sums: $crate::ops::convert::ChecksumValues = $sums;
+        #[allow(clippy::needless_update)]
+        let built = $ty {
+            $($field $(: $value)?,)*
+            checksum_crc32: sums.crc32,
+            checksum_crc32c: sums.crc32c,
+            checksum_crc64nvme: sums.crc64nvme,
+            checksum_sha1: sums.sha1,
+            checksum_sha256: sums.sha256,
+            ..Default::default()
+        };
+        built
+    }};
+}
+pub(crate) use with_checksums;
 
 /// User metadata with lowercase names, as the store keeps it.
 pub(crate) fn metadata(m: Option<&dto::Metadata>) -> BTreeMap<String, String> {

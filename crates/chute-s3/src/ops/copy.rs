@@ -2,7 +2,7 @@
 //! (streamed from one bucket into the other), with the COPY/REPLACE
 //! metadata directive; plus the copy-source parsing UploadPartCopy shares.
 
-use super::convert::{self, ChecksumValues, HeaderInput, checksum_type, etag, timestamp};
+use super::convert::{self, ChecksumValues, checksum_type, etag, timestamp};
 use super::object::check_version;
 use super::{ChuteS3, R};
 use crate::error::{s3_err, store_error};
@@ -67,15 +67,7 @@ impl ChuteS3 {
             ));
         }
         let replacement = replace.then(|| PutOptions {
-            headers: HeaderInput {
-                content_type: input.content_type.as_ref(),
-                cache_control: input.cache_control.as_ref(),
-                content_disposition: input.content_disposition.as_ref(),
-                content_encoding: input.content_encoding.as_ref(),
-                content_language: input.content_language.as_ref(),
-                expires: input.expires.as_ref(),
-            }
-            .into_headers(),
+            headers: convert::object_headers!(input),
             metadata: convert::metadata(input.metadata.as_ref()),
             checksum_algorithm,
             ..Default::default()
@@ -88,16 +80,14 @@ impl ChuteS3 {
         };
         let sums = ChecksumValues::from_checksum(meta.checksum.as_ref());
         Ok(S3Response::new(CopyObjectOutput {
-            copy_object_result: Some(CopyObjectResult {
-                e_tag: Some(etag(&meta.etag)),
-                last_modified: Some(timestamp(meta.last_modified)),
-                checksum_type: checksum_type(meta.checksum.as_ref()),
-                checksum_crc32: sums.crc32,
-                checksum_crc32c: sums.crc32c,
-                checksum_crc64nvme: sums.crc64nvme,
-                checksum_sha1: sums.sha1,
-                checksum_sha256: sums.sha256,
-            }),
+            copy_object_result: Some(convert::with_checksums!(
+                sums,
+                CopyObjectResult {
+                    e_tag: Some(etag(&meta.etag)),
+                    last_modified: Some(timestamp(meta.last_modified)),
+                    checksum_type: checksum_type(meta.checksum.as_ref()),
+                }
+            )),
             ..Default::default()
         }))
     }

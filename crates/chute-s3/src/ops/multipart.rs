@@ -3,9 +3,7 @@
 //! CompleteMultipartUpload, AbortMultipartUpload, ListMultipartUploads.
 //! Part bodies stream into the store like PutObject bodies.
 
-use super::convert::{
-    self, ChecksumValues, HeaderInput, checksum_request, content_md5, etag, request_body, timestamp,
-};
+use super::convert::{self, ChecksumValues, checksum_request, content_md5, etag, request_body, timestamp};
 use super::{ChuteS3, R};
 use crate::error::{s3_err, store_error};
 use chute_store::{
@@ -103,15 +101,7 @@ impl ChuteS3 {
             .transpose()?;
         create_checksum_type(input.checksum_type.as_ref(), algorithm)?;
         let opts = PutOptions {
-            headers: HeaderInput {
-                content_type: input.content_type.as_ref(),
-                cache_control: input.cache_control.as_ref(),
-                content_disposition: input.content_disposition.as_ref(),
-                content_encoding: input.content_encoding.as_ref(),
-                content_language: input.content_language.as_ref(),
-                expires: input.expires.as_ref(),
-            }
-            .into_headers(),
+            headers: convert::object_headers!(input),
             metadata: convert::metadata(input.metadata.as_ref()),
             checksum_algorithm: algorithm,
             ..Default::default()
@@ -132,13 +122,7 @@ impl ChuteS3 {
         let key = Self::key(&input.key)?;
         let number = part_number(input.part_number)?;
         let bucket = self.bucket(&input.bucket).await?;
-        let values = ChecksumValues {
-            crc32: input.checksum_crc32,
-            crc32c: input.checksum_crc32c,
-            crc64nvme: input.checksum_crc64nvme,
-            sha1: input.checksum_sha1,
-            sha256: input.checksum_sha256,
-        };
+        let values = convert::input_checksums!(input);
         let checks = checksum_request(&values, input.checksum_algorithm.as_ref(), &req.headers)?;
         let opts = PartOptions {
             expected_len: convert::content_length(input.content_length)?,
@@ -151,15 +135,12 @@ impl ChuteS3 {
             .await
             .map_err(store_error)?;
         let sums = ChecksumValues::from_checksum(part.checksum.as_ref());
-        Ok(S3Response::new(UploadPartOutput {
-            e_tag: Some(etag(&part.etag)),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(convert::with_checksums!(
+            sums,
+            UploadPartOutput {
+                e_tag: Some(etag(&part.etag)),
+            }
+        )))
     }
 
     pub(super) async fn op_upload_part_copy(
@@ -184,15 +165,13 @@ impl ChuteS3 {
             .map_err(store_error)?;
         let sums = ChecksumValues::from_checksum(part.checksum.as_ref());
         Ok(S3Response::new(UploadPartCopyOutput {
-            copy_part_result: Some(CopyPartResult {
-                e_tag: Some(etag(&part.etag)),
-                last_modified: Some(timestamp(part.last_modified)),
-                checksum_crc32: sums.crc32,
-                checksum_crc32c: sums.crc32c,
-                checksum_crc64nvme: sums.crc64nvme,
-                checksum_sha1: sums.sha1,
-                checksum_sha256: sums.sha256,
-            }),
+            copy_part_result: Some(convert::with_checksums!(
+                sums,
+                CopyPartResult {
+                    e_tag: Some(etag(&part.etag)),
+                    last_modified: Some(timestamp(part.last_modified)),
+                }
+            )),
             ..Default::default()
         }))
     }
@@ -215,17 +194,15 @@ impl ChuteS3 {
             .into_iter()
             .map(|p| {
                 let sums = ChecksumValues::from_checksum(p.checksum.as_ref());
-                Part {
-                    part_number: i32::try_from(p.part_number).ok(),
-                    size: i64::try_from(p.size).ok(),
-                    e_tag: Some(etag(&p.etag)),
-                    last_modified: Some(timestamp(p.last_modified)),
-                    checksum_crc32: sums.crc32,
-                    checksum_crc32c: sums.crc32c,
-                    checksum_crc64nvme: sums.crc64nvme,
-                    checksum_sha1: sums.sha1,
-                    checksum_sha256: sums.sha256,
-                }
+                convert::with_checksums!(
+                    sums,
+                    Part {
+                        part_number: i32::try_from(p.part_number).ok(),
+                        size: i64::try_from(p.size).ok(),
+                        e_tag: Some(etag(&p.etag)),
+                        last_modified: Some(timestamp(p.last_modified)),
+                    }
+                )
             })
             .collect();
         Ok(S3Response::new(ListPartsOutput {
@@ -280,19 +257,16 @@ impl ChuteS3 {
             .await
             .map_err(store_error)?;
         let sums = ChecksumValues::from_checksum(meta.checksum.as_ref());
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
-            location: Some(format!("/{}/{}", input.bucket, input.key)),
-            bucket: Some(input.bucket),
-            key: Some(input.key),
-            e_tag: Some(etag(&meta.etag)),
-            checksum_type: convert::checksum_type(meta.checksum.as_ref()),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-            ..Default::default()
-        }))
+        Ok(S3Response::new(convert::with_checksums!(
+            sums,
+            CompleteMultipartUploadOutput {
+                location: Some(format!("/{}/{}", input.bucket, input.key)),
+                bucket: Some(input.bucket),
+                key: Some(input.key),
+                e_tag: Some(etag(&meta.etag)),
+                checksum_type: convert::checksum_type(meta.checksum.as_ref()),
+            }
+        )))
     }
 
     pub(super) async fn op_abort_multipart_upload(

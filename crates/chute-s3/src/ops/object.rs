@@ -4,8 +4,8 @@
 //! visible.
 
 use super::convert::{
-    self, ChecksumValues, HeaderInput, checksum_request, checksum_type, content_md5, etag, request_body,
-    response_body, timestamp,
+    self, ChecksumValues, checksum_request, checksum_type, content_md5, etag, request_body, response_body,
+    timestamp,
 };
 use super::{ChuteS3, R};
 use crate::error::{s3_err, store_error};
@@ -76,24 +76,10 @@ impl ChuteS3 {
         if input.if_match.is_some() || input.if_none_match.is_some() {
             return Err(convert::not_implemented("If-Match/If-None-Match on PutObject"));
         }
-        let values = ChecksumValues {
-            crc32: input.checksum_crc32,
-            crc32c: input.checksum_crc32c,
-            crc64nvme: input.checksum_crc64nvme,
-            sha1: input.checksum_sha1,
-            sha256: input.checksum_sha256,
-        };
+        let values = convert::input_checksums!(input);
         let checks = checksum_request(&values, input.checksum_algorithm.as_ref(), &req.headers)?;
         let opts = PutOptions {
-            headers: HeaderInput {
-                content_type: input.content_type.as_ref(),
-                cache_control: input.cache_control.as_ref(),
-                content_disposition: input.content_disposition.as_ref(),
-                content_encoding: input.content_encoding.as_ref(),
-                content_language: input.content_language.as_ref(),
-                expires: input.expires.as_ref(),
-            }
-            .into_headers(),
+            headers: convert::object_headers!(input),
             metadata: convert::metadata(input.metadata.as_ref()),
             expected_len: convert::content_length(input.content_length)?,
             expected_md5: content_md5(input.content_md5.as_deref())?,
@@ -103,17 +89,14 @@ impl ChuteS3 {
         let body = request_body(input.body, checks.trailer.map(|a| (a, req.trailing_headers)));
         let meta = bucket.put(&key, body, opts).await.map_err(store_error)?;
         let sums = ChecksumValues::from_checksum(meta.checksum.as_ref());
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(etag(&meta.etag)),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-            checksum_type: checksum_type(meta.checksum.as_ref()),
-            size: i64::try_from(meta.size).ok(),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(convert::with_checksums!(
+            sums,
+            PutObjectOutput {
+                e_tag: Some(etag(&meta.etag)),
+                checksum_type: checksum_type(meta.checksum.as_ref()),
+                size: i64::try_from(meta.size).ok(),
+            }
+        )))
     }
 
     pub(super) async fn op_get_object(&self, req: S3Request<GetObjectInput>) -> R<GetObjectOutput> {
@@ -145,29 +128,26 @@ impl ChuteS3 {
             ChecksumValues::default()
         };
         let h = &meta.headers;
-        let output = GetObjectOutput {
-            body: Some(response_body(got.body, len)),
-            content_length: i64::try_from(len).ok(),
-            content_range,
-            accept_ranges: Some("bytes".to_owned()),
-            e_tag: Some(etag(&meta.etag)),
-            last_modified: Some(timestamp(meta.last_modified)),
-            content_type: h.content_type.clone(),
-            cache_control: h.cache_control.clone(),
-            content_disposition: h.content_disposition.clone(),
-            content_encoding: h.content_encoding.clone(),
-            content_language: h.content_language.clone(),
-            expires: convert::expires(h.expires.as_ref()),
-            metadata: convert::metadata_out(&meta.metadata),
-            checksum_type: with_sums.then(|| checksum_type(meta.checksum.as_ref())).flatten(),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-            parts_count: meta.parts_count.and_then(|n| i32::try_from(n).ok()),
-            ..Default::default()
-        };
+        let output = convert::with_checksums!(
+            sums,
+            GetObjectOutput {
+                body: Some(response_body(got.body, len)),
+                content_length: i64::try_from(len).ok(),
+                content_range,
+                accept_ranges: Some("bytes".to_owned()),
+                e_tag: Some(etag(&meta.etag)),
+                last_modified: Some(timestamp(meta.last_modified)),
+                content_type: h.content_type.clone(),
+                cache_control: h.cache_control.clone(),
+                content_disposition: h.content_disposition.clone(),
+                content_encoding: h.content_encoding.clone(),
+                content_language: h.content_language.clone(),
+                expires: convert::expires(h.expires.as_ref()),
+                metadata: convert::metadata_out(&meta.metadata),
+                checksum_type: with_sums.then(|| checksum_type(meta.checksum.as_ref())).flatten(),
+                parts_count: meta.parts_count.and_then(|n| i32::try_from(n).ok()),
+            }
+        );
         Ok(S3Response::new(output))
     }
 
@@ -187,29 +167,26 @@ impl ChuteS3 {
             ChecksumValues::default()
         };
         let h = &meta.headers;
-        Ok(S3Response::new(HeadObjectOutput {
-            content_length: i64::try_from(meta.size).ok(),
-            accept_ranges: Some("bytes".to_owned()),
-            e_tag: Some(etag(&meta.etag)),
-            last_modified: Some(timestamp(meta.last_modified)),
-            content_type: h.content_type.clone(),
-            cache_control: h.cache_control.clone(),
-            content_disposition: h.content_disposition.clone(),
-            content_encoding: h.content_encoding.clone(),
-            content_language: h.content_language.clone(),
-            expires: convert::expires(h.expires.as_ref()),
-            metadata: convert::metadata_out(&meta.metadata),
-            checksum_type: checksum_enabled(input.checksum_mode.as_ref())
-                .then(|| checksum_type(meta.checksum.as_ref()))
-                .flatten(),
-            checksum_crc32: sums.crc32,
-            checksum_crc32c: sums.crc32c,
-            checksum_crc64nvme: sums.crc64nvme,
-            checksum_sha1: sums.sha1,
-            checksum_sha256: sums.sha256,
-            parts_count: meta.parts_count.and_then(|n| i32::try_from(n).ok()),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(convert::with_checksums!(
+            sums,
+            HeadObjectOutput {
+                content_length: i64::try_from(meta.size).ok(),
+                accept_ranges: Some("bytes".to_owned()),
+                e_tag: Some(etag(&meta.etag)),
+                last_modified: Some(timestamp(meta.last_modified)),
+                content_type: h.content_type.clone(),
+                cache_control: h.cache_control.clone(),
+                content_disposition: h.content_disposition.clone(),
+                content_encoding: h.content_encoding.clone(),
+                content_language: h.content_language.clone(),
+                expires: convert::expires(h.expires.as_ref()),
+                metadata: convert::metadata_out(&meta.metadata),
+                checksum_type: checksum_enabled(input.checksum_mode.as_ref())
+                    .then(|| checksum_type(meta.checksum.as_ref()))
+                    .flatten(),
+                parts_count: meta.parts_count.and_then(|n| i32::try_from(n).ok()),
+            }
+        )))
     }
 
     pub(super) async fn op_delete_object(&self, req: S3Request<DeleteObjectInput>) -> R<DeleteObjectOutput> {
