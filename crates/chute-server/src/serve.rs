@@ -44,7 +44,12 @@ pub enum ServeError {
         source: io::Error,
     },
     /// A listener could not be bound.
-    #[error("cannot listen on {addr} ({setting}): {source}")]
+    #[error(
+        "cannot listen on {addr} ({setting}): {source}; stop what uses that address or choose \
+         another with --{flag} or CHUTE_{env}",
+        flag = setting.replace('_', "-"),
+        env = setting.to_ascii_uppercase()
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,

@@ -147,7 +147,9 @@ fn check_filesystem(root: &Path, tmp: &Path) -> StoreResult<()> {
             return Err(StoreError::Io(io::Error::other(format!(
                 "data directory {}: the filesystem is {what}; Chute needs a case-sensitive, \
                  normalization-sensitive filesystem, since keys that differ only in case or \
-                 normalization are different objects",
+                 normalization are different objects; choose a data directory on such a \
+                 filesystem (ext4, xfs, btrfs or tmpfs on Linux; on macOS, use a Linux VM or \
+                 container)",
                 root.display()
             ))));
         }
@@ -343,8 +345,10 @@ impl FsStore {
                 StoreError::Io(io::Error::new(
                     e.kind(),
                     format!(
-                        "bucket {name} is not empty but could not be moved back from {}: {e}",
-                        doomed.display()
+                        "bucket {name} is not empty but could not be moved back from {} \
+                         to {}: {e}; its data is intact there: stop Chute and move it back by hand",
+                        doomed.display(),
+                        dir.display()
                     ),
                 ))
             })?;
