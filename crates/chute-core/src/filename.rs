@@ -12,6 +12,13 @@
 pub const MAX_FILENAME_LEN: usize = 200;
 
 /// Returns a safe single key segment derived from `raw`.
+///
+/// ```
+/// use chute_core::sanitize_filename;
+///
+/// assert_eq!(sanitize_filename("C:\\Users\\me\\My Photo.JPG"), "My_Photo.JPG");
+/// assert_eq!(sanitize_filename("../../.htaccess"), "htaccess");
+/// ```
 pub fn sanitize_filename(raw: &str) -> String {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or(raw);
     let mut out = String::with_capacity(base.len());

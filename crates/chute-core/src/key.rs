@@ -41,6 +41,16 @@ pub struct ObjectKey(String);
 
 impl ObjectKey {
     /// Validates `raw` as an object key.
+    ///
+    /// ```
+    /// use chute_core::{KeyError, ObjectKey};
+    ///
+    /// let key = ObjectKey::parse("tmp/42/cat.png")?;
+    /// assert_eq!(key.file_name(), "cat.png");
+    /// assert_eq!(ObjectKey::parse("tmp/../etc/passwd"), Err(KeyError::DotSegment));
+    /// assert_eq!(ObjectKey::parse("/etc/passwd"), Err(KeyError::EmptySegment));
+    /// # Ok::<(), KeyError>(())
+    /// ```
     pub fn parse(raw: &str) -> Result<Self, KeyError> {
         if raw.is_empty() {
             return Err(KeyError::Empty);
