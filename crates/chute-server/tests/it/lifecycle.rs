@@ -37,5 +37,8 @@ async fn a_taken_port_is_a_clear_error() {
         err.contains("s3_listen") && err.contains(&taken.local_addr().unwrap().to_string()),
         "{err}"
     );
-    assert!(err.contains("--s3-listen") && err.contains("CHUTE_S3_LISTEN"), "says what to do: {err}");
+    assert!(
+        err.contains("--s3-listen") && err.contains("CHUTE_S3_LISTEN"),
+        "says what to do: {err}"
+    );
 }
