@@ -102,6 +102,10 @@ pub fn store_error(err: StoreError) -> S3Error {
                 "You did not provide the number of bytes specified by the Content-Length HTTP header: {e}"
             ),
         ),
+        StoreError::PreconditionFailed { .. } => s3_err(
+            C::PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold",
+        ),
         e @ StoreError::UnstorableKey { .. } => s3_err(C::KeyTooLongError, e.to_string()),
         StoreError::Body(e) => body_error(&e),
         StoreError::Io(e) => io_error(&e),

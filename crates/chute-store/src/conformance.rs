@@ -28,6 +28,7 @@ pub async fn run_store_suite<S: Store>(store: &S) {
     body_errors_store_nothing(store).await;
     list_matches_model(store).await;
     copy_modes(store).await;
+    create_only(store).await;
 }
 
 /// Runs every [`MultipartStore`] clause.
@@ -734,6 +735,70 @@ pub async fn copy_modes<S: Store + ?Sized>(store: &S) {
     );
     for k in [&src, &kept, &replaced] {
         let _ = store.delete(k).await;
+    }
+}
+
+/// A create-only put (`if_none_match`) creates a missing object, refuses
+/// an existing one with `PreconditionFailed` and keeps it, and of two
+/// concurrent create-only puts to one key exactly one wins.
+pub async fn create_only<S: Store + ?Sized>(store: &S) {
+    let k = key("conf-create/k");
+    let create = || PutOptions {
+        if_none_match: true,
+        ..PutOptions::default()
+    };
+    let _ = store.delete(&k).await;
+    let meta = store
+        .put(&k, body(b"first"), create())
+        .await
+        .unwrap_or_else(|e| panic!("a create-only put of a missing key failed: {e}"));
+    assert_eq!(meta.size, 5, "create-only put returned the wrong size");
+    let r = store.put(&k, body(b"second"), create()).await;
+    assert!(
+        matches!(&r, Err(StoreError::PreconditionFailed { .. })),
+        "a create-only put of an existing key must be PreconditionFailed, got {r:?}"
+    );
+    assert_eq!(
+        get_bytes(store, &k, None).await,
+        b"first",
+        "a refused create-only put must keep the object"
+    );
+    put_bytes(store, &k, b"plain", PutOptions::default()).await;
+    assert_eq!(
+        get_bytes(store, &k, None).await,
+        b"plain",
+        "a plain put still replaces"
+    );
+    store
+        .delete(&k)
+        .await
+        .unwrap_or_else(|e| panic!("delete failed: {e}"));
+    put_bytes(store, &k, b"again", create()).await;
+    let _ = store.delete(&k).await;
+
+    // Races: bodies large enough that both writes overlap.
+    for round in 0..4u8 {
+        let k = key(&format!("conf-create/race-{round}"));
+        let (a, b) = (pattern(300_000, 20 + round), pattern(300_000, 40 + round));
+        let (ra, rb) = futures::join!(
+            store.put(&k, body_chunked(&a, 16 * 1024), create()),
+            store.put(&k, body_chunked(&b, 16 * 1024), create()),
+        );
+        let winner = match (&ra, &rb) {
+            (Ok(_), Err(StoreError::PreconditionFailed { .. })) => &a,
+            (Err(StoreError::PreconditionFailed { .. }), Ok(_)) => &b,
+            _ => panic!(
+                "of two concurrent create-only puts exactly one must win and the other be \
+                 PreconditionFailed, got {:?} and {:?}",
+                ra.map(|m| m.etag),
+                rb.map(|m| m.etag)
+            ),
+        };
+        assert!(
+            get_bytes(store, &k, None).await == *winner,
+            "the object must hold the winner's body"
+        );
+        let _ = store.delete(&k).await;
     }
 }
 

@@ -85,6 +85,14 @@ pub enum StoreError {
         /// What arrived.
         received: u64,
     },
+    /// A create-only put ([`crate::PutOptions::if_none_match`]) found an
+    /// object at the key (S3 `PreconditionFailed`, HTTP 412); nothing was
+    /// written.
+    #[error("an object already exists at key {key:?}")]
+    PreconditionFailed {
+        /// The key that is taken.
+        key: String,
+    },
     /// The key cannot be stored by this backend (a segment too long for
     /// the filesystem; S3 `KeyTooLongError`).
     #[error("key cannot be stored: {reason}")]

@@ -49,6 +49,13 @@ pub struct PutOptions {
     pub expected_checksum: Option<Checksum>,
     /// An algorithm to compute and store even without an expected value.
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    /// Create only (S3 `If-None-Match: *`): fail with
+    /// [`StoreError::PreconditionFailed`](crate::StoreError::PreconditionFailed)
+    /// if an object already exists at the key; atomic against concurrent
+    /// writers, so of two create-only puts to one key exactly one wins.
+    /// Honoured by [`Store::put`](crate::Store::put); ignored by
+    /// `create_multipart` and by [`CopyOptions::ReplaceMetadata`].
+    pub if_none_match: bool,
 }
 
 /// Expectations for one multipart part.

@@ -73,9 +73,19 @@ impl ChuteS3 {
         let input = req.input;
         let key = Self::key(&input.key)?;
         let bucket = self.bucket(&input.bucket).await?;
-        if input.if_match.is_some() || input.if_none_match.is_some() {
-            return Err(convert::not_implemented("If-Match/If-None-Match on PutObject"));
+        if input.if_match.is_some() {
+            return Err(convert::not_implemented("If-Match on PutObject"));
         }
+        // S3 allows only `*` here: create the object only if it is missing.
+        let if_none_match = match &input.if_none_match {
+            None => false,
+            Some(ETagCondition::Any) => true,
+            Some(ETagCondition::ETag(_)) => {
+                return Err(convert::not_implemented(
+                    "If-None-Match with an ETag on PutObject",
+                ));
+            }
+        };
         let values = convert::input_checksums!(input);
         let checks = checksum_request(&values, input.checksum_algorithm.as_ref(), &req.headers)?;
         let opts = PutOptions {
@@ -85,6 +95,7 @@ impl ChuteS3 {
             expected_md5: content_md5(input.content_md5.as_deref())?,
             expected_checksum: checks.expected,
             checksum_algorithm: checks.algorithm,
+            if_none_match,
         };
         let body = request_body(input.body, checks.trailer.map(|a| (a, req.trailing_headers)));
         let meta = bucket.put(&key, body, opts).await.map_err(store_error)?;

@@ -150,3 +150,25 @@ async fn copy_object_within_and_across_buckets() {
         .await
         .expect(404, Some("NoSuchKey"));
 }
+
+#[tokio::test]
+async fn put_if_none_match_creates_only() {
+    let s = Server::with_bucket("bk1").await;
+    let create = |body: &'static str| {
+        Req::new("PUT", "/bk1/once")
+            .header("if-none-match", "*")
+            .body(body)
+    };
+    s.send(create("first")).await.expect(200, None);
+    s.send(create("second"))
+        .await
+        .expect(412, Some("PreconditionFailed"));
+    assert_eq!(&s.get("bk1", "once").await.body[..], b"first");
+    s.send(
+        Req::new("PUT", "/bk1/once")
+            .header("if-none-match", "\"5d41402abc4b2a76b9719d911017c592\"")
+            .body("x"),
+    )
+    .await
+    .expect(501, Some("NotImplemented"));
+}

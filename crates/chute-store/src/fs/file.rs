@@ -87,30 +87,51 @@ impl TempFile {
     /// below `base` (never `base` itself), and fsyncs the parent (blocking).
     pub(crate) fn commit(mut self, base: &Path, rel: &Path) -> io::Result<()> {
         let dest = base.join(rel);
-        let mut attempt = 0;
-        loop {
-            match std::fs::rename(&self.path, &dest) {
-                Ok(()) => break,
-                // A concurrent delete may remove an empty parent between our
-                // create and rename (or during the create): create again.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 32 => {
-                    attempt += 1;
-                    if !base.is_dir() {
-                        return Err(e);
-                    }
-                    match create_parents(base, rel) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        place(base, rel, || std::fs::rename(&self.path, &dest))?;
         self.path = PathBuf::new();
         // A concurrent delete of this very key may already have removed the
         // file and its directory; that is not our failure.
         sync_dir_if_present(dest.parent().unwrap_or(base))
+    }
+
+    /// Like [`Self::commit`], but fails with `AlreadyExists` when `base/rel`
+    /// exists. `rename` would replace it; `link(2)` never does, so the
+    /// check and the commit are one atomic step even against concurrent
+    /// writers. The temp name is removed afterwards.
+    pub(crate) fn commit_new(mut self, base: &Path, rel: &Path) -> io::Result<()> {
+        let dest = base.join(rel);
+        place(base, rel, || std::fs::hard_link(&self.path, &dest))?;
+        let tmp = std::mem::take(&mut self.path);
+        if let Err(e) = std::fs::remove_file(&tmp) {
+            // Committed all the same; `FsStore::open` removes stray temp files.
+            tracing::warn!("removing temp file {}: {e}", tmp.display());
+        }
+        sync_dir_if_present(dest.parent().unwrap_or(base))
+    }
+}
+
+/// Runs `op` (which creates `base/rel`), creating the parent directories
+/// below `base` when they are missing.
+fn place(base: &Path, rel: &Path, op: impl Fn() -> io::Result<()>) -> io::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match op() {
+            Ok(()) => return Ok(()),
+            // A concurrent delete may remove an empty parent between our
+            // create and the commit (or during the create): create again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempt < 32 => {
+                attempt += 1;
+                if !base.is_dir() {
+                    return Err(e);
+                }
+                match create_parents(base, rel) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

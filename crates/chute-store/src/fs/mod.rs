@@ -526,19 +526,30 @@ impl FsBucket {
         &self.name
     }
 
-    /// Seals `tmp` with `meta` and commits it at `rel` below the objects dir.
+    /// Seals `tmp` with `meta` and commits it at `rel` below the objects
+    /// dir, replacing any object there unless `create_only`.
     async fn commit_object(
         &self,
         mut tmp: TempFile,
         rel: PathBuf,
         meta: ObjectMeta,
+        create_only: bool,
     ) -> StoreResult<ObjectMeta> {
         let json = serde_json::to_vec(&meta).map_err(|e| StoreError::Io(io::Error::other(e)))?;
         let base = self.objects.clone();
         let bucket = self.name.clone();
+        let key = meta.key.to_string();
         blocking(move || {
             tmp.seal(&json)?;
-            tmp.commit(&base, &rel).map_err(|e| commit_error(e, &bucket))
+            let committed = if create_only {
+                tmp.commit_new(&base, &rel)
+            } else {
+                tmp.commit(&base, &rel)
+            };
+            committed.map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists if create_only => StoreError::PreconditionFailed { key },
+                _ => commit_error(e, &bucket),
+            })
         })
         .await?;
         Ok(meta)
@@ -573,6 +584,11 @@ impl FsBucket {
 impl Store for FsBucket {
     async fn put(&self, key: &ObjectKey, body: ByteStream, opts: PutOptions) -> StoreResult<ObjectMeta> {
         let rel = object_rel_path(key)?;
+        let create_only = opts.if_none_match;
+        // Refuse early rather than after the whole body; the commit decides.
+        if create_only && tokio::fs::try_exists(self.objects.join(&rel)).await? {
+            return Err(StoreError::PreconditionFailed { key: key.to_string() });
+        }
         let algs = algorithms(opts.expected_checksum.as_ref(), opts.checksum_algorithm);
         let streamed = stream_to_temp(&self.inner.tmp, body, &algs, opts.expected_len).await?;
         let hash = &streamed.hash;
@@ -596,7 +612,7 @@ impl Store for FsBucket {
             ),
             parts_count: None,
         };
-        self.commit_object(streamed.tmp, rel, meta).await
+        self.commit_object(streamed.tmp, rel, meta, create_only).await
     }
 
     async fn get(&self, key: &ObjectKey, range: Option<ByteRange>) -> StoreResult<GetResult> {
@@ -681,7 +697,7 @@ impl Store for FsBucket {
             meta.headers = o.headers;
             meta.metadata = o.metadata;
         }
-        self.commit_object(tmp, rel, meta).await
+        self.commit_object(tmp, rel, meta, false).await
     }
 }
 

@@ -370,7 +370,7 @@ impl MultipartStore for FsBucket {
             checksum: algorithm.map(|a| Checksum::composite(a, &checksums)),
             parts_count: u32::try_from(md5s.len()).ok(),
         };
-        let meta = self.commit_object(tmp, rel, meta).await?;
+        let meta = self.commit_object(tmp, rel, meta, false).await?;
         blocking(self.remove_upload_dir(self.upload_dir(upload_id))).await?;
         Ok(meta)
     }

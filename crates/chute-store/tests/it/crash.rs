@@ -103,3 +103,24 @@ async fn open_restores_a_bucket_whose_delete_was_cut_short() {
     assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
     assert!(!root.join("buckets/gone").exists());
 }
+
+#[tokio::test]
+async fn create_only_puts_leave_no_temp_file() {
+    let t = test_store().await;
+    let k = key("once");
+    let create = || PutOptions {
+        if_none_match: true,
+        ..PutOptions::default()
+    };
+    t.bucket.put(&k, body(b"first"), create()).await.unwrap();
+    let refused = t.bucket.put(&k, body(b"second"), create()).await;
+    assert!(
+        matches!(refused, Err(chute_store::StoreError::PreconditionFailed { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(t.root().join("tmp")).unwrap().count(),
+        0,
+        "the temp name of a committed or refused create-only put is removed"
+    );
+}
