@@ -1,49 +1,144 @@
-//! The app listener's router. This issue's surface is small: a
-//! placeholder page, `/healthz` (the process is up) and `/readyz` (the
-//! store answers). The upload API, widget and tus mount here later.
+//! The app listener's router: the upload API (`/api`), health checks, and
+//! the placeholder page (the widget and demo arrive with their issue).
+//! Browser CORS for the API is decided here, from the same origins the
+//! store's CORS rule allows.
 
+use crate::api;
+use crate::grants::Grants;
+use crate::lifecycle::Lifecycle;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use chute_core::BucketName;
-use chute_store::fs::FsStore;
+use chute_core::ObjectKey;
+use chute_store::StoreError;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// What the app's handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The embedded store.
-    pub store: FsStore,
-    /// The bucket uploads go to.
-    pub bucket: BucketName,
-    /// The S3 endpoint's public base URL, shown on the placeholder page.
-    pub s3_url: String,
+    /// The upload lifecycle (store, signer, tokens, hooks).
+    pub lifecycle: Lifecycle,
+    /// Where grants come from.
+    pub grants: Arc<Grants>,
+    /// Browser origins allowed to call the API.
+    pub origins: Origins,
+}
+
+/// Which browser origins may call the API.
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    /// Exact origins (`https://app.example.com`); `*` allows any origin
+    /// (without credentials).
+    pub exact: Vec<String>,
+    /// Whether any `http://localhost:*`, `127.0.0.1` or `[::1]` origin is
+    /// allowed (development mode).
+    pub any_loopback: bool,
+}
+
+impl Origins {
+    /// Whether `origin` may call the API.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.exact.iter().any(|o| o == origin || o == "*")
+            || (self.any_loopback && is_loopback_origin(origin))
+    }
+
+    /// The same set as S3 CORS rule patterns (`http://localhost:*`).
+    pub fn as_s3_patterns(&self) -> Vec<String> {
+        let mut out = self.exact.clone();
+        if self.any_loopback {
+            for host in ["localhost", "127.0.0.1", "[::1]"] {
+                out.push(format!("http://{host}"));
+                out.push(format!("http://{host}:*"));
+            }
+        }
+        out
+    }
+}
+
+/// `http://localhost[:port]`, `http://127.0.0.1[:port]` or `http://[::1][:port]`.
+pub fn is_loopback_origin(origin: &str) -> bool {
+    let Some(rest) = origin.strip_prefix("http://") else {
+        return false;
+    };
+    let host = match rest.strip_prefix("[::1]") {
+        Some(port) => return port.is_empty() || valid_port(port),
+        None => rest,
+    };
+    let (name, port) = match host.split_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (host, None),
+    };
+    matches!(name, "localhost" | "127.0.0.1") && port.is_none_or(|p| valid_port(&format!(":{p}")))
+}
+
+fn valid_port(s: &str) -> bool {
+    s.strip_prefix(':')
+        .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Builds the app router over `state`.
 pub fn app(state: AppState) -> Router {
+    let cors = cors_layer(&state.origins);
+    let api = api::routes().layer(cors);
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .merge(api)
         .with_state(state)
 }
 
+fn cors_layer(origins: &Origins) -> CorsLayer {
+    let wildcard = origins.exact.iter().any(|o| o == "*");
+    let allowed = origins.clone();
+    let layer = CorsLayer::new()
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600));
+    if wildcard {
+        // Any origin, but never with cookies: a wildcard with credentials
+        // would let any site act with the user's session.
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        layer
+            .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+                origin.to_str().is_ok_and(|o| allowed.allows(o))
+            }))
+            .allow_credentials(true)
+    }
+}
+
 async fn index(State(state): State<AppState>) -> Html<String> {
+    let signer = state.lifecycle.signer();
     Html(format!(
         "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Chute</title>\
          <h1>Chute is running</h1>\
-         <p>The embedded S3-compatible store listens at <code>{url}</code>, bucket <code>{bucket}</code>.</p>\
-         <p>The upload widget and demo arrive with the upload API.</p></html>",
-        url = html_escape(&state.s3_url),
-        bucket = html_escape(state.bucket.as_str()),
+         <p>The store for browser uploads is <code>{url}</code>, bucket <code>{bucket}</code>.</p>\
+         <p>Create uploads with <code>POST /api/uploads</code>. The upload widget and demo page arrive \
+         with the widget.</p></html>",
+        url = html_escape(&signer.endpoint),
+        bucket = html_escape(signer.bucket.as_str()),
     ))
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.head_bucket(&state.bucket).await {
-        Ok(()) => (StatusCode::OK, "ready".to_owned()),
+    let probe = ObjectKey::parse(".chute/readyz").ok();
+    let result = match &probe {
+        Some(key) => state.lifecycle.store().head(key).await.map(|_| ()),
+        None => Ok(()),
+    };
+    match result {
+        Ok(()) | Err(StoreError::NoSuchKey { .. }) => (StatusCode::OK, "ready".to_owned()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store not ready: {e}")),
     }
 }
@@ -53,4 +148,31 @@ fn html_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_origins() {
+        for ok in [
+            "http://localhost:3000",
+            "http://127.0.0.1:8080",
+            "http://[::1]:9",
+            "http://localhost",
+        ] {
+            assert!(is_loopback_origin(ok), "{ok}");
+        }
+        for bad in [
+            "https://localhost:3000",
+            "http://localhost.evil.com",
+            "http://127.0.0.1.evil:80",
+            "http://localhost:80x",
+            "http://[::1]evil",
+            "null",
+        ] {
+            assert!(!is_loopback_origin(bad), "{bad}");
+        }
+    }
 }

@@ -41,9 +41,51 @@ pub struct RawConfig {
     /// The embedded store's secret key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_secret_key: Option<String>,
-    /// Extra browser origins allowed to call the store in development mode.
+    /// Browser origins allowed to call the API, `/s3/` and the store
+    /// (development mode adds every loopback origin).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cors_origins: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+    /// The app's public base URL (`https://uploads.example.com`), checked by
+    /// `chute check --deploy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// The store's URL as browsers reach it (default: the embedded S3
+    /// listener's address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_public_url: Option<String>,
+    /// The secret grants, upload tokens and receipts are signed with:
+    /// `kid:secret` or a bare secret (at least 32 bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_secret: Option<String>,
+    /// Retired secrets still accepted while tokens signed with them live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_secrets_retired: Option<Vec<String>>,
+    /// The audience grant tokens must name (default `chute`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_audience: Option<String>,
+    /// The app's authorization webhook: gets the request's cookies and
+    /// headers, answers with a grant as JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_webhook_url: Option<String>,
+    /// Whether requests without a grant get an open one (default: true in
+    /// development, false in production).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_grants: Option<bool>,
+    /// Seconds an upload may stay unfinished (default 86400).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload_ttl_seconds: Option<u64>,
+    /// Seconds a receipt stays valid (default 86400).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_ttl_seconds: Option<u64>,
+    /// Seconds presigned URLs and POST forms stay valid (default 3600).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presign_ttl_seconds: Option<u64>,
+    /// Files above this many bytes use multipart (default 16 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multipart_threshold: Option<u64>,
+    /// Promotion key template when the grant names none (default `uploads/{uuid}{ext}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promote_template: Option<String>,
     /// Seconds in-flight requests get to finish after SIGTERM (default 30).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_grace_seconds: Option<u64>,
@@ -64,7 +106,7 @@ pub struct RawConfig {
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 14] = [
+const ENV_KEYS: [&str; 26] = [
     "mode",
     "listen",
     "s3_listen",
@@ -73,7 +115,19 @@ const ENV_KEYS: [&str; 14] = [
     "region",
     "s3_access_key",
     "s3_secret_key",
-    "cors_origins",
+    "allowed_origins",
+    "public_url",
+    "s3_public_url",
+    "grant_secret",
+    "grant_secrets_retired",
+    "grant_audience",
+    "grant_webhook_url",
+    "open_grants",
+    "upload_ttl_seconds",
+    "receipt_ttl_seconds",
+    "presign_ttl_seconds",
+    "multipart_threshold",
+    "promote_template",
     "shutdown_grace_seconds",
     "max_post_object_size",
     "max_post_form_fields_bytes",
@@ -152,8 +206,23 @@ pub struct Config {
     /// Explicit credentials; `None` in development means "generate and keep
     /// them in the data directory".
     pub credentials: Option<StoreCredentials>,
-    /// Origins allowed to call the store from a browser (development mode).
-    pub cors_origins: Vec<String>,
+    /// Browser origins allowed on the API and the store (configured ones;
+    /// development mode also allows any loopback origin).
+    pub allowed_origins: Vec<String>,
+    /// The app's public base URL, when configured.
+    pub public_url: Option<String>,
+    /// The store's URL as browsers reach it, when configured.
+    pub s3_public_url: Option<String>,
+    /// The token signing key and the retired keys still accepted.
+    pub grant_keys: Option<chute_core::Keyring>,
+    /// The audience grants must name.
+    pub grant_audience: String,
+    /// The authorization webhook, when configured.
+    pub grant_webhook_url: Option<String>,
+    /// Whether requests without a grant get an open one.
+    pub open_grants: bool,
+    /// Lifecycle tunables.
+    pub lifecycle: crate::lifecycle::LifecycleSettings,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// Largest POST Object file in bytes.
@@ -194,6 +263,7 @@ impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        let lifecycle = lifecycle_settings(&raw)?;
         let mode = match raw.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("development") | Some("dev") => Mode::Development,
             Some("production") | Some("prod") => Mode::Production,
@@ -250,17 +320,50 @@ impl TryFrom<RawConfig> for Config {
         if !(1..=65536).contains(&max_connections) {
             return Err(ConfigError::new("max_connections", "must be 1 to 65536"));
         }
-        let mut cors_origins = raw.cors_origins.unwrap_or_default();
-        for origin in &cors_origins {
-            if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
+        let allowed_origins = raw.allowed_origins.clone().unwrap_or_default();
+        for origin in &allowed_origins {
+            let shaped =
+                (origin.starts_with("http://") || origin.starts_with("https://")) && !origin.ends_with('/');
+            if !(shaped || origin == "*") {
                 return Err(ConfigError::new(
-                    "cors_origins",
-                    format!("{origin:?} is not an origin like https://app.example.com"),
+                    "allowed_origins",
+                    format!("{origin:?} is not an origin like https://app.example.com (or *)"),
                 ));
             }
         }
-        if mode == Mode::Development {
-            cors_origins.extend(loopback_origins(listen));
+        for (name, url) in [
+            ("public_url", &raw.public_url),
+            ("s3_public_url", &raw.s3_public_url),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(ConfigError::new(name, format!("{url:?} is not an http(s) URL")));
+            }
+        }
+        let grant_keys = match &raw.grant_secret {
+            None => None,
+            Some(spec) => {
+                let current = chute_core::TokenKey::parse(spec)
+                    .map_err(|e| ConfigError::new("grant_secret", e.to_string()))?;
+                let retired = raw
+                    .grant_secrets_retired
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| chute_core::TokenKey::parse(s))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| ConfigError::new("grant_secrets_retired", e.to_string()))?;
+                Some(chute_core::Keyring::new(current, retired))
+            }
+        };
+        if let Some(url) = &raw.grant_webhook_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "grant_webhook_url",
+                format!("{url:?} is not an http(s) URL"),
+            ));
         }
         Ok(Self {
             mode,
@@ -270,7 +373,16 @@ impl TryFrom<RawConfig> for Config {
             bucket,
             region,
             credentials,
-            cors_origins,
+            allowed_origins,
+            public_url: raw.public_url,
+            s3_public_url: raw.s3_public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            grant_keys,
+            grant_audience: raw
+                .grant_audience
+                .unwrap_or_else(|| chute_core::token::GRANT_AUDIENCE.into()),
+            grant_webhook_url: raw.grant_webhook_url,
+            open_grants: raw.open_grants.unwrap_or(mode == Mode::Development),
+            lifecycle,
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(30)),
             max_post_object_size,
             max_post_form_fields_bytes,
@@ -317,14 +429,46 @@ fn credentials(
     }
 }
 
-/// The origins a browser uses for the app listener on this machine.
-fn loopback_origins(listen: SocketAddr) -> Vec<String> {
-    let port = listen.port();
-    vec![
-        format!("http://127.0.0.1:{port}"),
-        format!("http://localhost:{port}"),
-        format!("http://[::1]:{port}"),
-    ]
+/// The lifecycle tunables, each checked against its bounds.
+fn lifecycle_settings(raw: &RawConfig) -> Result<crate::lifecycle::LifecycleSettings, ConfigError> {
+    let mut s = crate::lifecycle::LifecycleSettings::default();
+    let secs = |name: &str, v: Option<u64>, default: Duration, max: u64| -> Result<Duration, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) if (60..=max).contains(&v) => Ok(Duration::from_secs(v)),
+            Some(_) => Err(ConfigError::new(name, format!("must be 60 to {max} seconds"))),
+        }
+    };
+    s.upload_ttl = secs(
+        "upload_ttl_seconds",
+        raw.upload_ttl_seconds,
+        s.upload_ttl,
+        30 * 86400,
+    )?;
+    s.receipt_ttl = secs(
+        "receipt_ttl_seconds",
+        raw.receipt_ttl_seconds,
+        s.receipt_ttl,
+        30 * 86400,
+    )?;
+    // S3 presigned URLs live at most 7 days.
+    s.presign_ttl = secs(
+        "presign_ttl_seconds",
+        raw.presign_ttl_seconds,
+        s.presign_ttl,
+        7 * 86400,
+    )?;
+    if let Some(t) = raw.multipart_threshold {
+        if !(chute_store::MIN_PART_SIZE..=FIVE_GIB).contains(&t) {
+            return Err(ConfigError::new("multipart_threshold", "must be 5 MiB to 5 GiB"));
+        }
+        s.multipart_threshold = t;
+    }
+    if let Some(t) = &raw.promote_template {
+        chute_core::KeyTemplate::parse(t).map_err(|e| ConfigError::new("promote_template", e.to_string()))?;
+        s.default_template = t.clone();
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -339,7 +483,8 @@ mod tests {
         assert_eq!(c.s3_listen.to_string(), "127.0.0.1:9000");
         assert_eq!(c.bucket.as_str(), "uploads");
         assert!(c.credentials.is_none());
-        assert!(c.cors_origins.contains(&"http://127.0.0.1:8080".to_owned()));
+        assert!(c.open_grants);
+        assert!(c.grant_keys.is_none());
         assert_eq!(c.body_idle_timeout, Duration::from_secs(60));
         assert_eq!(c.max_connections, 1024);
     }
@@ -399,10 +544,24 @@ mod tests {
         );
         bad(
             RawConfig {
-                cors_origins: Some(vec!["*".into()]),
+                allowed_origins: Some(vec!["ftp://x".into()]),
                 ..Default::default()
             },
-            "cors_origins",
+            "allowed_origins",
+        );
+        bad(
+            RawConfig {
+                grant_secret: Some("k:short".into()),
+                ..Default::default()
+            },
+            "grant_secret",
+        );
+        bad(
+            RawConfig {
+                upload_ttl_seconds: Some(5),
+                ..Default::default()
+            },
+            "upload_ttl_seconds",
         );
         for seconds in [0, 3601] {
             bad(

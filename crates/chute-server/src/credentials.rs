@@ -57,6 +57,31 @@ pub(crate) fn load_or_generate(data_dir: &Path) -> io::Result<(StoreCredentials,
     }
 }
 
+/// Loads the development token secret (signing upload tokens and
+/// receipts when no `grant_secret` is set) from `<data dir>/token-secret`,
+/// or generates and keeps one, so receipts survive a restart.
+pub(crate) fn load_or_generate_token_secret(data_dir: &Path) -> io::Result<String> {
+    let path = data_dir.join("token-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => Ok(s.trim().to_owned()),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is shorter than 32 bytes; delete it to regenerate",
+                path.display()
+            ),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let secret = format!("dev:{}", random_string(48));
+            let tmp = data_dir.join(".token-secret.tmp");
+            write_private(&tmp, secret.as_bytes())?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(secret)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn random_string(len: usize) -> String {
     rand::rng()
         .sample_iter(&Alphanumeric)

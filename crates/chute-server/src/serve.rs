@@ -1,10 +1,14 @@
 //! [`serve`]: open the store, bind both listeners, run until a shutdown
 //! signal, then let in-flight requests finish within the grace period.
 
-use crate::app::{AppState, app};
+use crate::app::{AppState, Origins, app};
 use crate::config::{Config, Mode, StoreCredentials};
 use crate::credentials;
+use crate::grants::{Grants, JwtGrants};
+use crate::hooks::Hooks;
+use crate::lifecycle::{Lifecycle, Signer};
 use chute_core::sigv4::Credentials;
+use chute_core::{Grant, Keyring, TokenKey};
 use chute_s3::{EmbeddedS3, EmbeddedS3Config, cors};
 use chute_store::StoreError;
 use chute_store::fs::FsStore;
@@ -59,6 +63,13 @@ pub enum ServeError {
         #[source]
         source: io::Error,
     },
+    /// Production mode without a grant secret: receipts could not be
+    /// verified by other instances or the app.
+    #[error(
+        "production mode needs grant_secret (CHUTE_GRANT_SECRET, at least 32 bytes): it signs grants, \
+         upload tokens and receipts"
+    )]
+    MissingGrantSecret,
     /// The app listener failed while serving.
     #[error("the app listener failed: {0}")]
     App(#[source] io::Error),
@@ -105,6 +116,8 @@ pub struct Server {
     store: FsStore,
     credentials: StoreCredentials,
     generated: bool,
+    token_keys: Keyring,
+    origins: Origins,
     s3_listener: TcpListener,
     app_listener: TcpListener,
     s3_addr: SocketAddr,
@@ -135,11 +148,30 @@ impl Server {
                 })?
             }
         };
-        if config.mode == Mode::Development {
-            cors::ensure_default_cors(&store, &config.bucket, &config.cors_origins)
+        let origins = origins(&config);
+        if config.mode == Mode::Development || !origins.exact.is_empty() {
+            cors::ensure_default_cors(&store, &config.bucket, &origins.as_s3_patterns())
                 .await
                 .map_err(store_err)?;
         }
+        let token_keys = match &config.grant_keys {
+            Some(keys) => keys.clone(),
+            None if config.mode == Mode::Development => {
+                let spec =
+                    credentials::load_or_generate_token_secret(&config.data_dir).map_err(|source| {
+                        ServeError::Credentials {
+                            dir: dir.clone(),
+                            source,
+                        }
+                    })?;
+                let key = TokenKey::parse(&spec).map_err(|e| ServeError::Credentials {
+                    dir: dir.clone(),
+                    source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+                })?;
+                Keyring::new(key, Vec::new())
+            }
+            None => return Err(ServeError::MissingGrantSecret),
+        };
         let (s3_listener, s3_addr) = bind(config.s3_listen, "s3_listen").await?;
         let (app_listener, app_addr) = bind(config.listen, "listen").await?;
         Ok(Self {
@@ -147,6 +179,8 @@ impl Server {
             store,
             credentials,
             generated,
+            token_keys,
+            origins,
             s3_listener,
             app_listener,
             s3_addr,
@@ -177,6 +211,8 @@ impl Server {
             store,
             credentials: creds,
             generated,
+            token_keys,
+            origins,
             s3_listener,
             app_listener,
             s3_addr,
@@ -190,17 +226,41 @@ impl Server {
                 region: config.region.clone(),
                 credentials: vec![Credentials {
                     access_key: creds.access_key.clone(),
-                    secret_key: creds.secret_key,
+                    secret_key: creds.secret_key.clone(),
                 }],
                 max_post_object_size: config.max_post_object_size,
                 max_post_form_fields_bytes: config.max_post_form_fields_bytes,
                 body_idle_timeout: config.body_idle_timeout,
             },
         );
+        let bucket = store
+            .bucket(&config.bucket)
+            .await
+            .map_err(|source| ServeError::Store {
+                dir: config.data_dir.display().to_string(),
+                source,
+            })?;
+        let signer = Signer::new(
+            config.s3_public_url.clone().unwrap_or_else(|| s3_url.clone()),
+            config.bucket.clone(),
+            config.region.clone(),
+            true,
+            Credentials {
+                access_key: creds.access_key.clone(),
+                secret_key: creds.secret_key.clone(),
+            },
+        );
+        let lifecycle = Lifecycle::new(
+            Arc::new(bucket),
+            signer,
+            token_keys,
+            config.lifecycle.clone(),
+            Hooks::new(),
+        );
         let router = app(AppState {
-            store,
-            bucket: config.bucket.clone(),
-            s3_url,
+            lifecycle,
+            grants: Arc::new(grants(&config)),
+            origins,
         });
 
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -234,6 +294,27 @@ impl Server {
             Err(_) => tracing::warn!("grace period over; dropping the requests still in flight"),
         }
         Ok(())
+    }
+}
+
+/// The browser origins allowed on the API and the store.
+fn origins(config: &Config) -> Origins {
+    Origins {
+        exact: config.allowed_origins.clone(),
+        any_loopback: config.mode == Mode::Development,
+    }
+}
+
+/// The grant sources the configuration names.
+fn grants(config: &Config) -> Grants {
+    Grants {
+        jwt: config.grant_keys.clone().map(|keyring| JwtGrants {
+            keyring,
+            audience: config.grant_audience.clone(),
+        }),
+        webhook: None,
+        callback: None,
+        open: config.open_grants.then(Grant::default),
     }
 }
 

@@ -74,6 +74,15 @@ impl PostPolicyBuilder {
         self.bind(format!("x-amz-meta-{}", name.to_ascii_lowercase()), value)
     }
 
+    /// Requires the file to have this checksum: binds
+    /// `x-amz-checksum-algorithm` and `x-amz-checksum-<algorithm>`, which the
+    /// store verifies against the bytes it receives.
+    pub fn checksum(self, checksum: &crate::Checksum) -> Self {
+        let header = checksum.algorithm.header_name();
+        self.bind("x-amz-checksum-algorithm".to_owned(), checksum.algorithm.as_str())
+            .bind(header.to_owned(), &checksum.to_header_value())
+    }
+
     fn bind(mut self, field: String, value: &str) -> Self {
         self.bound_fields.retain(|(f, _)| *f != field);
         self.bound_fields.push((field, value.to_owned()));
