@@ -29,6 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("CHUTE_BIN", REPO / "target" / "debug" / "chute"))
 ACCESS_KEY = "chutetestaccess"
 SECRET_KEY = "chute-test-secret-key-0123456789abcdef"
+# Grants in the suites are minted with this key (kid "test1").
+GRANT_KID = "test1"
+GRANT_SECRET = "grant-secret-for-tests-0123456789abcdef"
 BUCKET = "uploads"
 STARTUP_TIMEOUT = 60
 
@@ -84,6 +87,7 @@ class ChuteServer:
         env.update(
             CHUTE_S3_ACCESS_KEY=self.access_key,
             CHUTE_S3_SECRET_KEY=self.secret_key,
+            CHUTE_GRANT_SECRET=f"{GRANT_KID}:{GRANT_SECRET}",
             RUST_BACKTRACE="1",
         )
         env.setdefault("RUST_LOG", "info")

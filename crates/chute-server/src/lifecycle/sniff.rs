@@ -24,10 +24,11 @@ pub enum Sniffed {
 /// Compares `head` (the object's first bytes) with `declared`.
 pub fn sniff(head: &[u8], declared: &str) -> Sniffed {
     let declared_essence = essence(declared);
+    // "Some bytes": nothing to contradict.
+    let generic = matches!(declared_essence.as_str(), "application/octet-stream" | "");
     match infer::get(head) {
         Some(kind) => {
             let detected = kind.mime_type();
-            let generic = matches!(declared_essence.as_str(), "application/octet-stream" | "");
             if generic || same_type(&declared_essence, detected) {
                 Sniffed::Type(detected.to_owned())
             } else {
@@ -37,10 +38,12 @@ pub fn sniff(head: &[u8], declared: &str) -> Sniffed {
                 }
             }
         }
-        None if infer::is_mime_supported(&declared_essence) && !head.is_empty() => Sniffed::Mismatch {
-            declared: declared.to_owned(),
-            detected: None,
-        },
+        None if !generic && infer::is_mime_supported(&declared_essence) && !head.is_empty() => {
+            Sniffed::Mismatch {
+                declared: declared.to_owned(),
+                detected: None,
+            }
+        }
         None => Sniffed::Type(declared.to_owned()),
     }
 }
@@ -119,6 +122,10 @@ mod tests {
             }
         );
         assert_eq!(sniff(b"a,b\n1,2\n", "text/csv"), Sniffed::Type("text/csv".into()));
+        assert_eq!(
+            sniff(b"\0\x01\x02 no magic", "application/octet-stream"),
+            Sniffed::Type("application/octet-stream".into())
+        );
         assert_eq!(
             sniff(b"\xff\xd8\xff\xe0\0\x10JFIF\0", "image/jpg"),
             Sniffed::Type("image/jpeg".into())
