@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Signing API throughput and latency: Chute vs Uppy Companion, same run.
+
+Starts a release `chute serve` (development mode, embedded store) and
+`@uppy/companion` 6.2.2 (bench/companion, pointed at Chute's embedded S3
+listener), then drives each endpoint with `wrk` at 64 connections:
+
+  params   GET /s3/params?filename=&type=          (POST form signing)
+  batch    GET /s3/multipart/{id}/batch?partNumbers=1..5   (5 part URLs)
+  uploads  POST /api/uploads                        (Chute only: native API)
+
+and prints a markdown table (requests/s, p50/p90/p99 latency, non-2xx
+count, ratio to Companion). Every response is checked once by hand
+before the load, so a run measuring error pages fails loudly.
+
+Usage: bench/signing [--duration 10] [--connections 64] [--threads 2]
+Needs: wrk (apt), node + npm, a release build (built if missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHUTE = REPO / "target" / "release" / "chute"
+COMPANION_DIR = REPO / "bench" / "companion"
+ACCESS, SECRET = "benchaccess", "bench-secret-key-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            time.sleep(0.2)
+    sys.exit(f"bench/signing: {url} did not answer within {timeout}s")
+
+
+def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict | list]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("content-type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, {"error": e.read().decode(errors="replace")}
+
+
+def run_wrk(url: str, args, script: Path | None = None) -> dict:
+    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    if script:
+        cmd += ["-s", str(script)]
+    cmd.append(url)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {}
+    for pct in ("50", "90", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)", out, re.M)
+        value = float(m.group(1))
+        lat[pct] = value / 1000 if m.group(2) == "us" else value * 1000 if m.group(2) == "s" else value
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {"rps": rps, "lat": lat, "non2xx": int(bad.group(1)) if bad else 0,
+            "socket_errors": errors.group(0) if errors else ""}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    if not shutil.which("wrk"):
+        sys.exit("bench/signing: wrk not found (apt install wrk)")
+    subprocess.run(["cargo", "build", "--release", "-p", "chute"], cwd=REPO, check=True)
+    if not (COMPANION_DIR / "node_modules" / "@uppy" / "companion").exists():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=COMPANION_DIR, check=True)
+
+    work = Path(tempfile.mkdtemp(prefix="chute-bench-signing-"))
+    procs = []
+    try:
+        app_port, s3_port, comp_port = free_port(), free_port(), free_port()
+        env = dict(os.environ, CHUTE_S3_ACCESS_KEY=ACCESS, CHUTE_S3_SECRET_KEY=SECRET, CHUTE_LOG="warn")
+        procs.append(subprocess.Popen(
+            [str(CHUTE), "serve", "--data-dir", str(work / "data"), "--listen", f"127.0.0.1:{app_port}",
+             "--s3-listen", f"127.0.0.1:{s3_port}"], env=env, stdout=subprocess.DEVNULL))
+        (work / "companion").mkdir()
+        cenv = dict(
+            os.environ, NODE_ENV="production", COMPANION_PORT=str(comp_port), COMPANION_DOMAIN=f"127.0.0.1:{comp_port}",
+            COMPANION_PROTOCOL="http", COMPANION_UPLOAD_URLS=f"http://127.0.0.1:{s3_port}/", COMPANION_SECRET="bench-companion-secret", COMPANION_DATADIR=str(work / "companion"),
+            COMPANION_CLIENT_ORIGINS="true", COMPANION_HIDE_WELCOME="true", COMPANION_HIDE_METRICS="true",
+            COMPANION_AWS_KEY=ACCESS, COMPANION_AWS_SECRET=SECRET, COMPANION_AWS_BUCKET="uploads",
+            COMPANION_AWS_REGION="us-east-1", COMPANION_AWS_ENDPOINT=f"http://127.0.0.1:{s3_port}",
+            COMPANION_AWS_FORCE_PATH_STYLE="true", AWS_REQUEST_CHECKSUM_CALCULATION="WHEN_REQUIRED",
+        )
+        procs.append(subprocess.Popen(
+            ["node", str(COMPANION_DIR / "node_modules" / "@uppy" / "companion" / "bin" / "companion")],
+            env=cenv, cwd=work, stdout=subprocess.DEVNULL, stderr=open(work / "companion.log", "wb")))
+        chute_url, comp_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{comp_port}"
+        wait_http(f"{chute_url}/healthz")
+        wait_http(f"{comp_url}/s3/params?filename=a.png&type=image/png")
+
+        params = "/s3/params?filename=photo.png&type=image%2Fpng"
+        targets: dict[str, dict[str, str | None]] = {"params": {}, "batch": {}, "uploads": {}}
+        for name, base in (("companion", comp_url), ("chute", chute_url)):
+            status, body = http("GET", base + params)
+            assert status == 200 and body.get("url") and body.get("fields"), (name, status, body)
+            targets["params"][name] = base + params
+            status, mp = http("POST", base + "/s3/multipart",
+                              {"filename": "video.mp4", "type": "video/mp4", "metadata": {}, "size": 100 << 20})
+            assert status == 200 and mp.get("uploadId"), (name, status, mp)
+            q = urllib.parse.urlencode({"key": mp["key"], "partNumbers": "1,2,3,4,5"})
+            batch = f"{base}/s3/multipart/{urllib.parse.quote(mp['uploadId'], safe='')}/batch?{q}"
+            status, urls = http("GET", batch)
+            assert status == 200 and len(urls.get("presignedUrls", {})) == 5, (name, status, urls)
+            targets["batch"][name] = batch
+        status, created = http("POST", chute_url + "/api/uploads", {"filename": "photo.png", "size": 12345, "type": "image/png"})
+        assert status == 201 and created.get("post"), (status, created)
+        targets["uploads"]["chute"] = chute_url + "/api/uploads"
+        targets["uploads"]["companion"] = None
+        lua = work / "post.lua"
+        lua.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+                       'wrk.body = \'{"filename":"photo.png","size":12345,"type":"image/png"}\'\n')
+
+        rows = []
+        for endpoint, per in targets.items():
+            results = {}
+            for name in ("companion", "chute"):
+                url = per.get(name)
+                if url is None:
+                    continue
+                run_wrk(url, argparse.Namespace(threads=args.threads, connections=args.connections, duration=2),
+                        lua if endpoint == "uploads" else None)  # warm-up
+                results[name] = run_wrk(url, args, lua if endpoint == "uploads" else None)
+            rows.append((endpoint, results))
+
+        print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, one machine, same run\n")
+        print("| endpoint | server | requests/s | p50 ms | p90 ms | p99 ms | non-2xx | vs Companion |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for endpoint, results in rows:
+            base = results.get("companion", {}).get("rps")
+            for name, r in results.items():
+                ratio = f"{r['rps'] / base:.1f}x" if base and name == "chute" else ("1.0x" if name == "companion" else "n/a")
+                print(f"| {endpoint} | {name} | {r['rps']:.0f} | {r['lat']['50']:.2f} | {r['lat']['90']:.2f} | "
+                      f"{r['lat']['99']:.2f} | {r['non2xx']} | {ratio} |")
+                if r["socket_errors"]:
+                    print(f"<!-- {endpoint}/{name}: {r['socket_errors']} -->")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
