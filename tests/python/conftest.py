@@ -55,10 +55,16 @@ class ChuteServer:
         self.starts = 0
         self.app_port = 0
         self.s3_port = 0
+        # Extra CHUTE_* settings (for example the S3 backend's).
+        self.extra_env: dict[str, str] = {}
+        # The store's S3 endpoint when it is not the embedded one.
+        self.store_endpoint: str | None = None
+        self.region = "us-east-1"
+        self.bucket = BUCKET
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.s3_port}"
+        return self.store_endpoint or f"http://127.0.0.1:{self.s3_port}"
 
     @property
     def app_url(self) -> str:
@@ -90,6 +96,7 @@ class ChuteServer:
             CHUTE_GRANT_SECRET=f"{GRANT_KID}:{GRANT_SECRET}",
             RUST_BACKTRACE="1",
         )
+        env.update(self.extra_env)
         env.setdefault("RUST_LOG", "info")
         out, err = self._log_paths()
         self.proc = subprocess.Popen(
@@ -127,6 +134,8 @@ class ChuteServer:
         pytest.fail(f"chute serve did not answer /healthz within {STARTUP_TIMEOUT}s (last: {last})\n{self.output()}")
 
     def _wait_s3_port(self) -> None:
+        if self.store_endpoint:
+            return
         # /healthz promises both listeners are up; check the S3 one anyway.
         with socket.create_connection(("127.0.0.1", self.s3_port), timeout=5):
             pass
@@ -166,7 +175,7 @@ def make_client(server: ChuteServer, **cfg):
     return boto3.client(
         "s3",
         endpoint_url=server.endpoint,
-        region_name="us-east-1",
+        region_name=server.region,
         aws_access_key_id=server.access_key,
         aws_secret_access_key=server.secret_key,
         config=Config(**conf),
@@ -218,3 +227,62 @@ def bucket() -> str:
 @pytest.fixture
 def prefix() -> str:
     return f"t-{uuid.uuid4().hex[:10]}/"
+
+
+class Garage:
+    """A single-node Garage started by `scripts/garage start` (built and
+    cached under ~/.cache/chute by `scripts/garage build`)."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        out = subprocess.run([str(REPO / "scripts" / "garage"), "start", str(workdir)],
+                             capture_output=True, text=True, timeout=180)
+        if out.returncode != 0:
+            pytest.fail(f"scripts/garage start failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+        self.env = {}
+        for line in out.stdout.splitlines():
+            if line.startswith("export ") and "=" in line:
+                k, v = line[len("export "):].split("=", 1)
+                self.env[k] = v.strip().strip("'\"")
+        for k in ("CHUTE_TEST_S3_ENDPOINT", "CHUTE_TEST_S3_REGION", "CHUTE_TEST_S3_BUCKET",
+                  "CHUTE_TEST_S3_ACCESS_KEY", "CHUTE_TEST_S3_SECRET_KEY"):
+            if k not in self.env:
+                pytest.fail(f"scripts/garage start printed no {k}:\n{out.stdout}")
+
+    def stop(self) -> None:
+        subprocess.run([str(REPO / "scripts" / "garage"), "stop", str(self.workdir)], timeout=60)
+
+
+@pytest.fixture(scope="session")
+def garage(tmp_path_factory):
+    g = Garage(tmp_path_factory.mktemp("garage"))
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="session")
+def chute_on_garage(tmp_path_factory, garage):
+    """`chute serve` with Garage as its store (no embedded S3 listener use)."""
+    srv = ChuteServer(tmp_path_factory.mktemp("chute-garage"))
+    e = garage.env
+    srv.access_key, srv.secret_key = e["CHUTE_TEST_S3_ACCESS_KEY"], e["CHUTE_TEST_S3_SECRET_KEY"]
+    srv.store_endpoint = e["CHUTE_TEST_S3_ENDPOINT"]
+    srv.region = e["CHUTE_TEST_S3_REGION"]
+    srv.bucket = e["CHUTE_TEST_S3_BUCKET"]
+    srv.extra_env = {
+        "CHUTE_STORE": "s3",
+        "CHUTE_S3_ENDPOINT": srv.store_endpoint,
+        "CHUTE_S3_PATH_STYLE": "true",
+        "CHUTE_REGION": srv.region,
+        "CHUTE_BUCKET": srv.bucket,
+    }
+    srv.start()
+    yield srv
+    code = srv.stop()
+    assert code == 0, f"chute serve exited with {code} on SIGTERM\n{srv.output()}"
+
+
+@pytest.fixture(params=["embedded", "garage"])
+def backend(request):
+    """The lifecycle suites run once per store backend."""
+    return request.getfixturevalue("chute" if request.param == "embedded" else "chute_on_garage")
