@@ -175,3 +175,68 @@ impl Signer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn signer() -> Signer {
+        Signer::new(
+            "http://127.0.0.1:9000/".into(),
+            BucketName::parse("uploads").unwrap(),
+            "us-east-1".into(),
+            true,
+            Credentials {
+                access_key: "AKIDEXAMPLE".into(),
+                secret_key: "secret-secret-secret".into(),
+            },
+        )
+    }
+
+    const NOW: OffsetDateTime = datetime!(2026-11-21 12:00 UTC);
+
+    #[test]
+    fn urls_carry_no_checksum_unless_the_client_gave_one() {
+        // AWS SDKs put the empty body's CRC32 into presigned URLs by
+        // default, which strict stores then hold the real body against.
+        let s = signer();
+        let key = ObjectKey::parse("tmp/x/a.bin").unwrap();
+        let ttl = Duration::from_secs(60);
+        let put = s
+            .put(&key, 10, "application/octet-stream", None, ttl, NOW)
+            .unwrap();
+        let part = s.part(&key, "up1", 2, 10, None, ttl, NOW).unwrap();
+        for url in [&put.url, &part.url] {
+            assert!(!url.to_ascii_lowercase().contains("checksum"), "{url}");
+        }
+        assert!(part.url.starts_with("http://127.0.0.1:9000/uploads/tmp/x/a.bin?"));
+        assert!(part.url.contains("partNumber=2") && part.url.contains("uploadId=up1"));
+        assert_eq!(put.headers.get("content-length").map(String::as_str), Some("10"));
+        let post = s.post_form(&key, 10, "text/plain", None, ttl, NOW);
+        assert!(post.fields.iter().all(|(n, _)| !n.contains("checksum")));
+    }
+
+    #[test]
+    fn a_given_checksum_is_signed() {
+        let s = signer();
+        let key = ObjectKey::parse("tmp/x/a.bin").unwrap();
+        // SHA-256 of the empty body: legitimate when the client declares it.
+        let empty = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+        let c = Checksum::from_base64(chute_core::ChecksumAlgorithm::Sha256, empty).unwrap();
+        let put = s
+            .put(&key, 0, "text/plain", Some(&c), Duration::from_secs(60), NOW)
+            .unwrap();
+        assert!(put.url.contains("x-amz-checksum-sha256"), "{}", put.url);
+        assert_eq!(
+            put.headers.get("x-amz-checksum-sha256"),
+            Some(&c.to_header_value())
+        );
+        let post = s.post_form(&key, 0, "text/plain", Some(&c), Duration::from_secs(60), NOW);
+        assert!(
+            post.fields
+                .iter()
+                .any(|(n, v)| n == "x-amz-checksum-sha256" && *v == c.to_header_value())
+        );
+    }
+}
