@@ -4,6 +4,7 @@
 //! store's CORS rule allows.
 
 use crate::api;
+use crate::companion;
 use crate::grants::Grants;
 use crate::lifecycle::Lifecycle;
 use axum::Router;
@@ -83,7 +84,7 @@ fn valid_port(s: &str) -> bool {
 /// Builds the app router over `state`.
 pub fn app(state: AppState) -> Router {
     let cors = cors_layer(&state.origins);
-    let api = api::routes().layer(cors);
+    let api = api::routes().merge(companion::routes()).layer(cors);
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(|| async { "ok" }))

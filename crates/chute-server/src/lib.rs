@@ -10,6 +10,7 @@
 
 pub mod api;
 mod app;
+pub mod companion;
 pub mod config;
 mod credentials;
 pub mod grants;

@@ -1,6 +1,8 @@
 //! Integration tests of `chute-server`: a real server bound on loopback.
 #![allow(clippy::unwrap_used)]
 
+/// Uppy Companion's `/s3/` routes: shapes, grants, swapped keys and upload ids.
+mod companion;
 /// Raw HTTP/1.1 over TCP, so the tests control exactly when bytes are sent.
 mod http;
 /// Start-up, health and readiness endpoints.
