@@ -80,6 +80,15 @@ pub struct RawConfig {
     /// Seconds presigned URLs and POST forms stay valid (default 3600).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presign_ttl_seconds: Option<u64>,
+    /// Seconds between the server's expiry passes (default 600; 0 turns
+    /// the in-process reaper off, for `chute gc` from cron instead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reap_interval_seconds: Option<u64>,
+    /// Seconds beyond `upload_ttl_seconds` a grant's `max_files` counters
+    /// are kept (default 604800, 7 days); grants with `max_files` must
+    /// expire within this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_counter_ttl_seconds: Option<u64>,
     /// Files above this many bytes use multipart (default 16 MiB).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub multipart_threshold: Option<u64>,
@@ -106,7 +115,7 @@ pub struct RawConfig {
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 26] = [
+const ENV_KEYS: [&str; 28] = [
     "mode",
     "listen",
     "s3_listen",
@@ -126,6 +135,8 @@ const ENV_KEYS: [&str; 26] = [
     "upload_ttl_seconds",
     "receipt_ttl_seconds",
     "presign_ttl_seconds",
+    "reap_interval_seconds",
+    "grant_counter_ttl_seconds",
     "multipart_threshold",
     "promote_template",
     "shutdown_grace_seconds",
@@ -223,6 +234,10 @@ pub struct Config {
     pub open_grants: bool,
     /// Lifecycle tunables.
     pub lifecycle: crate::lifecycle::LifecycleSettings,
+    /// How often the server reaps expired uploads; `None`: never.
+    pub reap_interval: Option<Duration>,
+    /// How long beyond the upload TTL grant `max_files` counters are kept.
+    pub grant_counter_ttl: Duration,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
     /// Largest POST Object file in bytes.
@@ -320,6 +335,23 @@ impl TryFrom<RawConfig> for Config {
         if !(1..=65536).contains(&max_connections) {
             return Err(ConfigError::new("max_connections", "must be 1 to 65536"));
         }
+        let reap_interval = match raw.reap_interval_seconds.unwrap_or(600) {
+            0 => None,
+            secs @ 10..=86400 => Some(Duration::from_secs(secs)),
+            _ => {
+                return Err(ConfigError::new(
+                    "reap_interval_seconds",
+                    "must be 0 (off) or 10 to 86400 seconds",
+                ));
+            }
+        };
+        let grant_counter_ttl = raw.grant_counter_ttl_seconds.unwrap_or(7 * 86400);
+        if !(3600..=366 * 86400).contains(&grant_counter_ttl) {
+            return Err(ConfigError::new(
+                "grant_counter_ttl_seconds",
+                "must be 3600 to 31622400 seconds (one hour to a year)",
+            ));
+        }
         let allowed_origins = raw.allowed_origins.clone().unwrap_or_default();
         for origin in &allowed_origins {
             let shaped =
@@ -383,12 +415,24 @@ impl TryFrom<RawConfig> for Config {
             grant_webhook_url: raw.grant_webhook_url,
             open_grants: raw.open_grants.unwrap_or(mode == Mode::Development),
             lifecycle,
+            reap_interval,
+            grant_counter_ttl: Duration::from_secs(grant_counter_ttl),
             shutdown_grace: Duration::from_secs(raw.shutdown_grace_seconds.unwrap_or(30)),
             max_post_object_size,
             max_post_form_fields_bytes,
             body_idle_timeout: Duration::from_secs(body_idle_timeout_seconds),
             max_connections,
         })
+    }
+}
+
+impl Config {
+    /// Whether uploads go to the embedded filesystem store (served on
+    /// `s3_listen`) rather than an external S3 backend. `chute check
+    /// --deploy` refuses it in production.
+    pub fn uses_embedded_store(&self) -> bool {
+        // No external backend can be configured yet.
+        true
     }
 }
 
@@ -487,6 +531,29 @@ mod tests {
         assert!(c.grant_keys.is_none());
         assert_eq!(c.body_idle_timeout, Duration::from_secs(60));
         assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.reap_interval, Some(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn reaper_settings() {
+        let c = Config::try_from(RawConfig {
+            reap_interval_seconds: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.reap_interval, None, "0 turns the reaper off");
+        for (interval, counters, setting) in [
+            (Some(5), None, "reap_interval_seconds"),
+            (None, Some(60), "grant_counter_ttl_seconds"),
+        ] {
+            let err = Config::try_from(RawConfig {
+                reap_interval_seconds: interval,
+                grant_counter_ttl_seconds: counters,
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(err.setting, setting);
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Chute's HTTP server: configuration ([`config`]), the upload lifecycle
 //! ([`lifecycle`]) and its HTTP API ([`api`]), grant sources ([`grants`]),
-//! lifecycle events ([`hooks`]), the app router ([`app()`]), and
-//! [`serve`], which opens the store, binds the app and S3 listeners and
-//! shuts both down gracefully.
+//! lifecycle events ([`hooks`]), expiry ([`reaper`]), the app router
+//! ([`app()`]), and [`serve`], which opens the store, binds the app and
+//! S3 listeners and shuts both down gracefully.
 //!
 //! `app(state)` is the composition root of the app listener: tests build
 //! it directly and call it with `oneshot`. The embedded S3 endpoint comes
@@ -16,9 +16,10 @@ mod credentials;
 pub mod grants;
 pub mod hooks;
 pub mod lifecycle;
+pub mod reaper;
 mod serve;
 
 pub use app::{AppState, Origins, app, is_loopback_origin};
 pub use config::StoreCredentials;
 pub use config::{Config, ConfigError, Mode, RawConfig};
-pub use serve::{ServeError, Server, serve, shutdown_signal};
+pub use serve::{ServeError, Server, open_lifecycle, reap_options, serve, shutdown_signal};

@@ -7,6 +7,7 @@ use crate::credentials;
 use crate::grants::{Grants, JwtGrants};
 use crate::hooks::Hooks;
 use crate::lifecycle::{Lifecycle, Signer};
+use crate::reaper::{self, ReapOptions};
 use chute_core::sigv4::Credentials;
 use chute_core::{Grant, Keyring, TokenKey};
 use chute_s3::{EmbeddedS3, EmbeddedS3Config, cors};
@@ -128,50 +129,13 @@ impl Server {
     /// Opens the store (creating the bucket, and in development the
     /// credentials and default CORS rule) and binds both listeners.
     pub async fn bind(config: Config) -> Result<Self, ServeError> {
-        let dir = config.data_dir.display().to_string();
-        let store_err = |source| ServeError::Store {
-            dir: dir.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| store_err(StoreError::Io(e)))?;
-        let store = FsStore::open(&config.data_dir).await.map_err(store_err)?;
-        match store.create_bucket(&config.bucket).await {
-            Ok(()) | Err(StoreError::BucketExists { .. }) => {}
-            Err(source) => return Err(store_err(source)),
-        }
-        let (credentials, generated) = match &config.credentials {
-            Some(c) => (c.clone(), false),
-            None => {
-                credentials::load_or_generate(&config.data_dir).map_err(|source| ServeError::Credentials {
-                    dir: dir.clone(),
-                    source,
-                })?
-            }
-        };
+        let OpenedStore {
+            store,
+            credentials,
+            generated,
+            token_keys,
+        } = open_store(&config).await?;
         let origins = origins(&config);
-        if config.mode == Mode::Development || !origins.exact.is_empty() {
-            cors::ensure_default_cors(&store, &config.bucket, &origins.as_s3_patterns())
-                .await
-                .map_err(store_err)?;
-        }
-        let token_keys = match &config.grant_keys {
-            Some(keys) => keys.clone(),
-            None if config.mode == Mode::Development => {
-                let spec =
-                    credentials::load_or_generate_token_secret(&config.data_dir).map_err(|source| {
-                        ServeError::Credentials {
-                            dir: dir.clone(),
-                            source,
-                        }
-                    })?;
-                let key = TokenKey::parse(&spec).map_err(|e| ServeError::Credentials {
-                    dir: dir.clone(),
-                    source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
-                })?;
-                Keyring::new(key, Vec::new())
-            }
-            None => return Err(ServeError::MissingGrantSecret),
-        };
         let (s3_listener, s3_addr) = bind(config.s3_listen, "s3_listen").await?;
         let (app_listener, app_addr) = bind(config.listen, "listen").await?;
         Ok(Self {
@@ -233,37 +197,25 @@ impl Server {
                 body_idle_timeout: config.body_idle_timeout,
             },
         );
-        let bucket = store
-            .bucket(&config.bucket)
-            .await
-            .map_err(|source| ServeError::Store {
-                dir: config.data_dir.display().to_string(),
-                source,
-            })?;
-        let signer = Signer::new(
-            config.s3_public_url.clone().unwrap_or_else(|| s3_url.clone()),
-            config.bucket.clone(),
-            config.region.clone(),
-            true,
-            Credentials {
-                access_key: creds.access_key.clone(),
-                secret_key: creds.secret_key.clone(),
-            },
-        );
-        let lifecycle = Lifecycle::new(
-            Arc::new(bucket),
-            signer,
-            token_keys,
-            config.lifecycle.clone(),
-            Hooks::new(),
-        );
+        let lifecycle = new_lifecycle(&config, &store, &creds, token_keys, &s3_url, Hooks::new()).await?;
         let router = app(AppState {
-            lifecycle,
+            lifecycle: lifecycle.clone(),
             grants: Arc::new(grants(&config)),
             origins,
         });
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        if let Some(every) = config.reap_interval {
+            let mut reaper_stop = stop_rx.clone();
+            tokio::spawn(reaper::run_every(
+                lifecycle,
+                every,
+                reap_options(&config),
+                async move {
+                    let _ = reaper_stop.wait_for(|stop| *stop).await;
+                },
+            ));
+        }
         let s3_task = tokio::spawn(serve_s3(
             s3_listener,
             embedded,
@@ -294,6 +246,130 @@ impl Server {
             Err(_) => tracing::warn!("grace period over; dropping the requests still in flight"),
         }
         Ok(())
+    }
+}
+
+/// The store and secrets a server runs on.
+struct OpenedStore {
+    store: FsStore,
+    credentials: StoreCredentials,
+    generated: bool,
+    token_keys: Keyring,
+}
+
+/// Opens the store (creating the bucket, and in development the
+/// credentials, token secret and default CORS rule); binds nothing.
+async fn open_store(config: &Config) -> Result<OpenedStore, ServeError> {
+    let dir = config.data_dir.display().to_string();
+    let store_err = |source| ServeError::Store {
+        dir: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| store_err(StoreError::Io(e)))?;
+    let store = FsStore::open(&config.data_dir).await.map_err(store_err)?;
+    match store.create_bucket(&config.bucket).await {
+        Ok(()) | Err(StoreError::BucketExists { .. }) => {}
+        Err(source) => return Err(store_err(source)),
+    }
+    let (credentials, generated) = match &config.credentials {
+        Some(c) => (c.clone(), false),
+        None => {
+            credentials::load_or_generate(&config.data_dir).map_err(|source| ServeError::Credentials {
+                dir: dir.clone(),
+                source,
+            })?
+        }
+    };
+    let origins = origins(config);
+    if config.mode == Mode::Development || !origins.exact.is_empty() {
+        cors::ensure_default_cors(&store, &config.bucket, &origins.as_s3_patterns())
+            .await
+            .map_err(store_err)?;
+    }
+    let token_keys = match &config.grant_keys {
+        Some(keys) => keys.clone(),
+        None if config.mode == Mode::Development => {
+            let spec = credentials::load_or_generate_token_secret(&config.data_dir).map_err(|source| {
+                ServeError::Credentials {
+                    dir: dir.clone(),
+                    source,
+                }
+            })?;
+            let key = TokenKey::parse(&spec).map_err(|e| ServeError::Credentials {
+                dir: dir.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+            })?;
+            Keyring::new(key, Vec::new())
+        }
+        None => return Err(ServeError::MissingGrantSecret),
+    };
+    Ok(OpenedStore {
+        store,
+        credentials,
+        generated,
+        token_keys,
+    })
+}
+
+/// The upload lifecycle over the configured store, opened as `chute
+/// serve` opens it but without binding listeners (for `chute gc`).
+/// Browser URLs it would sign point at `s3_public_url`, else at
+/// `s3_listen`.
+pub async fn open_lifecycle(config: &Config) -> Result<Lifecycle, ServeError> {
+    let opened = open_store(config).await?;
+    let s3_url = format!("http://{}", config.s3_listen);
+    new_lifecycle(
+        config,
+        &opened.store,
+        &opened.credentials,
+        opened.token_keys,
+        &s3_url,
+        Hooks::new(),
+    )
+    .await
+}
+
+/// The lifecycle over the configured bucket of `store`.
+async fn new_lifecycle(
+    config: &Config,
+    store: &FsStore,
+    creds: &StoreCredentials,
+    token_keys: Keyring,
+    s3_url: &str,
+    hooks: Hooks,
+) -> Result<Lifecycle, ServeError> {
+    let bucket = store
+        .bucket(&config.bucket)
+        .await
+        .map_err(|source| ServeError::Store {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
+    let signer = Signer::new(
+        config.s3_public_url.clone().unwrap_or_else(|| s3_url.to_owned()),
+        config.bucket.clone(),
+        config.region.clone(),
+        true,
+        Credentials {
+            access_key: creds.access_key.clone(),
+            secret_key: creds.secret_key.clone(),
+        },
+    );
+    Ok(Lifecycle::new(
+        Arc::new(bucket),
+        signer,
+        token_keys,
+        config.lifecycle.clone(),
+        hooks,
+    ))
+}
+
+/// The reaper's options from the configuration.
+pub fn reap_options(config: &Config) -> ReapOptions {
+    ReapOptions {
+        dry_run: false,
+        grant_counter_ttl: config.grant_counter_ttl,
+        ..ReapOptions::default()
     }
 }
 

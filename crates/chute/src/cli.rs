@@ -1,4 +1,5 @@
-//! The command line: `chute serve` with the flags of DESIGN.md section 7.
+//! The command line: `chute serve` with the flags of DESIGN.md section 7,
+//! and `chute gc`.
 //! Flags override `CHUTE_*` variables, which override the config file.
 
 use anyhow::Context as _;
@@ -17,6 +18,22 @@ pub struct Cli {
 enum Command {
     /// Run the upload server and, in development, the embedded S3 store.
     Serve(ServeArgs),
+    /// Remove expired uploads once, for cron: abort stale multipart
+    /// uploads, delete unpromoted temporary objects and old grant counters.
+    Gc(GcArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GcArgs {
+    /// A TOML config file; every setting can also come from CHUTE_<NAME>.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the embedded store keeps its data [default: ./chute-data].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Report what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,6 +68,21 @@ impl Cli {
                 chute_server::serve(config, chute_server::shutdown_signal())
                     .await
                     .context("chute serve")
+            }
+            Command::Gc(args) => {
+                let flags = RawConfig {
+                    data_dir: args.data_dir,
+                    ..RawConfig::default()
+                };
+                let config = Config::try_from(RawConfig::load(args.config.as_deref(), flags)?)?;
+                let report = chute_server::reaper::gc(&config, args.dry_run)
+                    .await
+                    .context("chute gc")?;
+                println!("{report}");
+                if report.failed > 0 {
+                    anyhow::bail!("{} removal(s) failed; the next run retries them", report.failed);
+                }
+                Ok(())
             }
         }
     }
