@@ -109,6 +109,12 @@ pub fn store_error(err: StoreError) -> S3Error {
         e @ StoreError::UnstorableKey { .. } => s3_err(C::KeyTooLongError, e.to_string()),
         StoreError::Body(e) => body_error(&e),
         StoreError::Io(e) => io_error(&e),
+        e @ StoreError::Unsupported(_) => s3_err(C::NotImplemented, e.to_string()),
+        e @ (StoreError::AccessDenied { .. } | StoreError::Backend { .. } | StoreError::Config(_)) => {
+            // The server's own backend or configuration failed, not the client.
+            tracing::error!(error = %e, "storage backend failed");
+            internal_error()
+        }
         StoreError::Corrupt(detail) => {
             tracing::error!(%detail, "stored data is corrupt");
             internal_error()

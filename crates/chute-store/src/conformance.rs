@@ -740,7 +740,9 @@ pub async fn copy_modes<S: Store + ?Sized>(store: &S) {
 
 /// A create-only put (`if_none_match`) creates a missing object, refuses
 /// an existing one with `PreconditionFailed` and keeps it, and of two
-/// concurrent create-only puts to one key exactly one wins.
+/// concurrent create-only puts to one key exactly one wins. A store whose
+/// [`capabilities`](Store::capabilities) lack `create_only` must refuse
+/// every create-only put with `Unsupported` and write nothing.
 pub async fn create_only<S: Store + ?Sized>(store: &S) {
     let k = key("conf-create/k");
     let create = || PutOptions {
@@ -748,6 +750,30 @@ pub async fn create_only<S: Store + ?Sized>(store: &S) {
         ..PutOptions::default()
     };
     let _ = store.delete(&k).await;
+    if !store.capabilities().create_only {
+        let r = store.put(&k, body(b"first"), create()).await;
+        assert!(
+            matches!(&r, Err(StoreError::Unsupported(_))),
+            "without the create_only capability a create-only put must be Unsupported, got {r:?}"
+        );
+        assert!(
+            matches!(store.head(&k).await, Err(StoreError::NoSuchKey { .. })),
+            "a refused create-only put must write nothing"
+        );
+        put_bytes(store, &k, b"old", PutOptions::default()).await;
+        let r = store.put(&k, body(b"second"), create()).await;
+        assert!(
+            matches!(&r, Err(StoreError::Unsupported(_))),
+            "without the create_only capability a create-only put must be Unsupported, got {r:?}"
+        );
+        assert_eq!(
+            get_bytes(store, &k, None).await,
+            b"old",
+            "an unsupported create-only put must never overwrite"
+        );
+        let _ = store.delete(&k).await;
+        return;
+    }
     let meta = store
         .put(&k, body(b"first"), create())
         .await

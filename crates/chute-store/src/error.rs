@@ -100,6 +100,38 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// The backend cannot do what the options ask, because its peer lacks
+    /// the feature (see [`crate::StoreCapabilities`]); nothing was written.
+    #[error("this storage backend cannot {0}")]
+    Unsupported(String),
+    /// The remote storage refused this server's credentials or their
+    /// permissions (S3 `AccessDenied`, `InvalidAccessKeyId`,
+    /// `SignatureDoesNotMatch`, ...): a configuration problem of the
+    /// server, never the client's.
+    #[error(
+        "the storage backend refused access ({code}): {message}; check the access key, secret key \
+         and region, and that the key may read and write the bucket"
+    )]
+    AccessDenied {
+        /// The S3 error code, or the HTTP status when the answer had no body.
+        code: String,
+        /// The backend's message.
+        message: String,
+    },
+    /// The remote storage answered with an error no other variant describes.
+    #[error("the storage backend answered {status} {code}: {message}")]
+    Backend {
+        /// The HTTP status.
+        status: u16,
+        /// The S3 error code (empty when the answer had no body).
+        code: String,
+        /// The backend's message.
+        message: String,
+    },
+    /// The store's configuration is unusable (a bad endpoint, a missing
+    /// setting); the message names the setting.
+    #[error("invalid store configuration: {0}")]
+    Config(String),
     /// Reading the request body failed: the client went away or a limit
     /// wrapper stopped it. The source says which; nothing was stored.
     #[error("reading the upload body failed: {0}")]

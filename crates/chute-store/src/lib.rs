@@ -10,6 +10,7 @@
 
 pub mod conformance;
 mod error;
+mod expect;
 pub mod fs;
 mod types;
 
@@ -43,6 +44,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Copies `from` to `to` inside this bucket, keeping or replacing metadata.
     async fn copy(&self, from: &ObjectKey, to: &ObjectKey, opts: CopyOptions) -> StoreResult<ObjectMeta>;
+
+    /// What this store can do beyond the required core; everything unless
+    /// the backend says otherwise.
+    fn capabilities(&self) -> StoreCapabilities {
+        StoreCapabilities::ALL
+    }
 }
 
 /// S3-style multipart uploads: parts stored separately, then joined

@@ -58,6 +58,31 @@ pub struct PutOptions {
     pub if_none_match: bool,
 }
 
+/// What a store can do beyond the required core: the parts of the
+/// contract a backend may lack because its peer does (Garage ignores
+/// `If-None-Match` on PutObject). The conformance suite narrows its
+/// clauses on these flags; callers check them before relying on a feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreCapabilities {
+    /// Create-only puts ([`PutOptions::if_none_match`]) are atomic. When
+    /// false, such a put fails with
+    /// [`StoreError::Unsupported`](crate::StoreError::Unsupported) and
+    /// writes nothing: never a silent overwrite.
+    pub create_only: bool,
+}
+
+impl StoreCapabilities {
+    /// Everything the contract describes.
+    pub const ALL: Self = Self { create_only: true };
+}
+
+impl Default for StoreCapabilities {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
 /// Expectations for one multipart part.
 #[derive(Debug, Clone, Default)]
 pub struct PartOptions {

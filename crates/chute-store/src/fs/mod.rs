@@ -60,13 +60,13 @@ mod path;
 
 use self::file::{TempFile, blocking, open_with_meta, stream_to_temp, sync_dir, write_atomic};
 use self::path::{encode_segment, object_rel_path};
+use crate::expect::{algorithms, stored_checksum, verify};
 use crate::{
     ByteRange, ByteStream, CopyOptions, GetResult, ListOptions, ListResult, ObjectMeta, PutOptions, Store,
     StoreError, StoreResult,
 };
 use async_trait::async_trait;
-use chute_core::checksum::HashResult;
-use chute_core::{BucketName, Checksum, ChecksumAlgorithm, ObjectKey};
+use chute_core::{BucketName, ObjectKey};
 use futures::StreamExt as _;
 use std::io::{self, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -457,52 +457,6 @@ impl FsStore {
         })
         .await
     }
-}
-
-/// The algorithms to hash besides MD5.
-fn algorithms(expected: Option<&Checksum>, also: Option<ChecksumAlgorithm>) -> Vec<ChecksumAlgorithm> {
-    expected.map(|c| c.algorithm).into_iter().chain(also).collect()
-}
-
-/// Checks a streamed body against its expectations.
-fn verify(
-    hash: &HashResult,
-    expected_len: Option<u64>,
-    expected_md5: Option<[u8; 16]>,
-    expected_checksum: Option<&Checksum>,
-) -> StoreResult<()> {
-    if let Some(expected) = expected_len
-        && hash.len != expected
-    {
-        return Err(StoreError::LengthMismatch {
-            expected,
-            received: hash.len,
-        });
-    }
-    if expected_md5.is_some_and(|m| m != hash.md5) {
-        return Err(StoreError::BadDigest);
-    }
-    if let Some(c) = expected_checksum
-        && find_checksum(hash, c.algorithm).is_none_or(|got| got.value != c.value)
-    {
-        return Err(StoreError::ChecksumMismatch {
-            algorithm: c.algorithm,
-        });
-    }
-    Ok(())
-}
-
-fn find_checksum(hash: &HashResult, algorithm: ChecksumAlgorithm) -> Option<&Checksum> {
-    hash.checksums.iter().find(|c| c.algorithm == algorithm)
-}
-
-/// The checksum to store: the expected one's algorithm first, else `also`.
-fn stored_checksum(
-    hash: &HashResult,
-    first: Option<ChecksumAlgorithm>,
-    also: Option<ChecksumAlgorithm>,
-) -> Option<Checksum> {
-    first.or(also).and_then(|a| find_checksum(hash, a)).cloned()
 }
 
 /// Maps a failed commit: a vanished objects directory means the bucket is gone.

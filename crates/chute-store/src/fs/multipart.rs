@@ -6,7 +6,8 @@
 
 use super::file::{TempFile, blocking, open_with_meta, stream_to_temp, sync_dir, write_atomic};
 use super::path::object_rel_path;
-use super::{FsBucket, algorithms, not_found, stored_checksum, verify};
+use super::{FsBucket, not_found};
+use crate::expect::{algorithms, stored_checksum, verify};
 use crate::{
     ByteStream, CompletedPart, MAX_PART_NUMBER, MIN_PART_SIZE, MultipartStore, MultipartUpload,
     ObjectHeaders, ObjectMeta, PartMeta, PartOptions, PutOptions, StoreError, StoreResult,
