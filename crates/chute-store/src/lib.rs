@@ -12,6 +12,8 @@ pub mod conformance;
 mod error;
 mod expect;
 pub mod fs;
+#[cfg(feature = "s3")]
+pub mod s3;
 mod types;
 
 pub use chute_core::{BucketName, Checksum, ChecksumAlgorithm, ObjectKey};

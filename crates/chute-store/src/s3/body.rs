@@ -1,0 +1,298 @@
+//! A streamed upload body: passes the caller's chunks on to the HTTP
+//! request while hashing them, and holds back the end of the body until
+//! the whole of it has been checked against the write's expectations.
+//! A body that is too long, too short, fails, or has the wrong digest
+//! makes the request fail before its last byte is sent, so S3 never
+//! commits it. Optionally frames the body as `aws-chunked` with a
+//! checksum trailer (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`), for a checksum
+//! the server must store but nobody knows in advance.
+
+use crate::expect::verify;
+use crate::{ByteStream, StoreError};
+use bytes::{Bytes, BytesMut};
+use chute_core::checksum::HashResult;
+use chute_core::{Checksum, ChecksumAlgorithm, Hasher};
+use futures::{Stream, StreamExt as _};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+/// Data bytes per `aws-chunked` frame.
+const FRAME: usize = 64 * 1024;
+
+/// What the body must be.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Expectations {
+    pub(crate) len: Option<u64>,
+    pub(crate) md5: Option<[u8; 16]>,
+    pub(crate) checksum: Option<Checksum>,
+    /// Algorithms to compute besides MD5 (the expected one is added).
+    pub(crate) algorithms: Vec<ChecksumAlgorithm>,
+}
+
+/// What the body found, read once the request is over.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Why the body stopped the request (the caller's error, a length or
+    /// digest mismatch).
+    pub(crate) failure: Option<StoreError>,
+    /// The digests of the whole body, once it ended well.
+    pub(crate) hash: Option<HashResult>,
+}
+
+pub(crate) type SharedOutcome = Arc<Mutex<Outcome>>;
+
+/// Takes the outcome out of `shared`.
+pub(crate) fn take_outcome(shared: &SharedOutcome) -> Outcome {
+    shared
+        .lock()
+        .map(|mut o| std::mem::take(&mut *o))
+        .unwrap_or_default()
+}
+
+/// The wire length of `decoded` bytes framed as `aws-chunked` with a
+/// `trailer` checksum.
+pub(crate) fn chunked_len(decoded: u64, trailer: ChecksumAlgorithm) -> u64 {
+    let frame = |n: u64| format!("{n:x}").len() as u64 + 2 + n + 2;
+    let full = decoded / FRAME as u64;
+    let rem = decoded % FRAME as u64;
+    let value_len = trailer.digest_len().div_ceil(3) as u64 * 4;
+    let trailer_line = trailer.header_name().len() as u64 + 1 + value_len + 2;
+    full * frame(FRAME as u64) + if rem > 0 { frame(rem) } else { 0 } + 3 + trailer_line + 2
+}
+
+fn frame(data: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(data.len() + 12);
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    out.freeze()
+}
+
+struct State {
+    inner: ByteStream,
+    hasher: Option<Hasher>,
+    expect: Expectations,
+    /// `Some` when framing as aws-chunked: the trailer's algorithm.
+    trailer: Option<ChecksumAlgorithm>,
+    /// Plain: the last chunk; chunked: the unframed tail.
+    held: BytesMut,
+    out: VecDeque<Bytes>,
+    done: bool,
+    shared: SharedOutcome,
+}
+
+impl State {
+    fn fail(&mut self, e: StoreError) -> io::Error {
+        let message = format!("upload stopped: {e}");
+        if let Ok(mut o) = self.shared.lock() {
+            o.failure = Some(e);
+        }
+        self.done = true;
+        io::Error::other(message)
+    }
+
+    fn take_chunk(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        let hasher = self
+            .hasher
+            .as_mut()
+            .ok_or(StoreError::Corrupt("hasher gone".into()))?;
+        hasher.update(&chunk);
+        if let Some(expected) = self.expect.len
+            && hasher.len() > expected
+        {
+            return Err(StoreError::LengthMismatch {
+                expected,
+                received: hasher.len(),
+            });
+        }
+        if self.trailer.is_some() {
+            self.held.extend_from_slice(&chunk);
+            // Keep the last frame back until the body has ended well.
+            while self.held.len() > FRAME {
+                let data = self.held.split_to(FRAME);
+                self.out.push_back(frame(&data));
+            }
+        } else {
+            if !self.held.is_empty() {
+                self.out.push_back(self.held.split().freeze());
+            }
+            self.held.extend_from_slice(&chunk);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), StoreError> {
+        let hash = self
+            .hasher
+            .take()
+            .ok_or(StoreError::Corrupt("hasher gone".into()))?
+            .finish();
+        verify(
+            &hash,
+            self.expect.len,
+            self.expect.md5,
+            self.expect.checksum.as_ref(),
+        )?;
+        let tail = self.held.split().freeze();
+        match self.trailer {
+            None => {
+                if !tail.is_empty() {
+                    self.out.push_back(tail);
+                }
+            }
+            Some(algorithm) => {
+                if !tail.is_empty() {
+                    self.out.push_back(frame(&tail));
+                }
+                let value = hash
+                    .checksums
+                    .iter()
+                    .find(|c| c.algorithm == algorithm)
+                    .map(Checksum::to_header_value)
+                    .ok_or(StoreError::Corrupt("trailer checksum not computed".into()))?;
+                let end = format!("0\r\n{}:{value}\r\n\r\n", algorithm.header_name());
+                self.out.push_back(Bytes::from(end));
+            }
+        }
+        if let Ok(mut o) = self.shared.lock() {
+            o.hash = Some(hash);
+        }
+        self.done = true;
+        Ok(())
+    }
+}
+
+/// The request body for `body` under `expect`, framed as aws-chunked with
+/// a `trailer` checksum when given; its outcome lands in `shared`.
+pub(crate) fn upload_body(
+    body: ByteStream,
+    mut expect: Expectations,
+    trailer: Option<ChecksumAlgorithm>,
+    shared: SharedOutcome,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+    let mut algorithms = std::mem::take(&mut expect.algorithms);
+    algorithms.extend(expect.checksum.as_ref().map(|c| c.algorithm));
+    algorithms.extend(trailer);
+    let state = State {
+        inner: body,
+        hasher: Some(Hasher::new(&algorithms)),
+        expect,
+        trailer,
+        held: BytesMut::new(),
+        out: VecDeque::new(),
+        done: false,
+        shared,
+    };
+    futures::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(b) = s.out.pop_front() {
+                return Some((Ok(b), s));
+            }
+            if s.done {
+                return None;
+            }
+            let step = match s.inner.next().await {
+                Some(Ok(chunk)) if chunk.is_empty() => Ok(()),
+                Some(Ok(chunk)) => s.take_chunk(chunk),
+                Some(Err(e)) => Err(StoreError::Body(e)),
+                None => s.finish(),
+            };
+            if let Err(e) = step {
+                let err = s.fail(e);
+                return Some((Err(err), s));
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt as _;
+
+    fn chunks(data: &[u8], n: usize) -> ByteStream {
+        let v: Vec<io::Result<Bytes>> = data.chunks(n).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        futures::stream::iter(v).boxed()
+    }
+
+    async fn run(
+        data: &[u8],
+        expect: Expectations,
+        trailer: Option<ChecksumAlgorithm>,
+    ) -> (io::Result<Vec<u8>>, Outcome) {
+        let shared = SharedOutcome::default();
+        let out: io::Result<Vec<Bytes>> = upload_body(chunks(data, 1000), expect, trailer, shared.clone())
+            .try_collect()
+            .await;
+        (out.map(|v| v.concat()), take_outcome(&shared))
+    }
+
+    #[tokio::test]
+    async fn a_good_body_passes_through_and_is_hashed() {
+        let data = vec![7u8; 5000];
+        let (out, o) = run(
+            &data,
+            Expectations {
+                len: Some(5000),
+                ..Default::default()
+            },
+            None,
+        )
+        .await;
+        assert_eq!(out.unwrap(), data);
+        assert_eq!(o.hash.unwrap().len, 5000);
+    }
+
+    #[tokio::test]
+    async fn the_end_is_held_back_when_an_expectation_fails() {
+        let data = vec![7u8; 5000];
+        for expect in [
+            Expectations {
+                len: Some(4999),
+                ..Default::default()
+            },
+            Expectations {
+                len: Some(5001),
+                ..Default::default()
+            },
+            Expectations {
+                md5: Some([0; 16]),
+                ..Default::default()
+            },
+        ] {
+            let shared = SharedOutcome::default();
+            let mut s = Box::pin(upload_body(chunks(&data, 1000), expect, None, shared.clone()));
+            let mut sent = 0;
+            let mut failed = false;
+            while let Some(item) = s.next().await {
+                match item {
+                    Ok(b) => sent += b.len(),
+                    Err(_) => failed = true,
+                }
+            }
+            assert!(failed && sent < 5000, "sent {sent}");
+            assert!(take_outcome(&shared).failure.is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn aws_chunked_framing_has_the_announced_length() {
+        for len in [0usize, 1, FRAME - 1, FRAME, FRAME + 1, 3 * FRAME] {
+            let data = vec![1u8; len];
+            let (out, _) = run(&data, Expectations::default(), Some(ChecksumAlgorithm::Crc32)).await;
+            let out = out.unwrap();
+            assert_eq!(
+                out.len() as u64,
+                chunked_len(len as u64, ChecksumAlgorithm::Crc32),
+                "len {len}"
+            );
+            let text = String::from_utf8_lossy(&out[out.len().saturating_sub(40)..]).into_owned();
+            assert!(
+                text.ends_with("\r\n\r\n") && text.contains("0\r\nx-amz-checksum-crc32:"),
+                "{text:?}"
+            );
+        }
+    }
+}
