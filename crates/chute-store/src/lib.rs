@@ -1,12 +1,31 @@
 //! The storage seam of Chute: the [`Store`] trait (objects in one bucket),
 //! the [`MultipartStore`] capability trait, the durable filesystem backend
-//! ([`fs`]) and the conformance suite every backend runs ([`conformance`]).
+//! ([`fs`]), the S3 backend ([`s3`], feature `s3`, on by default) and the
+//! conformance suite every backend runs ([`conformance`]).
 //!
 //! A store speaks in validated [`ObjectKey`]s and streams bodies as
 //! [`ByteStream`]s; it never holds a whole object in memory. Writes are
 //! atomic: a put or a multipart completion either makes the whole object
 //! visible or leaves the previous state untouched. HTTP, signatures and
-//! S3 wire formats live in other crates.
+//! S3 wire formats live in other crates, except that the S3 backend
+//! speaks S3 to its peer.
+//!
+//! # What each backend guarantees
+//!
+//! | | [`fs::FsBucket`] | [`s3::S3Store`] |
+//! |---|---|---|
+//! | durability | fsync of data, metadata and directory before a write returns | the peer's (S3: acknowledged means stored) |
+//! | memory per write | 256 KiB chunks | one part (8 MiB) buffered for small or unknown-length bodies; `(part_concurrency + 1)` parts for multipart puts; a known-length body streams |
+//! | a failed put | nothing visible; a crash leaves a temp file `open` removes | nothing visible (the end of the body is held back until it checks out; multipart puts are aborted); a killed process may leave an incomplete multipart upload |
+//! | create-only puts | atomic (`link(2)`) | atomic where the peer honours `If-None-Match: *` (probed at connect); otherwise [`StoreError::Unsupported`] (Garage 2.5) |
+//! | ETags | hex MD5, `<hex>-N` for multipart | the peer's: the same for AWS, Garage, MinIO, except SSE-KMS objects; copies above 5 GiB become multipart |
+//! | multipart checksums | COMPOSITE | COMPOSITE, also for multipart puts of unknown length |
+//! | listings | full metadata | key, size, ETag and time only |
+//! | keys | case- and normalization-sensitive filesystem required | any valid [`ObjectKey`] |
+//!
+//! Both pass [`conformance::run_store_suite`] and
+//! [`conformance::run_multipart_suite`]; the S3 backend against a real
+//! Garage in this crate's tests.
 
 pub mod conformance;
 mod error;
