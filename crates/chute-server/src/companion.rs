@@ -24,6 +24,7 @@ use crate::api::ApiJson;
 use crate::app::AppState;
 use crate::grants::GrantRequest;
 use crate::lifecycle::{ApiError, CreateRequest, Created, Lifecycle, Signer, UploadClaims, UploadMethod};
+use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
@@ -56,13 +57,13 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// `GET /s3/params?filename=&type=&metadata[size]=`: a POST form.
-async fn params(State(state): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
+async fn params(State(state): State<AppState>, parts: Parts) -> Result<Response, CompanionError> {
     let query = query_pairs(&parts)?;
     let filename = required(&query, "filename")?.to_owned();
     let content_type = first(&query, "type").map(str::to_owned);
     let size = match first(&query, "metadata[size]") {
         Some(s) => parse_size(s)?,
-        None => return Err(ApiError::bad_request("size_required", SIZE_HELP)),
+        None => return Err(ApiError::bad_request("size_required", SIZE_HELP).into()),
     };
     let created = create(&state, &parts, filename, content_type, size, UploadMethod::Post).await?;
     let expires = created
@@ -70,7 +71,7 @@ async fn params(State(state): State<AppState>, parts: Parts) -> Result<Response,
         .as_ref()
         .map_or(0, |c| presign_seconds(&state.lifecycle, c));
     let Some(post) = created.post else {
-        return Err(internal("the lifecycle answered a POST upload without a form"));
+        return Err(internal("the lifecycle answered a POST upload without a form").into());
     };
     Ok(Json(json!({
         "method": "POST",
@@ -99,15 +100,16 @@ struct CreateBody {
 async fn create_multipart(
     State(state): State<AppState>,
     parts: Parts,
-    ApiJson(body): ApiJson<CreateBody>,
-) -> Result<Response, ApiError> {
+    body: Result<ApiJson<CreateBody>, ApiError>,
+) -> Result<Response, CompanionError> {
+    let ApiJson(body) = body?;
     let size = match body.metadata.get("size") {
         Some(Value::Number(n)) => n
             .as_u64()
             .ok_or_else(|| ApiError::bad_request("bad_size", "size must be a whole number of bytes"))?,
         Some(Value::String(s)) => parse_size(s)?,
-        Some(_) => return Err(ApiError::bad_request("bad_size", "size must be a number")),
-        None => return Err(ApiError::bad_request("size_required", SIZE_HELP)),
+        Some(_) => return Err(ApiError::bad_request("bad_size", "size must be a number").into()),
+        None => return Err(ApiError::bad_request("size_required", SIZE_HELP).into()),
     };
     let created = create(
         &state,
@@ -131,7 +133,7 @@ async fn list_parts(
     State(state): State<AppState>,
     parts: Parts,
     upload_id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, CompanionError> {
     let claims = upload(&state, &parts, &path(upload_id)?).await?;
     let stored = state.lifecycle.stored_parts(&claims).await?;
     let listed: Vec<Value> = stored
@@ -154,7 +156,7 @@ async fn sign_batch(
     State(state): State<AppState>,
     parts: Parts,
     upload_id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, CompanionError> {
     let claims = upload(&state, &parts, &path(upload_id)?).await?;
     let query = query_pairs(&parts)?;
     let numbers = parse_part_numbers(required(&query, "partNumbers")?)?;
@@ -171,7 +173,7 @@ async fn sign_part(
     State(state): State<AppState>,
     parts: Parts,
     params: Result<Path<(String, String)>, PathRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, CompanionError> {
     let (upload_id, number) = path(params)?;
     let claims = upload(&state, &parts, &upload_id).await?;
     let numbers = parse_part_numbers(&number)?;
@@ -206,13 +208,11 @@ async fn complete(
     State(state): State<AppState>,
     parts: Parts,
     upload_id: Result<Path<String>, PathRejection>,
-    ApiJson(body): ApiJson<CompleteBody>,
-) -> Result<Response, ApiError> {
+    body: Result<ApiJson<CompleteBody>, ApiError>,
+) -> Result<Response, CompanionError> {
+    let ApiJson(body) = body?;
     if body.parts.len() > 10_000 {
-        return Err(ApiError::bad_request(
-            "bad_parts",
-            "an upload has at most 10000 parts",
-        ));
+        return Err(ApiError::bad_request("bad_parts", "an upload has at most 10000 parts").into());
     }
     let claims = upload(&state, &parts, &path(upload_id)?).await?;
     let done = state.lifecycle.complete(&claims).await?;
@@ -230,10 +230,33 @@ async fn abort(
     State(state): State<AppState>,
     parts: Parts,
     upload_id: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, CompanionError> {
     let claims = upload(&state, &parts, &path(upload_id)?).await?;
     state.lifecycle.abort(&claims).await?;
     Ok(Json(json!({})).into_response())
+}
+
+/// An [`ApiError`] as the `/s3/` routes send it: the API's shape plus a
+/// top-level `message`, which Uppy's Companion client shows its user.
+#[derive(Debug)]
+struct CompanionError(ApiError);
+
+impl From<ApiError> for CompanionError {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for CompanionError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": {"code": self.0.code, "message": self.0.message},
+            "message": self.0.message,
+        });
+        // Keep the status and headers (WWW-Authenticate, Retry-After).
+        let (parts, _) = self.0.into_response().into_parts();
+        Response::from_parts(parts, Body::from(body.to_string()))
+    }
 }
 
 /// Resolves the grant and creates an upload under it.

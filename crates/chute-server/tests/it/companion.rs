@@ -147,6 +147,8 @@ fn assert_error(res: &Value, code: &str) {
         res["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
         "{res}"
     );
+    // Uppy's Companion client shows a top-level `message` to its user.
+    assert_eq!(res["message"], res["error"]["message"], "{res}");
 }
 
 #[tokio::test]
