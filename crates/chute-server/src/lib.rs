@@ -10,6 +10,7 @@
 
 pub mod api;
 mod app;
+pub mod check;
 pub mod companion;
 pub mod config;
 mod credentials;

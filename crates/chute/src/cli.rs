@@ -1,9 +1,9 @@
 //! The command line: `chute serve` with the flags of DESIGN.md section 7,
-//! and `chute gc`.
+//! `chute gc` and `chute check`.
 //! Flags override `CHUTE_*` variables, which override the config file.
 
 use anyhow::Context as _;
-use chute_server::{Config, RawConfig};
+use chute_server::{Config, Mode, RawConfig};
 use std::path::PathBuf;
 
 /// Chute: file uploads straight into S3-compatible storage.
@@ -21,6 +21,21 @@ enum Command {
     /// Remove expired uploads once, for cron: abort stale multipart
     /// uploads, delete unpromoted temporary objects and old grant counters.
     Gc(GcArgs),
+    /// Validate the settings; with --deploy, also list every setting unfit
+    /// for production (one line each) and fail if there is any.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// A TOML config file; every setting can also come from CHUTE_<NAME>.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Also refuse settings unfit for production: the embedded store,
+    /// generated or example credentials, no grant secret, open grants,
+    /// wildcard CORS with cookies, plain-http public URLs.
+    #[arg(long)]
+    deploy: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +98,27 @@ impl Cli {
                     anyhow::bail!("{} removal(s) failed; the next run retries them", report.failed);
                 }
                 Ok(())
+            }
+            Command::Check(args) => {
+                let raw = RawConfig::load(args.config.as_deref(), RawConfig::default())?;
+                let config = Config::try_from(raw)?;
+                let mode = match config.mode {
+                    Mode::Development => "development",
+                    Mode::Production => "production",
+                };
+                if !args.deploy {
+                    println!("ok: the settings are valid ({mode} mode)");
+                    return Ok(());
+                }
+                let problems = chute_server::check::deploy_problems(&config);
+                if problems.is_empty() {
+                    println!("ok: the settings are fit for production");
+                    return Ok(());
+                }
+                for problem in &problems {
+                    println!("{problem}");
+                }
+                anyhow::bail!("{} setting(s) unfit for production", problems.len())
             }
         }
     }
