@@ -84,7 +84,10 @@ fn valid_port(s: &str) -> bool {
 /// Builds the app router over `state`.
 pub fn app(state: AppState) -> Router {
     let cors = cors_layer(&state.origins);
-    let api = api::routes().merge(companion::routes()).layer(cors);
+    let api = api::routes()
+        .merge(companion::routes())
+        .merge(crate::openapi::routes())
+        .layer(cors);
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(|| async { "ok" }))

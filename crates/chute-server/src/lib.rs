@@ -17,6 +17,7 @@ mod credentials;
 pub mod grants;
 pub mod hooks;
 pub mod lifecycle;
+pub mod openapi;
 pub mod reaper;
 mod serve;
 

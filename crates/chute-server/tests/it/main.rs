@@ -9,6 +9,8 @@ mod http;
 mod lifecycle;
 /// The S3 listener serves at most `max_connections` clients at once.
 mod limits;
+/// `openapi.json` names exactly the routes the router serves.
+mod openapi;
 /// Expiry: stale multipart uploads, unpromoted objects, grant counters.
 mod reaper;
 /// SIGTERM-style shutdown lets in-flight uploads finish.
