@@ -67,6 +67,23 @@ pub struct RawConfig {
     /// headers, answers with a grant as JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_webhook_url: Option<String>,
+    /// Seconds the authorization webhook has to answer before the request
+    /// fails with 502 (default 5, 1 to 60).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_webhook_timeout_seconds: Option<u64>,
+    /// URLs that receive lifecycle events as signed JSON POSTs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_urls: Option<Vec<String>>,
+    /// The HMAC-SHA256 key of event webhook signatures (at least 32 bytes;
+    /// required with `webhook_urls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    /// Seconds one event webhook attempt may take (default 10, 1 to 300).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_timeout_seconds: Option<u64>,
+    /// Attempts per event and URL, the first included (default 5, 1 to 20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_max_attempts: Option<u32>,
     /// Whether requests without a grant get an open one (default: true in
     /// development, false in production).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,7 +132,7 @@ pub struct RawConfig {
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 28] = [
+const ENV_KEYS: [&str; 33] = [
     "mode",
     "listen",
     "s3_listen",
@@ -131,6 +148,11 @@ const ENV_KEYS: [&str; 28] = [
     "grant_secrets_retired",
     "grant_audience",
     "grant_webhook_url",
+    "grant_webhook_timeout_seconds",
+    "webhook_urls",
+    "webhook_secret",
+    "webhook_timeout_seconds",
+    "webhook_max_attempts",
     "open_grants",
     "upload_ttl_seconds",
     "receipt_ttl_seconds",
@@ -230,6 +252,10 @@ pub struct Config {
     pub grant_audience: String,
     /// The authorization webhook, when configured.
     pub grant_webhook_url: Option<String>,
+    /// How long the authorization webhook has to answer.
+    pub grant_webhook_timeout: Duration,
+    /// Signed event webhooks, when URLs are configured.
+    pub webhooks: Option<crate::webhooks::WebhookConfig>,
     /// Whether requests without a grant get an open one.
     pub open_grants: bool,
     /// Lifecycle tunables.
@@ -279,6 +305,7 @@ impl TryFrom<RawConfig> for Config {
 
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
         let lifecycle = lifecycle_settings(&raw)?;
+        let webhooks = webhook_config(&raw)?;
         let mode = match raw.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("development") | Some("dev") => Mode::Development,
             Some("production") | Some("prod") => Mode::Production,
@@ -397,6 +424,14 @@ impl TryFrom<RawConfig> for Config {
                 format!("{url:?} is not an http(s) URL"),
             ));
         }
+        let grant_webhook_timeout = raw.grant_webhook_timeout_seconds.unwrap_or(5);
+        if !(1..=60).contains(&grant_webhook_timeout) {
+            return Err(ConfigError::new(
+                "grant_webhook_timeout_seconds",
+                "must be 1 to 60 seconds",
+            ));
+        }
+        let grant_webhook_timeout = Duration::from_secs(grant_webhook_timeout);
         Ok(Self {
             mode,
             listen,
@@ -413,6 +448,8 @@ impl TryFrom<RawConfig> for Config {
                 .grant_audience
                 .unwrap_or_else(|| chute_core::token::GRANT_AUDIENCE.into()),
             grant_webhook_url: raw.grant_webhook_url,
+            grant_webhook_timeout,
+            webhooks,
             open_grants: raw.open_grants.unwrap_or(mode == Mode::Development),
             lifecycle,
             reap_interval,
@@ -434,6 +471,38 @@ impl Config {
         // No external backend can be configured yet.
         true
     }
+}
+
+/// The event webhooks' settings, each checked against its bounds.
+fn webhook_config(raw: &RawConfig) -> Result<Option<crate::webhooks::WebhookConfig>, ConfigError> {
+    use crate::webhooks::{WebhookConfig, WebhookSecret};
+    let urls = raw.webhook_urls.clone().unwrap_or_default();
+    for url in &urls {
+        crate::webhooks::parse_url(url).map_err(|e| ConfigError::new("webhook_urls", e.to_string()))?;
+    }
+    let timeout = raw.webhook_timeout_seconds.unwrap_or(10);
+    if !(1..=300).contains(&timeout) {
+        return Err(ConfigError::new(
+            "webhook_timeout_seconds",
+            "must be 1 to 300 seconds",
+        ));
+    }
+    let max_attempts = raw.webhook_max_attempts.unwrap_or(5);
+    if !(1..=20).contains(&max_attempts) {
+        return Err(ConfigError::new("webhook_max_attempts", "must be 1 to 20"));
+    }
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let secret = raw
+        .webhook_secret
+        .clone()
+        .ok_or_else(|| ConfigError::new("webhook_secret", "is required when webhook_urls is set"))
+        .and_then(|s| WebhookSecret::new(s).map_err(|e| ConfigError::new("webhook_secret", e.to_string())))?;
+    let mut config = WebhookConfig::new(urls, secret);
+    config.timeout = Duration::from_secs(timeout);
+    config.max_attempts = max_attempts;
+    Ok(Some(config))
 }
 
 fn credentials(
@@ -688,5 +757,77 @@ mod tests {
         std::fs::write(&path, "buckit = \"typo\"\n").unwrap();
         let err = RawConfig::load(Some(&path), RawConfig::default()).unwrap_err();
         assert!(err.to_string().contains("buckit"), "{err}");
+    }
+    #[test]
+    fn webhook_settings() {
+        let secret = "w".repeat(32);
+        let with = |raw: RawConfig| {
+            Config::try_from(RawConfig {
+                webhook_urls: raw
+                    .webhook_urls
+                    .clone()
+                    .or_else(|| Some(vec!["https://app.example/hooks".into()])),
+                ..raw
+            })
+        };
+        let c = with(RawConfig {
+            webhook_secret: Some(secret.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        let hooks = c.webhooks.unwrap();
+        assert_eq!(hooks.timeout, Duration::from_secs(10));
+        assert_eq!(hooks.max_attempts, 5);
+        assert!(
+            !format!("{hooks:?}").contains(&secret),
+            "the secret stays out of logs"
+        );
+        assert_eq!(c.grant_webhook_timeout, Duration::from_secs(5));
+        assert!(Config::try_from(RawConfig::default()).unwrap().webhooks.is_none());
+        for (raw, setting) in [
+            (RawConfig::default(), "webhook_secret"),
+            (
+                RawConfig {
+                    webhook_secret: Some("short".into()),
+                    ..Default::default()
+                },
+                "webhook_secret",
+            ),
+            (
+                RawConfig {
+                    webhook_secret: Some(secret.clone()),
+                    webhook_max_attempts: Some(0),
+                    ..Default::default()
+                },
+                "webhook_max_attempts",
+            ),
+            (
+                RawConfig {
+                    webhook_secret: Some(secret.clone()),
+                    webhook_timeout_seconds: Some(0),
+                    ..Default::default()
+                },
+                "webhook_timeout_seconds",
+            ),
+            (
+                RawConfig {
+                    webhook_secret: Some(secret.clone()),
+                    webhook_urls: Some(vec!["ftp://x".into()]),
+                    ..Default::default()
+                },
+                "webhook_urls",
+            ),
+            (
+                RawConfig {
+                    webhook_secret: Some(secret.clone()),
+                    grant_webhook_timeout_seconds: Some(61),
+                    ..Default::default()
+                },
+                "grant_webhook_timeout_seconds",
+            ),
+        ] {
+            let err = with(raw).unwrap_err();
+            assert_eq!(err.setting, setting, "{err}");
+        }
     }
 }

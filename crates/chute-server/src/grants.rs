@@ -152,3 +152,147 @@ pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
         _ => Err(ApiError::unauthorized("Authorization must be `Bearer <token>`")),
     }
 }
+
+/// Browser request headers the authorization webhook receives, so the app
+/// can recognise its session: cookies, credentials, CSRF tokens, origin.
+pub const FORWARDED_HEADERS: [header::HeaderName; 6] = [
+    header::COOKIE,
+    header::AUTHORIZATION,
+    header::ORIGIN,
+    header::HeaderName::from_static("x-csrf-token"),
+    header::HeaderName::from_static("x-xsrf-token"),
+    header::HeaderName::from_static("x-requested-with"),
+];
+
+/// The largest answer read from the authorization webhook.
+pub const MAX_GRANT_RESPONSE: usize = 64 * 1024;
+
+/// The authorization webhook (tusd's pre-create hook, for grants): Chute
+/// POSTs the [`GrantRequest`] as JSON to the app's URL with the browser's
+/// [`FORWARDED_HEADERS`] and `X-Forwarded-For` (the incoming value plus
+/// the peer address). The app answers
+/// - `200` with a [`Grant`] as JSON (unknown fields refused): that grant;
+/// - `401`/`403`, optionally `{"error": "why"}`: `403 grant_refused` with
+///   the app's message;
+///
+/// and anything else (no answer within the timeout, connection failure,
+/// another status, an answer over [`MAX_GRANT_RESPONSE`], JSON that is not
+/// a grant) is `502 grant_webhook_failed`, never an open grant.
+#[derive(Debug, Clone)]
+pub struct WebhookGrants {
+    url: reqwest::Url,
+    label: String,
+    client: reqwest::Client,
+    timeout: std::time::Duration,
+}
+
+impl WebhookGrants {
+    /// A webhook at `url` that must answer within `timeout`.
+    pub fn new(url: &str, timeout: std::time::Duration) -> Result<Self, crate::webhooks::WebhookError> {
+        let url = crate::webhooks::parse_url(url)?;
+        Ok(Self {
+            label: crate::webhooks::url_for_logs(&url),
+            url,
+            client: crate::webhooks::http_client(timeout)?,
+            timeout,
+        })
+    }
+
+    fn failed(&self, why: String) -> ApiError {
+        tracing::warn!(url = %self.label, reason = %why, "authorization webhook failed");
+        ApiError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "grant_webhook_failed",
+            format!("the app's authorization webhook failed: {why}"),
+        )
+    }
+
+    /// `X-Forwarded-For`: what the request carried, then its peer address.
+    fn forwarded_for(parts: &Parts) -> Option<String> {
+        let mut hops: Vec<String> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect();
+        if let Some(axum::extract::ConnectInfo(peer)) = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        {
+            hops.push(peer.ip().to_string());
+        }
+        (!hops.is_empty()).then(|| hops.join(", "))
+    }
+}
+
+#[async_trait]
+impl GrantSource for WebhookGrants {
+    async fn grant(&self, parts: &Parts, request: &GrantRequest) -> Result<Grant, ApiError> {
+        let body = serde_json::to_vec(request).map_err(|e| self.failed(format!("cannot encode: {e}")))?;
+        let mut call = self
+            .client
+            .post(self.url.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json")
+            .body(body);
+        for name in &FORWARDED_HEADERS {
+            for value in parts.headers.get_all(name) {
+                call = call.header(name, value);
+            }
+        }
+        if let Some(hops) = Self::forwarded_for(parts) {
+            call = call.header("x-forwarded-for", hops);
+        }
+        let mut response = call.send().await.map_err(|e| {
+            self.failed(if e.is_timeout() {
+                format!("no answer within {} s", self.timeout.as_secs_f32())
+            } else {
+                format!("cannot reach it ({e})")
+            })
+        })?;
+        let status = response.status();
+        let mut answer = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) if answer.len() + chunk.len() <= MAX_GRANT_RESPONSE => {
+                    answer.extend_from_slice(&chunk);
+                }
+                Ok(Some(_)) => {
+                    return Err(self.failed(format!("its answer is over {MAX_GRANT_RESPONSE} bytes")));
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => {
+                    return Err(self.failed(format!(
+                        "no complete answer within {} s",
+                        self.timeout.as_secs_f32()
+                    )));
+                }
+                Err(e) => return Err(self.failed(format!("reading its answer failed ({e})"))),
+            }
+        }
+        match status.as_u16() {
+            200 => serde_json::from_slice::<Grant>(&answer)
+                .map_err(|e| self.failed(format!("it answered 200 with JSON that is not a grant: {e}"))),
+            401 | 403 => Err(ApiError::forbidden(
+                "grant_refused",
+                refusal_message(&answer).unwrap_or_else(|| "the app refused this upload".into()),
+            )),
+            _ => Err(self.failed(format!(
+                "it answered {status}; expected 200 with a grant, or 401/403"
+            ))),
+        }
+    }
+}
+
+/// The app's reason in `{"error": "..."}` (or `{"error": {"message"}}`,
+/// `{"message"}`), at most 500 characters.
+fn refusal_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let message = value
+        .get("error")
+        .and_then(|e| e.as_str().or_else(|| e.get("message")?.as_str()))
+        .or_else(|| value.get("message")?.as_str())?
+        .trim();
+    (!message.is_empty()).then(|| message.chars().take(500).collect())
+}

@@ -1,8 +1,9 @@
 //! Chute's HTTP server: configuration ([`config`]), the upload lifecycle
 //! ([`lifecycle`]) and its HTTP API ([`api`]), grant sources ([`grants`]),
-//! lifecycle events ([`hooks`]), expiry ([`reaper`]), the app router
-//! ([`app()`]), and [`serve`], which opens the store, binds the app and
-//! S3 listeners and shuts both down gracefully.
+//! lifecycle events ([`hooks`]) and their signed HTTP delivery
+//! ([`webhooks`]), expiry ([`reaper`]), the app router ([`app()`]), and
+//! [`serve`], which opens the store, binds the app and S3 listeners and
+//! shuts both down gracefully.
 //!
 //! `app(state)` is the composition root of the app listener: tests build
 //! it directly and call it with `oneshot`. The embedded S3 endpoint comes
@@ -20,6 +21,7 @@ pub mod lifecycle;
 pub mod openapi;
 pub mod reaper;
 mod serve;
+pub mod webhooks;
 
 pub use app::{AppState, Origins, app, is_loopback_origin};
 pub use config::StoreCredentials;

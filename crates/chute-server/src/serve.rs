@@ -4,10 +4,11 @@
 use crate::app::{AppState, Origins, app};
 use crate::config::{Config, Mode, StoreCredentials};
 use crate::credentials;
-use crate::grants::{Grants, JwtGrants};
+use crate::grants::{GrantSource, Grants, JwtGrants, WebhookGrants};
 use crate::hooks::Hooks;
 use crate::lifecycle::{Lifecycle, Signer};
 use crate::reaper::{self, ReapOptions};
+use crate::webhooks::{WebhookError, WebhookSink};
 use chute_core::sigv4::Credentials;
 use chute_core::{Grant, Keyring, TokenKey};
 use chute_s3::{EmbeddedS3, EmbeddedS3Config, cors};
@@ -26,6 +27,9 @@ use tokio::sync::{Semaphore, TryAcquireError, watch};
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most time queued webhook deliveries get after the listeners stop.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(5);
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +78,9 @@ pub enum ServeError {
     /// The app listener failed while serving.
     #[error("the app listener failed: {0}")]
     App(#[source] io::Error),
+    /// The webhooks' HTTP client could not be set up.
+    #[error("cannot set up webhooks: {0}")]
+    Webhooks(#[source] WebhookError),
 }
 
 /// Resolves when the process gets SIGINT (Ctrl-C) or SIGTERM.
@@ -197,10 +204,18 @@ impl Server {
                 body_idle_timeout: config.body_idle_timeout,
             },
         );
-        let lifecycle = new_lifecycle(&config, &store, &creds, token_keys, &s3_url, Hooks::new()).await?;
+        let webhooks = (config.webhooks.clone())
+            .map(WebhookSink::start)
+            .transpose()
+            .map_err(ServeError::Webhooks)?;
+        let mut hooks = Hooks::new();
+        if let Some(sink) = &webhooks {
+            hooks.add(Arc::new(sink.clone()));
+        }
+        let lifecycle = new_lifecycle(&config, &store, &creds, token_keys, &s3_url, hooks).await?;
         let router = app(AppState {
             lifecycle: lifecycle.clone(),
-            grants: Arc::new(grants(&config)),
+            grants: Arc::new(grants(&config).map_err(ServeError::Webhooks)?),
             origins,
         });
 
@@ -224,11 +239,15 @@ impl Server {
         ));
         let mut app_stop = stop_rx;
         let app_task = tokio::spawn(async move {
-            axum::serve(app_listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = app_stop.wait_for(|stop| *stop).await;
-                })
-                .await
+            // Peer addresses feed the authorization webhook's X-Forwarded-For.
+            axum::serve(
+                app_listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = app_stop.wait_for(|stop| *stop).await;
+            })
+            .await
         });
 
         shutdown.await;
@@ -239,6 +258,9 @@ impl Server {
         let _ = stop_tx.send(true);
         let finished =
             tokio::time::timeout(config.shutdown_grace, async { (s3_task.await, app_task.await) }).await;
+        if let Some(sink) = &webhooks {
+            sink.shutdown(WEBHOOK_DRAIN.min(config.shutdown_grace)).await;
+        }
         match finished {
             Ok((_, Ok(Ok(())))) => tracing::info!("stopped cleanly"),
             Ok((_, Ok(Err(e)))) => return Err(ServeError::App(e)),
@@ -382,16 +404,22 @@ fn origins(config: &Config) -> Origins {
 }
 
 /// The grant sources the configuration names.
-fn grants(config: &Config) -> Grants {
-    Grants {
+fn grants(config: &Config) -> Result<Grants, WebhookError> {
+    let webhook = match &config.grant_webhook_url {
+        Some(url) => {
+            Some(Arc::new(WebhookGrants::new(url, config.grant_webhook_timeout)?) as Arc<dyn GrantSource>)
+        }
+        None => None,
+    };
+    Ok(Grants {
         jwt: config.grant_keys.clone().map(|keyring| JwtGrants {
             keyring,
             audience: config.grant_audience.clone(),
         }),
-        webhook: None,
+        webhook,
         callback: None,
         open: config.open_grants.then(Grant::default),
-    }
+    })
 }
 
 async fn bind(addr: SocketAddr, setting: &'static str) -> Result<(TcpListener, SocketAddr), ServeError> {

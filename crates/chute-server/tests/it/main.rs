@@ -15,6 +15,8 @@ mod openapi;
 mod reaper;
 /// SIGTERM-style shutdown lets in-flight uploads finish.
 mod shutdown;
+/// Signed event webhooks and the authorization webhook, against a local app.
+mod webhooks;
 
 use chute_server::{Config, RawConfig, Server, StoreCredentials};
 
