@@ -147,8 +147,8 @@ impl S3Client {
         format!("/{}/{}", self.bucket, canonical_uri(key.as_str()))
     }
 
-    /// Sends `req`, retrying a replayable request on connection failures
-    /// and 5xx answers; any non-2xx answer becomes a [`StoreError`].
+    /// Sends `req`, retrying a replayable request on connection failures,
+    /// 5xx and 409 answers; any non-2xx answer becomes a [`StoreError`].
     pub(crate) async fn send(&self, req: Request<'_>) -> StoreResult<Response> {
         let replayable = !matches!(req.body, Body::Stream { .. });
         let mut req = req;
@@ -163,7 +163,8 @@ impl S3Client {
             let retry = replayable
                 && attempt < ATTEMPTS
                 && match &result {
-                    Ok(resp) => resp.status().is_server_error(),
+                    // 409: AWS's ConditionalRequestConflict, "retry".
+                    Ok(resp) => resp.status().is_server_error() || resp.status() == StatusCode::CONFLICT,
                     Err(e) => e.is_connect() || e.is_timeout() || e.is_request(),
                 };
             if !retry {

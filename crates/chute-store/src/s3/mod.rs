@@ -144,7 +144,14 @@ impl S3Store {
                 .header("if-none-match", "*")
                 .body(client::Body::Bytes(bytes::Bytes::from_static(b"probe")))
         };
-        self.inner.client.send(put()).await?;
+        match self.inner.client.send(put()).await {
+            Ok(_) => {}
+            // A peer that refuses the header outright cannot do it either.
+            Err(StoreError::Backend {
+                status: 400 | 501, ..
+            }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
         let second = self.inner.client.send(put()).await;
         let _ = self
             .inner
@@ -154,6 +161,9 @@ impl S3Store {
         match second {
             Ok(_) => Ok(false),
             Err(StoreError::PreconditionFailed { .. }) => Ok(true),
+            Err(StoreError::Backend {
+                status: 400 | 501, ..
+            }) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -184,6 +184,7 @@ async fn a_64_mib_body_streams_with_bounded_memory() {
     let meta = s.put(&k, generated(len, 1), opts).await.unwrap();
     let grown = sampler.peak().saturating_sub(before);
     drop(sampler);
+    eprintln!("64 MiB streamed put: peak RSS growth {} KiB", grown >> 10);
     assert!(
         grown < 24 * MIB as u64,
         "a 64 MiB streamed put grew the process by {} MiB",
@@ -226,6 +227,7 @@ async fn a_body_of_unknown_length_above_one_part_goes_multipart() {
     let meta = s.put(&k, generated(len, 2), opts).await.unwrap();
     let grown = sampler.peak().saturating_sub(before);
     drop(sampler);
+    eprintln!("23 MiB multipart put: peak RSS growth {} KiB", grown >> 10);
     // (part_concurrency + 1) parts of 5 MiB at most, plus slack.
     assert!(grown < 40 * MIB as u64, "grew by {} MiB", grown >> 20);
     assert!(meta.etag.ends_with("-5"), "5 parts of 5 MiB: {}", meta.etag);
