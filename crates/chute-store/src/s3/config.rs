@@ -99,6 +99,12 @@ impl S3StoreConfig {
         Ok(config)
     }
 
+    /// Checks the settings (endpoint shape; plain http only when allowed)
+    /// without connecting.
+    pub fn validate(&self) -> StoreResult<()> {
+        self.endpoint().map(|_| ())
+    }
+
     /// Checks the settings and splits the endpoint.
     pub(crate) fn endpoint(&self) -> StoreResult<Endpoint> {
         let bad = |why: &str| StoreError::Config(format!("S3 endpoint {:?}: {why}", self.endpoint));
