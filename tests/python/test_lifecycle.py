@@ -223,7 +223,8 @@ def test_post_form_refuses_more_bytes_than_granted(backend):
     r = create(backend, grant(max_size=len(PNG)), size=len(PNG))
     c = r.json()
     up = post_form(c, PNG + b"extra")
-    assert up.status_code == 400 and b"EntityTooLarge" in up.content
+    # S3 and the embedded store say EntityTooLarge; Garage says InvalidRequest.
+    assert up.status_code == 400, up.text
     assert tmp_keys(backend, c["id"]) == []
 
 
@@ -253,7 +254,8 @@ def test_the_post_form_is_bound_to_its_key(backend):
     c = create(backend).json()
     fields = dict(c["post"]["fields"], key="avatars/someone-else.png")
     up = requests.post(c["post"]["url"], data=fields, files={"file": ("pic.png", PNG, "image/png")}, timeout=30)
-    assert up.status_code == 403, up.text
+    # S3 and the embedded store answer 403 AccessDenied; Garage 400 InvalidRequest.
+    assert up.status_code in (400, 403), up.text
     assert backend.client().list_objects_v2(Bucket=backend.bucket, Prefix="avatars/someone-else").get("KeyCount") == 0
 
 

@@ -92,7 +92,22 @@ pub fn deploy_problems(config: &Config) -> Vec<Problem> {
 }
 
 fn credentials(config: &Config, problems: &mut Vec<Problem>) {
-    let Some(creds) = &config.credentials else {
+    let backend_creds = config.s3_backend.as_ref().map(|b| crate::StoreCredentials {
+        access_key: b.credentials.access_key.clone(),
+        secret_key: b.credentials.secret_key.clone(),
+    });
+    if let Some(b) = &config.s3_backend
+        && b.endpoint.starts_with("http://")
+    {
+        problems.push(Problem::new(
+            "s3_endpoint",
+            format!(
+                "{} is plain http: signatures and data travel in clear; use https",
+                b.endpoint
+            ),
+        ));
+    }
+    let Some(creds) = config.credentials.as_ref().or(backend_creds.as_ref()) else {
         if config.uses_embedded_store() {
             problems.push(Problem::new(
                 "s3_access_key",

@@ -35,7 +35,22 @@ pub struct RawConfig {
     /// The region clients sign for (default `us-east-1`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// The embedded store's access key.
+    /// `embedded` (default: the filesystem store behind Chute's own S3
+    /// listener) or `s3` (AWS S3, Garage, MinIO, R2, any S3 API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// The S3 backend's endpoint (`https://s3.eu-west-1.amazonaws.com`,
+    /// `http://127.0.0.1:3900`); default `AWS_ENDPOINT_URL`, else AWS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
+    /// Path-style URLs (`endpoint/bucket/key`); default true for a custom
+    /// endpoint, false for AWS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_path_style: Option<bool>,
+    /// Allow a plain-http S3 endpoint that is not on this machine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_allow_http: Option<bool>,
+    /// The store's access key (embedded store; or the S3 backend's, else `AWS_ACCESS_KEY_ID`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_access_key: Option<String>,
     /// The embedded store's secret key.
@@ -132,7 +147,11 @@ pub struct RawConfig {
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 33] = [
+const ENV_KEYS: [&str; 37] = [
+    "store",
+    "s3_endpoint",
+    "s3_path_style",
+    "s3_allow_http",
     "mode",
     "listen",
     "s3_listen",
@@ -239,6 +258,8 @@ pub struct Config {
     /// Explicit credentials; `None` in development means "generate and keep
     /// them in the data directory".
     pub credentials: Option<StoreCredentials>,
+    /// The S3 backend, when `store = "s3"`; `None` means the embedded store.
+    pub s3_backend: Option<chute_store::s3::S3StoreConfig>,
     /// Browser origins allowed on the API and the store (configured ones;
     /// development mode also allows any loopback origin).
     pub allowed_origins: Vec<String>,
@@ -304,6 +325,7 @@ impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        let backend_raw = raw.clone();
         let lifecycle = lifecycle_settings(&raw)?;
         let webhooks = webhook_config(&raw)?;
         let mode = match raw.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -329,14 +351,19 @@ impl TryFrom<RawConfig> for Config {
         }
         let bucket = BucketName::parse(raw.bucket.as_deref().unwrap_or("uploads"))
             .map_err(|e| ConfigError::new("bucket", e.to_string()))?;
-        let region = raw.region.unwrap_or_else(|| "us-east-1".into());
+        let region = raw.region.clone().unwrap_or_else(|| "us-east-1".into());
         if region.is_empty() || !region.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(ConfigError::new(
                 "region",
                 format!("{region:?} is not a region name like us-east-1"),
             ));
         }
-        let credentials = credentials(mode, raw.s3_access_key, raw.s3_secret_key)?;
+        let s3_backend = s3_backend(&backend_raw, &bucket, &region)?;
+        let credentials = if s3_backend.is_some() {
+            None
+        } else {
+            credentials(mode, raw.s3_access_key, raw.s3_secret_key)?
+        };
         let max_post_object_size = raw.max_post_object_size.unwrap_or(FIVE_GIB);
         if max_post_object_size == 0 || max_post_object_size > FIVE_GIB {
             return Err(ConfigError::new(
@@ -440,6 +467,7 @@ impl TryFrom<RawConfig> for Config {
             bucket,
             region,
             credentials,
+            s3_backend,
             allowed_origins,
             public_url: raw.public_url,
             s3_public_url: raw.s3_public_url.map(|u| u.trim_end_matches('/').to_owned()),
@@ -468,8 +496,7 @@ impl Config {
     /// `s3_listen`) rather than an external S3 backend. `chute check
     /// --deploy` refuses it in production.
     pub fn uses_embedded_store(&self) -> bool {
-        // No external backend can be configured yet.
-        true
+        self.s3_backend.is_none()
     }
 }
 
@@ -540,6 +567,103 @@ fn credentials(
             "is required when s3_secret_key is set",
         )),
     }
+}
+
+/// The S3 backend's settings when `store = "s3"`: endpoint, region and
+/// credentials from the settings, else the usual AWS variables.
+fn s3_backend(
+    raw: &RawConfig,
+    bucket: &BucketName,
+    region: &str,
+) -> Result<Option<chute_store::s3::S3StoreConfig>, ConfigError> {
+    match raw.store.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("embedded") => {
+            for (name, set) in [
+                ("s3_endpoint", raw.s3_endpoint.is_some()),
+                ("s3_path_style", raw.s3_path_style.is_some()),
+                ("s3_allow_http", raw.s3_allow_http.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::new(name, "applies only with store = \"s3\""));
+                }
+            }
+            return Ok(None);
+        }
+        Some("s3") => {}
+        Some(other) => {
+            return Err(ConfigError::new(
+                "store",
+                format!("{other:?} is neither embedded nor s3"),
+            ));
+        }
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let region = if raw.region.is_some() {
+        region.to_owned()
+    } else {
+        env("AWS_REGION")
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| region.to_owned())
+    };
+    let custom = raw
+        .s3_endpoint
+        .clone()
+        .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+        .or_else(|| env("AWS_ENDPOINT_URL"));
+    let path_style = raw.s3_path_style.unwrap_or(custom.is_some());
+    let endpoint = custom
+        .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"))
+        .trim_end_matches('/')
+        .to_owned();
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| {
+            endpoint
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+        });
+    let allow_http = raw.s3_allow_http.unwrap_or(loopback);
+    let (access_key, secret_key) = match (&raw.s3_access_key, &raw.s3_secret_key) {
+        (Some(a), Some(s)) => (a.clone(), s.clone()),
+        (None, None) => match (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")) {
+            (Some(a), Some(s)) => (a, s),
+            _ => {
+                return Err(ConfigError::new(
+                    "s3_access_key",
+                    "store = \"s3\" needs credentials: s3_access_key and s3_secret_key, or \
+                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                ));
+            }
+        },
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                "s3_secret_key",
+                "is required when s3_access_key is set",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "s3_access_key",
+                "is required when s3_secret_key is set",
+            ));
+        }
+    };
+    let config = chute_store::s3::S3StoreConfig {
+        endpoint,
+        region,
+        bucket: bucket.clone(),
+        credentials: chute_core::sigv4::Credentials {
+            access_key,
+            secret_key,
+        },
+        session_token: env("AWS_SESSION_TOKEN"),
+        path_style,
+        allow_http,
+    };
+    config
+        .validate()
+        .map_err(|e| ConfigError::new("s3_endpoint", e.to_string()))?;
+    Ok(Some(config))
 }
 
 /// The lifecycle tunables, each checked against its bounds.
@@ -731,6 +855,39 @@ mod tests {
             assert_eq!(c.body_idle_timeout, Duration::from_secs(seconds));
             assert_eq!(c.max_connections, n);
         }
+    }
+
+    #[test]
+    fn s3_backend_settings() {
+        let s3 = |endpoint: &str, allow_http: Option<bool>| RawConfig {
+            store: Some("s3".into()),
+            s3_endpoint: Some(endpoint.into()),
+            s3_allow_http: allow_http,
+            region: Some("garage".into()),
+            s3_access_key: Some("GKabc".into()),
+            s3_secret_key: Some("secretsecret".into()),
+            ..Default::default()
+        };
+        let c = Config::try_from(s3("http://127.0.0.1:3900", None)).unwrap();
+        let b = c.s3_backend.as_ref().unwrap();
+        assert!(b.path_style && b.allow_http && !c.uses_embedded_store());
+        assert_eq!((b.region.as_str(), b.endpoint.as_str()), ("garage", "http://127.0.0.1:3900"));
+        assert!(c.credentials.is_none(), "the embedded store's credentials are not made up");
+        let err = Config::try_from(s3("http://garage.internal:3900", None)).unwrap_err();
+        assert_eq!(err.setting, "s3_endpoint", "{err}");
+        assert!(Config::try_from(s3("http://garage.internal:3900", Some(true))).is_ok());
+        let err = Config::try_from(RawConfig {
+            s3_endpoint: Some("https://s3.example".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.setting, "s3_endpoint", "{err}");
+        let err = Config::try_from(RawConfig {
+            store: Some("gcs".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.setting, "store", "{err}");
     }
 
     #[test]

@@ -12,8 +12,10 @@ use crate::webhooks::{WebhookError, WebhookSink};
 use chute_core::sigv4::Credentials;
 use chute_core::{Grant, Keyring, TokenKey};
 use chute_s3::{EmbeddedS3, EmbeddedS3Config, cors};
+use chute_store::MultipartStore;
 use chute_store::StoreError;
 use chute_store::fs::FsStore;
+use chute_store::s3::S3Store;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -75,6 +77,17 @@ pub enum ServeError {
          upload tokens and receipts"
     )]
     MissingGrantSecret,
+    /// The S3 backend could not be reached or refused access.
+    #[error("cannot use the S3 backend {endpoint} (bucket {bucket}): {source}")]
+    S3Backend {
+        /// The endpoint.
+        endpoint: String,
+        /// The bucket.
+        bucket: String,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
     /// The app listener failed while serving.
     #[error("the app listener failed: {0}")]
     App(#[source] io::Error),
@@ -121,20 +134,31 @@ pub async fn serve(
 #[derive(Debug)]
 pub struct Server {
     config: Config,
-    store: FsStore,
+    store: Backend,
     credentials: StoreCredentials,
     generated: bool,
     token_keys: Keyring,
     origins: Origins,
-    s3_listener: TcpListener,
+    s3_listener: Option<TcpListener>,
     app_listener: TcpListener,
-    s3_addr: SocketAddr,
+    s3_addr: Option<SocketAddr>,
     app_addr: SocketAddr,
 }
 
+/// The store uploads go to.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// The filesystem store behind Chute's own S3 listener.
+    Embedded(FsStore),
+    /// An external S3 service.
+    S3(S3Store),
+}
+
 impl Server {
-    /// Opens the store (creating the bucket, and in development the
-    /// credentials and default CORS rule) and binds both listeners.
+    /// Opens the store (the embedded one: creating the bucket, and in
+    /// development the credentials and default CORS rule; an S3 backend:
+    /// connecting and checking access) and binds the listeners (the S3
+    /// listener only for the embedded store).
     pub async fn bind(config: Config) -> Result<Self, ServeError> {
         let OpenedStore {
             store,
@@ -143,7 +167,13 @@ impl Server {
             token_keys,
         } = open_store(&config).await?;
         let origins = origins(&config);
-        let (s3_listener, s3_addr) = bind(config.s3_listen, "s3_listen").await?;
+        let (s3_listener, s3_addr) = match store {
+            Backend::Embedded(_) => {
+                let (l, a) = bind(config.s3_listen, "s3_listen").await?;
+                (Some(l), Some(a))
+            }
+            Backend::S3(_) => (None, None),
+        };
         let (app_listener, app_addr) = bind(config.listen, "listen").await?;
         Ok(Self {
             config,
@@ -164,8 +194,8 @@ impl Server {
         self.app_addr
     }
 
-    /// The bound S3 listener address.
-    pub fn s3_addr(&self) -> SocketAddr {
+    /// The bound S3 listener address (`None` with an S3 backend).
+    pub fn s3_addr(&self) -> Option<SocketAddr> {
         self.s3_addr
     }
 
@@ -189,21 +219,30 @@ impl Server {
             s3_addr,
             app_addr,
         } = self;
-        let s3_url = format!("http://{s3_addr}");
+        let s3_url = match (&store, s3_addr) {
+            (Backend::Embedded(_), Some(addr)) => format!("http://{addr}"),
+            (_, _) => config
+                .s3_backend
+                .as_ref()
+                .map(|b| b.endpoint.clone())
+                .unwrap_or_default(),
+        };
         announce(&config, &creds, generated, &s3_url, app_addr);
-        let embedded = EmbeddedS3::new(
-            store.clone(),
-            EmbeddedS3Config {
-                region: config.region.clone(),
-                credentials: vec![Credentials {
-                    access_key: creds.access_key.clone(),
-                    secret_key: creds.secret_key.clone(),
-                }],
-                max_post_object_size: config.max_post_object_size,
-                max_post_form_fields_bytes: config.max_post_form_fields_bytes,
-                body_idle_timeout: config.body_idle_timeout,
-            },
-        );
+        let embedded = |fs: FsStore| {
+            EmbeddedS3::new(
+                fs,
+                EmbeddedS3Config {
+                    region: config.region.clone(),
+                    credentials: vec![Credentials {
+                        access_key: creds.access_key.clone(),
+                        secret_key: creds.secret_key.clone(),
+                    }],
+                    max_post_object_size: config.max_post_object_size,
+                    max_post_form_fields_bytes: config.max_post_form_fields_bytes,
+                    body_idle_timeout: config.body_idle_timeout,
+                },
+            )
+        };
         let webhooks = (config.webhooks.clone())
             .map(WebhookSink::start)
             .transpose()
@@ -231,12 +270,15 @@ impl Server {
                 },
             ));
         }
-        let s3_task = tokio::spawn(serve_s3(
-            s3_listener,
-            embedded,
-            config.max_connections,
-            stop_rx.clone(),
-        ));
+        let s3_task = match (store, s3_listener) {
+            (Backend::Embedded(fs), Some(listener)) => Some(tokio::spawn(serve_s3(
+                listener,
+                embedded(fs),
+                config.max_connections,
+                stop_rx.clone(),
+            ))),
+            _ => None,
+        };
         let mut app_stop = stop_rx;
         let app_task = tokio::spawn(async move {
             // Peer addresses feed the authorization webhook's X-Forwarded-For.
@@ -256,8 +298,14 @@ impl Server {
             "shutting down; letting in-flight requests finish"
         );
         let _ = stop_tx.send(true);
-        let finished =
-            tokio::time::timeout(config.shutdown_grace, async { (s3_task.await, app_task.await) }).await;
+        let finished = tokio::time::timeout(config.shutdown_grace, async {
+            let s3 = match s3_task {
+                Some(task) => task.await,
+                None => Ok(()),
+            };
+            (s3, app_task.await)
+        })
+        .await;
         if let Some(sink) = &webhooks {
             sink.shutdown(WEBHOOK_DRAIN.min(config.shutdown_grace)).await;
         }
@@ -273,7 +321,7 @@ impl Server {
 
 /// The store and secrets a server runs on.
 struct OpenedStore {
-    store: FsStore,
+    store: Backend,
     credentials: StoreCredentials,
     generated: bool,
     token_keys: Keyring,
@@ -288,6 +336,25 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ServeError> {
         source,
     };
     std::fs::create_dir_all(&config.data_dir).map_err(|e| store_err(StoreError::Io(e)))?;
+    if let Some(backend) = &config.s3_backend {
+        let store = S3Store::connect(backend.clone())
+            .await
+            .map_err(|source| ServeError::S3Backend {
+                endpoint: backend.endpoint.clone(),
+                bucket: backend.bucket.to_string(),
+                source,
+            })?;
+        let credentials = StoreCredentials {
+            access_key: backend.credentials.access_key.clone(),
+            secret_key: backend.credentials.secret_key.clone(),
+        };
+        return Ok(OpenedStore {
+            store: Backend::S3(store),
+            credentials,
+            generated: false,
+            token_keys: token_keys(config, &dir)?,
+        });
+    }
     let store = FsStore::open(&config.data_dir).await.map_err(store_err)?;
     match store.create_bucket(&config.bucket).await {
         Ok(()) | Err(StoreError::BucketExists { .. }) => {}
@@ -308,29 +375,34 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ServeError> {
             .await
             .map_err(store_err)?;
     }
-    let token_keys = match &config.grant_keys {
-        Some(keys) => keys.clone(),
+    Ok(OpenedStore {
+        store: Backend::Embedded(store),
+        credentials,
+        generated,
+        token_keys: token_keys(config, &dir)?,
+    })
+}
+
+/// The keyring of upload tokens and receipts: the configured grant
+/// secret, or in development one generated once into the data directory.
+fn token_keys(config: &Config, dir: &str) -> Result<Keyring, ServeError> {
+    match &config.grant_keys {
+        Some(keys) => Ok(keys.clone()),
         None if config.mode == Mode::Development => {
             let spec = credentials::load_or_generate_token_secret(&config.data_dir).map_err(|source| {
                 ServeError::Credentials {
-                    dir: dir.clone(),
+                    dir: dir.to_owned(),
                     source,
                 }
             })?;
             let key = TokenKey::parse(&spec).map_err(|e| ServeError::Credentials {
-                dir: dir.clone(),
+                dir: dir.to_owned(),
                 source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
             })?;
-            Keyring::new(key, Vec::new())
+            Ok(Keyring::new(key, Vec::new()))
         }
-        None => return Err(ServeError::MissingGrantSecret),
-    };
-    Ok(OpenedStore {
-        store,
-        credentials,
-        generated,
-        token_keys,
-    })
+        None => Err(ServeError::MissingGrantSecret),
+    }
 }
 
 /// The upload lifecycle over the configured store, opened as `chute
@@ -339,7 +411,10 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ServeError> {
 /// `s3_listen`.
 pub async fn open_lifecycle(config: &Config) -> Result<Lifecycle, ServeError> {
     let opened = open_store(config).await?;
-    let s3_url = format!("http://{}", config.s3_listen);
+    let s3_url = match &config.s3_backend {
+        Some(b) => b.endpoint.clone(),
+        None => format!("http://{}", config.s3_listen),
+    };
     new_lifecycle(
         config,
         &opened.store,
@@ -354,31 +429,44 @@ pub async fn open_lifecycle(config: &Config) -> Result<Lifecycle, ServeError> {
 /// The lifecycle over the configured bucket of `store`.
 async fn new_lifecycle(
     config: &Config,
-    store: &FsStore,
+    store: &Backend,
     creds: &StoreCredentials,
     token_keys: Keyring,
     s3_url: &str,
     hooks: Hooks,
 ) -> Result<Lifecycle, ServeError> {
-    let bucket = store
-        .bucket(&config.bucket)
-        .await
-        .map_err(|source| ServeError::Store {
-            dir: config.data_dir.display().to_string(),
-            source,
-        })?;
+    let (bucket, region, path_style): (Arc<dyn MultipartStore>, String, bool) = match store {
+        Backend::Embedded(fs) => {
+            let bucket = fs
+                .bucket(&config.bucket)
+                .await
+                .map_err(|source| ServeError::Store {
+                    dir: config.data_dir.display().to_string(),
+                    source,
+                })?;
+            (Arc::new(bucket), config.region.clone(), true)
+        }
+        Backend::S3(s3) => {
+            let b = config.s3_backend.as_ref();
+            (
+                Arc::new(s3.clone()),
+                b.map_or_else(|| config.region.clone(), |b| b.region.clone()),
+                b.is_none_or(|b| b.path_style),
+            )
+        }
+    };
     let signer = Signer::new(
         config.s3_public_url.clone().unwrap_or_else(|| s3_url.to_owned()),
         config.bucket.clone(),
-        config.region.clone(),
-        true,
+        region,
+        path_style,
         Credentials {
             access_key: creds.access_key.clone(),
             secret_key: creds.secret_key.clone(),
         },
     );
     Ok(Lifecycle::new(
-        Arc::new(bucket),
+        bucket,
         signer,
         token_keys,
         config.lifecycle.clone(),
@@ -443,6 +531,13 @@ fn announce(
 ) {
     tracing::info!(mode = ?config.mode, data_dir = %config.data_dir.display(), "chute is running");
     println!("Chute app:          http://{app}/");
+    if let Some(b) = &config.s3_backend {
+        println!(
+            "S3 backend:         {}  (bucket {}, region {})",
+            b.endpoint, b.bucket, b.region
+        );
+        return;
+    }
     println!(
         "Embedded S3 store:  {s3_url}  (bucket {}, region {})",
         config.bucket, config.region

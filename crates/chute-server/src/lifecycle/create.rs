@@ -349,6 +349,9 @@ impl Lifecycle {
             ));
         }
         let dir = hex::encode(&Sha256::digest(id.as_bytes())[..16]);
+        if !self.store().capabilities().create_only {
+            return self.claim_by_listing(&dir, max).await;
+        }
         for n in 1..=max {
             let key = ObjectKey::parse(&format!("{STATE_PREFIX}grants/{dir}/{n}"))
                 .map_err(|e| ApiError::bad_request("bad_grant", e.to_string()))?;
@@ -363,6 +366,58 @@ impl Lifecycle {
                 Err(e) => return Err(ApiError::store("counting the grant's uploads", &e)),
             }
         }
+        Err(ApiError::forbidden(
+            "max_files_reached",
+            format!("this grant allows {max} file(s) and all have been used"),
+        ))
+    }
+}
+
+impl Lifecycle {
+    /// [`Self::claim_file_slot`] for stores without create-only puts
+    /// (Garage 2.5): write a uniquely named marker, list the grant's
+    /// markers, and keep ours only if it is among the first `max` by
+    /// (time, name). Racing requests never both take the last slot unless
+    /// the store stamps a later-finishing write with an earlier time; under
+    /// a race a request may be refused that a retry would admit.
+    async fn claim_by_listing(&self, dir: &str, max: u32) -> Result<(), ApiError> {
+        let prefix = format!("{STATE_PREFIX}grants/{dir}/");
+        let mine = ObjectKey::parse(&format!("{prefix}m-{}", uuid::Uuid::new_v4().simple()))
+            .map_err(|e| ApiError::bad_request("bad_grant", e.to_string()))?;
+        let body = futures::stream::iter([Ok(Bytes::new())]).boxed();
+        self.store()
+            .put(&mine, body, PutOptions::default())
+            .await
+            .map_err(|e| ApiError::store("counting the grant's uploads", &e))?;
+        let mut markers = Vec::new();
+        let mut start_after = None;
+        loop {
+            let page = self
+                .store()
+                .list(&chute_store::ListOptions {
+                    prefix: prefix.clone(),
+                    delimiter: None,
+                    start_after: start_after.clone(),
+                    max_keys: 1000,
+                })
+                .await
+                .map_err(|e| ApiError::store("counting the grant's uploads", &e))?;
+            markers.extend(
+                page.objects
+                    .into_iter()
+                    .map(|o| (o.last_modified, o.key.as_str().to_owned())),
+            );
+            match page.next_start_after {
+                Some(next) if markers.len() <= (MAX_FILES_CAP as usize) * 2 => start_after = Some(next),
+                _ => break,
+            }
+        }
+        markers.sort();
+        let position = markers.iter().position(|(_, k)| k == mine.as_str());
+        if position.is_some_and(|p| p < max as usize) {
+            return Ok(());
+        }
+        let _ = self.store().delete(&mine).await;
         Err(ApiError::forbidden(
             "max_files_reached",
             format!("this grant allows {max} file(s) and all have been used"),

@@ -12,7 +12,7 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     let mut config = crate::test_config(dir.path());
     config.max_connections = 2;
     let server = chute_server::Server::bind(config).await.expect("server binds");
-    let s3 = server.s3_addr();
+    let s3 = server.s3_addr().expect("the embedded store has an S3 listener");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server.run(async move {
         let _ = stop_rx.await;

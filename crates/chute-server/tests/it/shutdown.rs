@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 async fn in_flight_put_finishes_after_shutdown_signal() {
     let dir = tempfile::tempdir().unwrap();
     let server = crate::bind(dir.path()).await;
-    let s3 = server.s3_addr();
+    let s3 = server.s3_addr().expect("the embedded store has an S3 listener");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server.run(async move {
         let _ = stop_rx.await;
