@@ -23,6 +23,8 @@ mod multipart;
 mod objects;
 /// Browser POST Object: success shapes and refusals that store nothing.
 mod post_object;
+/// chute-store's S3 backend as a client of the endpoint: both conformance suites.
+mod s3_store_client;
 /// Request bodies that stall get `RequestTimeout` and store nothing.
 mod slow_clients;
 /// A 256 MiB PUT and GET stream through in bounded memory.
