@@ -25,7 +25,8 @@
 //!
 //! Both pass [`conformance::run_store_suite`] and
 //! [`conformance::run_multipart_suite`]; the S3 backend against a real
-//! Garage in this crate's tests.
+//! Garage in this crate's tests and against the embedded endpoint in
+//! chute-s3's.
 
 pub mod conformance;
 mod error;
