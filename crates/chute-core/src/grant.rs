@@ -9,7 +9,6 @@
 //! metadata and the upload ([`KeyTemplate`]).
 
 use crate::key::{KeyError, ObjectKey};
-use crate::sanitize_filename;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -236,27 +235,40 @@ impl Grant {
         self.check_size(size)
     }
 
-    /// Where an upload may be promoted: expands `requested` (a template
-    /// given with the promotion) or else the grant's own template, and
-    /// checks the key against the grant's `template` and `prefix`.
-    /// `default_template` applies when neither names one.
+    /// Where an upload may be promoted. The grant decides, never the
+    /// client alone: with a `template`, the requested template (if any)
+    /// must be that one; with a `prefix`, a requested template may name
+    /// any key below it (whole segments: prefix `users/42` allows
+    /// `users/42/...`, not `users/420`); with neither, only
+    /// `default_template` (the server's) is used, and a requested template
+    /// must equal it.
     pub fn promotion_key(
         &self,
         requested: Option<&str>,
         default_template: &str,
         vars: &TemplateVars<'_>,
     ) -> Result<ObjectKey, GrantViolation> {
-        if let (Some(req), Some(own)) = (requested, &self.template)
+        let own = match (&self.template, &self.prefix) {
+            (Some(own), _) => Some(own.as_str()),
+            (None, Some(_)) => None,
+            (None, None) => Some(default_template),
+        };
+        if let (Some(req), Some(own)) = (requested, own)
             && req != own
         {
             return Err(GrantViolation::KeyNotAllowed(req.to_owned()));
         }
-        let template = requested.or(self.template.as_deref()).unwrap_or(default_template);
+        let template = requested.or(own).unwrap_or(default_template);
         let key = KeyTemplate::parse(template)?.expand(vars, &self.metadata)?;
-        if let Some(prefix) = &self.prefix
-            && !key.as_str().starts_with(prefix.as_str())
-        {
-            return Err(GrantViolation::KeyNotAllowed(key.as_str().to_owned()));
+        if let Some(prefix) = &self.prefix {
+            let dir = if prefix.ends_with('/') {
+                prefix.clone()
+            } else {
+                format!("{prefix}/")
+            };
+            if !key.as_str().starts_with(&dir) {
+                return Err(GrantViolation::KeyNotAllowed(key.as_str().to_owned()));
+            }
         }
         Ok(key)
     }
@@ -278,6 +290,12 @@ fn type_matches(pattern: &str, media_type: &str) -> bool {
         .trim()
         .to_ascii_lowercase();
     let pattern = pattern.trim().to_ascii_lowercase();
+    // SVG is a script-carrying document with no magic number; a wildcard
+    // such as `image/*` does not let it in, only `image/svg+xml` named.
+    let wildcard = pattern == "*/*" || pattern == "*" || pattern.ends_with("/*");
+    if wildcard && media == "image/svg+xml" {
+        return false;
+    }
     if pattern == "*/*" || pattern == "*" {
         return true;
     }
@@ -308,8 +326,9 @@ pub struct TemplateVars<'a> {
 
 /// A promotion key template: literal text and `{name}` placeholders.
 /// Placeholders are `id`, `uuid`, `filename`, `stem`, `ext`, `sub`, `date`
-/// or any key of the grant's metadata. Every value but `date` is
-/// sanitised into a single key segment, so no value can add `/` or `..`.
+/// or any key of the grant's metadata. Every value but `date` and `ext`
+/// is percent-encoded into one key segment (`encode_segment`), so no
+/// value can add a `/`; a value of `.` or `..` makes the key invalid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyTemplate {
     pieces: Vec<Piece>,
@@ -408,8 +427,26 @@ impl KeyTemplate {
                 .ok_or_else(|| GrantViolation::Template(format!("{{{other}}}: no such value in the grant")))?
                 .clone(),
         };
-        Ok(sanitize_filename(&raw))
+        if raw.is_empty() {
+            return Err(GrantViolation::Template(format!("{{{name}}} is empty")));
+        }
+        Ok(encode_segment(&raw))
     }
+}
+
+/// A template value as one key segment: letters, digits, `-`, `_`, `.`
+/// and `~` stay, every other byte (`/` included) becomes `%XX`, so two
+/// different values never collapse into one and none adds a segment.
+fn encode_segment(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn sanitize_ext(ext: &str) -> String {
@@ -494,7 +531,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             key.as_str(),
-            "avatars/etc/6f1c6a0e-5d6b-4d6f-9a4e-0e1f2a3b4c5d.jpg"
+            "avatars/..%2F..%2Fetc/6f1c6a0e-5d6b-4d6f-9a4e-0e1f2a3b4c5d.jpg"
         );
         let key = KeyTemplate::parse("d/{date}/{stem}-{id}{{x}}")
             .unwrap()
@@ -563,5 +600,52 @@ mod tests {
         assert_eq!(g.expires_at, Some(100));
         assert_eq!(g.check_live(100), Err(GrantViolation::Expired));
         assert!(g.check_live(99).is_ok());
+    }
+
+    #[test]
+    fn review_fixes() {
+        // Template values never collapse into another user's folder.
+        let mut meta = BTreeMap::new();
+        meta.insert("user".to_owned(), "mallory/alice".to_owned());
+        let key = KeyTemplate::parse("u/{user}/x")
+            .unwrap()
+            .expand(&vars(), &meta)
+            .unwrap();
+        assert_eq!(key.as_str(), "u/mallory%2Falice/x");
+        meta.insert("user".to_owned(), "..".to_owned());
+        assert!(
+            KeyTemplate::parse("u/{user}/x")
+                .unwrap()
+                .expand(&vars(), &meta)
+                .is_err()
+        );
+        // Without template or prefix the client cannot choose the key.
+        let open = Grant::default();
+        assert!(open.promotion_key(None, "uploads/{uuid}{ext}", &vars()).is_ok());
+        assert!(matches!(
+            open.promotion_key(Some("avatars/alice.png"), "uploads/{uuid}{ext}", &vars()),
+            Err(GrantViolation::KeyNotAllowed(_))
+        ));
+        // Prefixes match whole segments.
+        let seg = Grant {
+            prefix: Some("users/42".into()),
+            ..Grant::default()
+        };
+        assert!(seg.promotion_key(Some("users/42/{uuid}"), "x", &vars()).is_ok());
+        assert!(matches!(
+            seg.promotion_key(Some("users/420/{uuid}"), "x", &vars()),
+            Err(GrantViolation::KeyNotAllowed(_))
+        ));
+        // SVG needs naming; image/* does not admit it.
+        let images = Grant {
+            types: vec!["image/*".into()],
+            ..Grant::default()
+        };
+        assert!(images.check_type("image/svg+xml").is_err());
+        let svg = Grant {
+            types: vec!["image/svg+xml".into()],
+            ..Grant::default()
+        };
+        assert!(svg.check_type("image/svg+xml").is_ok());
     }
 }

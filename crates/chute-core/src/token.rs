@@ -56,8 +56,16 @@ impl TokenKey {
     /// is the first 8 hex digits of its SHA-256 (stable across restarts and
     /// instances, and reveals nothing useful).
     pub fn parse(spec: &str) -> Result<Self, TokenError> {
+        // `kid:` is a key id only when it looks like one and leaves a
+        // full-length secret; a passphrase with a colon in it stays whole.
+        let kid_like = |k: &str| {
+            !k.is_empty()
+                && k.len() <= 32
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
         match spec.split_once(':') {
-            Some((kid, secret)) if !kid.is_empty() && kid.len() <= 64 && !kid.contains(' ') => {
+            Some((kid, secret)) if kid_like(kid) && secret.len() >= MIN_SECRET_LEN => {
                 Self::new(kid, secret.as_bytes())
             }
             _ => {
@@ -382,5 +390,17 @@ mod tests {
     fn base64_url(b: &[u8]) -> String {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    }
+
+    #[test]
+    fn a_passphrase_with_a_colon_is_not_split() {
+        let phrase = TokenKey::parse("my pass:phrase with a colon, long enough to use").unwrap();
+        assert_eq!(phrase.kid().len(), 8);
+        assert_eq!(
+            TokenKey::parse("k1:0123456789abcdef0123456789abcdef")
+                .unwrap()
+                .kid(),
+            "k1"
+        );
     }
 }
