@@ -871,8 +871,14 @@ mod tests {
         let c = Config::try_from(s3("http://127.0.0.1:3900", None)).unwrap();
         let b = c.s3_backend.as_ref().unwrap();
         assert!(b.path_style && b.allow_http && !c.uses_embedded_store());
-        assert_eq!((b.region.as_str(), b.endpoint.as_str()), ("garage", "http://127.0.0.1:3900"));
-        assert!(c.credentials.is_none(), "the embedded store's credentials are not made up");
+        assert_eq!(
+            (b.region.as_str(), b.endpoint.as_str()),
+            ("garage", "http://127.0.0.1:3900")
+        );
+        assert!(
+            c.credentials.is_none(),
+            "the embedded store's credentials are not made up"
+        );
         let err = Config::try_from(s3("http://garage.internal:3900", None)).unwrap_err();
         assert_eq!(err.setting, "s3_endpoint", "{err}");
         assert!(Config::try_from(s3("http://garage.internal:3900", Some(true))).is_ok());
