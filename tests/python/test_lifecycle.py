@@ -356,3 +356,34 @@ def test_cors_for_a_page_on_another_loopback_port(backend):
     s3pre = requests.options(f"{backend.endpoint}/{backend.bucket}", headers={
         "Origin": origin, "Access-Control-Request-Method": "POST"}, timeout=10)
     assert s3pre.status_code == 200, s3pre.text
+
+
+def test_bytes_replaced_after_completion_are_not_promoted(backend):
+    # The PUT URL stays valid after completion: a client may swap the
+    # checked bytes for others of the same length before promotion.
+    good = b"%PDF-1.4\n" + b"0" * 500
+    r = create(backend, filename="doc.pdf", size=len(good), type="application/pdf", method="put")
+    c = r.json()
+    headers = {k: v for k, v in c["put"]["headers"].items() if k != "content-length"}
+    assert requests.put(c["put"]["url"], data=good, headers=headers, timeout=30).status_code == 200
+    done = complete(backend, c)
+    assert done.status_code == 200, done.text
+    evil = b"<html><script>x</script>" + b" " * (len(good) - 24)
+    assert len(evil) == len(good)
+    assert requests.put(c["put"]["url"], data=evil, headers=headers, timeout=30).status_code == 200
+    p = api(backend, "POST", "/api/objects/promote", json={"receipt": done.json()["receipt"]})
+    assert p.status_code == 409 and error_code(p) == "object_changed", p.text
+    listed = backend.client().list_objects_v2(Bucket=backend.bucket, Prefix="uploads/").get("Contents", [])
+    assert all(o["Size"] != len(good) or o["ETag"].strip('"') != hashlib.md5(evil).hexdigest() for o in listed)
+
+
+def test_open_grant_never_lets_the_client_choose_the_key(backend):
+    c = upload_post(backend)
+    receipt = complete(backend, c).json()["receipt"]
+    r = api(backend, "POST", "/api/objects/promote", json={"receipt": receipt, "template": "avatars/alice.png"})
+    assert r.status_code == 403 and error_code(r) == "key_not_allowed", r.text
+    ok = api(backend, "POST", "/api/objects/promote", json={"receipt": receipt})
+    assert ok.status_code == 200 and ok.json()["key"].startswith("uploads/"), ok.text
+    head = backend.client().head_object(Bucket=backend.bucket, Key=ok.json()["key"])
+    # The promoted object is served with the verified type.
+    assert head["ContentType"] == "image/png"

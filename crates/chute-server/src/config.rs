@@ -327,6 +327,23 @@ impl TryFrom<RawConfig> for Config {
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
         let backend_raw = raw.clone();
         let lifecycle = lifecycle_settings(&raw)?;
+        let grant_audience = raw
+            .grant_audience
+            .clone()
+            .unwrap_or_else(|| chute_core::token::GRANT_AUDIENCE.into());
+        if [
+            chute_core::token::UPLOAD_AUDIENCE,
+            chute_core::token::RECEIPT_AUDIENCE,
+        ]
+        .contains(&grant_audience.as_str())
+            || grant_audience.is_empty()
+        {
+            // Receipts and upload tokens would pass as grants.
+            return Err(ConfigError::new(
+                "grant_audience",
+                format!("{grant_audience:?} is reserved for Chute's own tokens; choose another"),
+            ));
+        }
         let webhooks = webhook_config(&raw)?;
         let mode = match raw.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None | Some("development") | Some("dev") => Mode::Development,
@@ -472,9 +489,7 @@ impl TryFrom<RawConfig> for Config {
             public_url: raw.public_url,
             s3_public_url: raw.s3_public_url.map(|u| u.trim_end_matches('/').to_owned()),
             grant_keys,
-            grant_audience: raw
-                .grant_audience
-                .unwrap_or_else(|| chute_core::token::GRANT_AUDIENCE.into()),
+            grant_audience,
             grant_webhook_url: raw.grant_webhook_url,
             grant_webhook_timeout,
             webhooks,
@@ -808,6 +823,13 @@ mod tests {
                 ..Default::default()
             },
             "allowed_origins",
+        );
+        bad(
+            RawConfig {
+                grant_audience: Some("chute-receipt".into()),
+                ..Default::default()
+            },
+            "grant_audience",
         );
         bad(
             RawConfig {

@@ -248,7 +248,8 @@ impl GrantSource for WebhookGrants {
             self.failed(if e.is_timeout() {
                 format!("no answer within {} s", self.timeout.as_secs_f32())
             } else {
-                format!("cannot reach it ({e})")
+                // Never the URL: it may carry a secret in its query.
+                format!("cannot reach it ({})", e.without_url())
             })
         })?;
         let status = response.status();
@@ -268,7 +269,7 @@ impl GrantSource for WebhookGrants {
                         self.timeout.as_secs_f32()
                     )));
                 }
-                Err(e) => return Err(self.failed(format!("reading its answer failed ({e})"))),
+                Err(e) => return Err(self.failed(format!("reading its answer failed ({})", e.without_url()))),
             }
         }
         match status.as_u16() {

@@ -146,7 +146,7 @@ impl Lifecycle {
                 ),
             ));
         }
-        let head = self.read_head(key, meta.size).await?;
+        let head = self.read_head(key, meta).await?;
         let content_type = match sniff(&head, &claims.content_type) {
             Sniffed::Type(t) => t,
             Sniffed::Mismatch { declared, detected } => {
@@ -165,7 +165,7 @@ impl Lifecycle {
                 Some(stored) if stored.algorithm == expected.algorithm && stored.parts.is_none() => {
                     stored.value == expected.value
                 }
-                _ => self.hash_object(key, expected.algorithm).await? == expected.value,
+                _ => self.hash_object(key, meta, expected.algorithm).await? == expected.value,
             };
             if !matches {
                 return Err(ApiError::rejected(
@@ -180,7 +180,8 @@ impl Lifecycle {
         Ok(content_type)
     }
 
-    async fn read_head(&self, key: &ObjectKey, size: u64) -> Result<Vec<u8>, ApiError> {
+    async fn read_head(&self, key: &ObjectKey, meta: &ObjectMeta) -> Result<Vec<u8>, ApiError> {
+        let size = meta.size;
         if size == 0 {
             return Ok(Vec::new());
         }
@@ -193,6 +194,7 @@ impl Lifecycle {
             .get(key, Some(range))
             .await
             .map_err(|e| ApiError::store("reading the object's first bytes", &e))?;
+        same_object(meta, &got.meta)?;
         let mut head = Vec::with_capacity(SNIFF_LEN as usize);
         let mut body = got.body;
         while let Some(chunk) = body
@@ -215,6 +217,7 @@ impl Lifecycle {
     async fn hash_object(
         &self,
         key: &ObjectKey,
+        meta: &ObjectMeta,
         algorithm: chute_core::ChecksumAlgorithm,
     ) -> Result<Vec<u8>, ApiError> {
         let got = self
@@ -222,6 +225,7 @@ impl Lifecycle {
             .get(key, None)
             .await
             .map_err(|e| ApiError::store("reading the object", &e))?;
+        same_object(meta, &got.meta)?;
         let mut hasher = ChecksumHasher::new(algorithm);
         let mut body = got.body;
         while let Some(chunk) = body
@@ -280,5 +284,18 @@ impl Lifecycle {
             receipt: token,
             object: receipt,
         })
+    }
+}
+
+/// Refuses when the object read is not the one HEAD described: the client
+/// still holds a valid URL and may have replaced the bytes in between.
+fn same_object(headed: &ObjectMeta, read: &ObjectMeta) -> Result<(), ApiError> {
+    if headed.etag == read.etag && headed.size == read.size {
+        Ok(())
+    } else {
+        Err(ApiError::conflict(
+            "object_changed",
+            "the object changed while it was being checked; complete again",
+        ))
     }
 }

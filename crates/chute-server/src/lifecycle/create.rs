@@ -20,6 +20,8 @@ use time::OffsetDateTime;
 const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// The most `max_files` a grant may name (each use costs a store write).
 const MAX_FILES_CAP: u32 = 10_000;
+/// Create-only writes one upload may spend racing others for a slot.
+const MAX_SLOT_ATTEMPTS: usize = 16;
 
 /// A client's request for an upload.
 #[derive(Debug, Clone, Deserialize)]
@@ -352,9 +354,24 @@ impl Lifecycle {
         if !self.store().capabilities().create_only {
             return self.claim_by_listing(&dir, max).await;
         }
-        for n in 1..=max {
-            let key = ObjectKey::parse(&format!("{STATE_PREFIX}grants/{dir}/{n}"))
-                .map_err(|e| ApiError::bad_request("bad_grant", e.to_string()))?;
+        let slot = |n: u32| {
+            ObjectKey::parse(&format!("{STATE_PREFIX}grants/{dir}/{n}"))
+                .map_err(|e| ApiError::bad_request("bad_grant", e.to_string()))
+        };
+        // Slots fill in order, so the first free one is found with
+        // O(log max) HEADs, not one write per used slot.
+        let (mut lo, mut hi) = (1u32, max + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.store().head(&slot(mid)?).await {
+                Ok(_) => lo = mid + 1,
+                Err(StoreError::NoSuchKey { .. }) => hi = mid,
+                Err(e) => return Err(ApiError::store("counting the grant's uploads", &e)),
+            }
+        }
+        // Racing requests move on to the next slots; a bounded number of tries.
+        for n in (lo..=max).take(MAX_SLOT_ATTEMPTS) {
+            let key = slot(n)?;
             let body = futures::stream::iter([Ok(Bytes::new())]).boxed();
             let opts = PutOptions {
                 if_none_match: true,
@@ -377,9 +394,10 @@ impl Lifecycle {
     /// [`Self::claim_file_slot`] for stores without create-only puts
     /// (Garage 2.5): write a uniquely named marker, list the grant's
     /// markers, and keep ours only if it is among the first `max` by
-    /// (time, name). Racing requests never both take the last slot unless
-    /// the store stamps a later-finishing write with an earlier time; under
-    /// a race a request may be refused that a retry would admit.
+    /// time (ours counts when at most `max` markers are no later than it).
+    /// Racing requests never both take the last slot unless the store
+    /// stamps a later-finishing write with an earlier time; under a race a
+    /// request may be refused that a retry would admit.
     async fn claim_by_listing(&self, dir: &str, max: u32) -> Result<(), ApiError> {
         let prefix = format!("{STATE_PREFIX}grants/{dir}/");
         let mine = ObjectKey::parse(&format!("{prefix}m-{}", uuid::Uuid::new_v4().simple()))
@@ -412,9 +430,12 @@ impl Lifecycle {
                 _ => break,
             }
         }
-        markers.sort();
-        let position = markers.iter().position(|(_, k)| k == mine.as_str());
-        if position.is_some_and(|p| p < max as usize) {
+        // Ours counts if at most `max` markers are no later than it: of
+        // two markers with one timestamp, the second to list sees both.
+        let my_time = markers.iter().find(|(_, k)| k == mine.as_str()).map(|(t, _)| *t);
+        if let Some(t) = my_time
+            && markers.iter().filter(|(other, _)| *other <= t).count() <= max as usize
+        {
             return Ok(());
         }
         let _ = self.store().delete(&mine).await;

@@ -8,9 +8,13 @@ use super::{ApiError, Lifecycle};
 use crate::hooks::EventKind;
 use chute_core::grant::extension;
 use chute_core::{ObjectKey, ReceiptClaims, TemplateVars};
-use chute_store::{CopyOptions, StoreError};
+use chute_store::{CopyOptions, ObjectHeaders, PutOptions, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+
+/// The metadata entry naming the upload a promoted object came from.
+pub const UPLOAD_META: &str = "chute-upload";
 
 /// A request to promote.
 #[derive(Debug, Clone, Deserialize)]
@@ -60,7 +64,10 @@ impl Lifecycle {
         };
         match self.store().head(&target).await {
             Ok(existing)
-                if existing.etag.trim_matches('"') == receipt.etag && existing.size == receipt.size =>
+                if existing
+                    .metadata
+                    .get(UPLOAD_META)
+                    .is_some_and(|id| *id == receipt.jti) =>
             {
                 // Promoted before; finish the clean-up a crash may have cut short.
                 self.delete_source(&source).await;
@@ -75,9 +82,20 @@ impl Lifecycle {
             Err(StoreError::NoSuchKey { .. }) => {}
             Err(e) => return Err(ApiError::store("checking the target key", &e)),
         }
+        // The copy carries the verified type (not the one the browser
+        // sent) and the upload id, which makes a retried promotion
+        // recognise its own object even when the copy changed the ETag.
+        let opts = PutOptions {
+            headers: ObjectHeaders {
+                content_type: Some(receipt.content_type.clone()),
+                ..ObjectHeaders::default()
+            },
+            metadata: BTreeMap::from([(UPLOAD_META.to_owned(), receipt.jti.clone())]),
+            ..PutOptions::default()
+        };
         let copied = match self
             .store()
-            .copy(&source, &target, CopyOptions::KeepMetadata)
+            .copy(&source, &target, CopyOptions::ReplaceMetadata(opts))
             .await
         {
             Ok(meta) => meta,
@@ -90,7 +108,12 @@ impl Lifecycle {
             }
             Err(e) => return Err(ApiError::store("copying to the final key", &e)),
         };
-        if copied.size != receipt.size {
+        // A POST form or PUT URL stays valid after completion, so the bytes
+        // may have been replaced since the receipt; a single-part object's
+        // ETag is the MD5 of its bytes and survives the copy. (Multipart
+        // objects cannot be rewritten: their part URLs died with the upload.)
+        let single_part = !receipt.etag.contains('-');
+        if copied.size != receipt.size || (single_part && copied.etag.trim_matches('"') != receipt.etag) {
             // The temporary object changed since the receipt: undo.
             let _ = self.store().delete(&target).await;
             return Err(ApiError::conflict(

@@ -38,7 +38,7 @@ pub fn sniff(head: &[u8], declared: &str) -> Sniffed {
                 }
             }
         }
-        None if !generic && infer::is_mime_supported(&declared_essence) && !head.is_empty() => {
+        None if !generic && infer::is_mime_supported(&canonical(&declared_essence)) && !head.is_empty() => {
             Sniffed::Mismatch {
                 declared: declared.to_owned(),
                 detected: None,
@@ -76,20 +76,22 @@ fn essence(t: &str) -> String {
     t.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
+/// The name `infer` uses for a type browsers spell another way.
+fn canonical(t: &str) -> String {
+    match t {
+        "image/jpg" | "image/pjpeg" => "image/jpeg".into(),
+        "audio/mp3" => "audio/mpeg".into(),
+        "audio/x-wav" | "audio/wave" => "audio/wav".into(),
+        "application/x-zip-compressed" => "application/zip".into(),
+        "image/x-png" => "image/png".into(),
+        "application/x-pdf" => "application/pdf".into(),
+        other => other.to_owned(),
+    }
+}
+
 /// Equal types, allowing the aliases browsers and `infer` disagree on.
 fn same_type(declared: &str, detected: &str) -> bool {
-    let canon = |t: &str| -> String {
-        match t {
-            "image/jpg" | "image/pjpeg" => "image/jpeg".into(),
-            "audio/mp3" => "audio/mpeg".into(),
-            "audio/x-wav" | "audio/wave" => "audio/wav".into(),
-            "application/x-zip-compressed" => "application/zip".into(),
-            "image/x-png" => "image/png".into(),
-            "application/x-pdf" => "application/pdf".into(),
-            other => other.to_owned(),
-        }
-    };
-    canon(declared) == canon(detected)
+    canonical(declared) == canonical(detected)
 }
 
 #[cfg(test)]
@@ -138,5 +140,15 @@ mod tests {
         assert_eq!(extension_for("image/jpeg", ".png").as_deref(), Some(".jpg"));
         assert_eq!(extension_for("image/png", "").as_deref(), Some(".png"));
         assert_eq!(extension_for("application/x-unknown-thing", ".bin"), None);
+    }
+
+    #[test]
+    fn aliases_are_magic_checked_like_their_names() {
+        for alias in ["image/jpg", "image/x-png", "image/pjpeg", "application/x-pdf"] {
+            assert!(
+                matches!(sniff(b"hello", alias), Sniffed::Mismatch { .. }),
+                "{alias}"
+            );
+        }
     }
 }
