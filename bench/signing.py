@@ -123,14 +123,15 @@ def main() -> None:
         wait_http(f"{chute_url}/healthz")
         wait_http(f"{comp_url}/s3/params?filename=a.png&type=image/png")
 
-        params = "/s3/params?filename=photo.png&type=image%2Fpng"
+        # Uppy sends no size; Chute needs it as metadata (both servers get it).
+        params = "/s3/params?filename=photo.png&type=image%2Fpng&metadata%5Bsize%5D=12345"
         targets: dict[str, dict[str, str | None]] = {"params": {}, "batch": {}, "uploads": {}}
         for name, base in (("companion", comp_url), ("chute", chute_url)):
             status, body = http("GET", base + params)
             assert status == 200 and body.get("url") and body.get("fields"), (name, status, body)
             targets["params"][name] = base + params
             status, mp = http("POST", base + "/s3/multipart",
-                              {"filename": "video.mp4", "type": "video/mp4", "metadata": {}, "size": 100 << 20})
+                              {"filename": "video.mp4", "type": "video/mp4", "metadata": {"size": 100 << 20}})
             assert status == 200 and mp.get("uploadId"), (name, status, mp)
             q = urllib.parse.urlencode({"key": mp["key"], "partNumbers": "1,2,3,4,5"})
             batch = f"{base}/s3/multipart/{urllib.parse.quote(mp['uploadId'], safe='')}/batch?{q}"
