@@ -277,15 +277,7 @@ def chute_on_garage(tmp_path_factory, garage):
         "CHUTE_BUCKET": srv.bucket,
     }
     srv.start()
-    # What an operator does once per bucket (see README, "S3 backend"):
-    # let the app's browser origins upload.
-    srv.client().put_bucket_cors(Bucket=srv.bucket, CORSConfiguration={"CORSRules": [{
-        "AllowedOrigins": ["http://localhost:*", "http://127.0.0.1:*"],
-        "AllowedMethods": ["GET", "PUT", "POST", "HEAD"],
-        "AllowedHeaders": ["*"],
-        "ExposeHeaders": ["ETag", "Location"],
-        "MaxAgeSeconds": 600,
-    }]})
+    # No CORS set up here: chute serve installs the bucket's rule itself.
     yield srv
     code = srv.stop()
     assert code == 0, f"chute serve exited with {code} on SIGTERM\n{srv.output()}"

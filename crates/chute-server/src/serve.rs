@@ -344,6 +344,17 @@ async fn open_store(config: &Config) -> Result<OpenedStore, ServeError> {
                 bucket: backend.bucket.to_string(),
                 source,
             })?;
+        // The store-side CORS rule follows the same origins as the API;
+        // a bucket with rules of its own keeps them.
+        let patterns = origins(config).as_s3_patterns();
+        match store.ensure_cors(&patterns).await {
+            Ok(outcome) => tracing::info!(?outcome, "bucket CORS for browser uploads"),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "could not install the bucket's CORS rule; browsers may be refused by the store \
+                 (see README, \"Production: the S3 backend\")"
+            ),
+        }
         let credentials = StoreCredentials {
             access_key: backend.credentials.access_key.clone(),
             secret_key: backend.credentials.secret_key.clone(),

@@ -58,6 +58,7 @@
 mod body;
 mod client;
 mod config;
+mod cors;
 mod headers;
 mod list;
 mod multipart;
@@ -66,6 +67,7 @@ mod put;
 mod xml;
 
 pub use config::{CreateOnlySupport, S3StoreConfig, S3Tuning};
+pub use cors::CorsOutcome;
 
 use self::client::{Request, S3Client};
 use crate::{
