@@ -73,3 +73,31 @@ def test_gc_refuses_a_served_store_then_reports(tmp_path):
 
     missing = run("gc", "--data-dir", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert missing.returncode != 0 and "no store" in missing.stderr, missing.stderr
+
+
+def test_gc_installs_the_lifecycle_rule_on_an_s3_backend(tmp_path, garage):
+    e = garage.env
+    env = dict(
+        CHUTE_STORE="s3", CHUTE_S3_ENDPOINT=e["CHUTE_TEST_S3_ENDPOINT"], CHUTE_REGION=e["CHUTE_TEST_S3_REGION"],
+        CHUTE_BUCKET=e["CHUTE_TEST_S3_BUCKET"], CHUTE_S3_ACCESS_KEY=e["CHUTE_TEST_S3_ACCESS_KEY"],
+        CHUTE_S3_SECRET_KEY=e["CHUTE_TEST_S3_SECRET_KEY"], CHUTE_DATA_DIR=str(tmp_path / "data"),
+    )
+    first = run("gc", "--install-lifecycle-rule", cwd=tmp_path, **env)
+    assert first.returncode == 0, first.stderr
+    assert "installed the bucket lifecycle rule" in first.stdout
+    import boto3
+    from botocore.config import Config
+    s3 = boto3.client("s3", endpoint_url=e["CHUTE_TEST_S3_ENDPOINT"], region_name=e["CHUTE_TEST_S3_REGION"],
+                      aws_access_key_id=e["CHUTE_TEST_S3_ACCESS_KEY"],
+                      aws_secret_access_key=e["CHUTE_TEST_S3_SECRET_KEY"],
+                      config=Config(s3={"addressing_style": "path"}))
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=e["CHUTE_TEST_S3_BUCKET"])["Rules"]
+    (rule,) = [r for r in rules if r["ID"] == "chute-expire-tmp"]
+    assert rule["Filter"]["Prefix"] == "tmp/" and rule["Expiration"]["Days"] == 3
+    assert rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 2
+    # A second run keeps what is there rather than overwriting rules.
+    again = run("gc", "--install-lifecycle-rule", cwd=tmp_path, **env)
+    assert again.returncode == 0 and "left it unchanged" in again.stdout, again.stdout + again.stderr
+    # The embedded store has no such rule to install.
+    embedded = run("gc", "--install-lifecycle-rule", "--data-dir", str(tmp_path / "d2"), cwd=tmp_path)
+    assert embedded.returncode != 0 and "S3 backends" in embedded.stderr

@@ -25,6 +25,7 @@
 use crate::hooks::{Event, EventKind};
 use crate::lifecycle::{Lifecycle, STATE_PREFIX, TMP_PREFIX, rfc3339};
 use chute_core::ObjectKey;
+pub use chute_store::s3::ExpiryRuleOutcome;
 use chute_store::{ListOptions, StoreError};
 use serde::Serialize;
 use std::fmt;
@@ -125,6 +126,37 @@ pub enum GcError {
     /// The pass failed.
     #[error(transparent)]
     Reap(#[from] ReapError),
+    /// `--install-lifecycle-rule` without an S3 backend.
+    #[error(
+        "lifecycle rules are for S3 backends (store = \"s3\"); the embedded store expires tmp/ with \
+         the reaper"
+    )]
+    NotS3,
+    /// The S3 backend refused or failed.
+    #[error("the S3 backend: {0}")]
+    Backend(#[source] chute_store::StoreError),
+}
+
+/// `chute gc --install-lifecycle-rule`: gives an S3 bucket without a
+/// lifecycle configuration a rule expiring `tmp/` objects a day after the
+/// reaper would (upload plus receipt time, rounded up to days) and
+/// aborting multipart uploads a day after their upload time, so abandoned
+/// uploads go even when no Chute instance runs.
+pub async fn install_expiry_rule(config: &crate::Config) -> Result<ExpiryRuleOutcome, GcError> {
+    let backend = config.s3_backend.clone().ok_or(GcError::NotS3)?;
+    let store = chute_store::s3::S3Store::connect(backend)
+        .await
+        .map_err(GcError::Backend)?;
+    let days = |d: Duration| u32::try_from(d.as_secs().div_ceil(86_400) + 1).unwrap_or(u32::MAX);
+    let settings = &config.lifecycle;
+    store
+        .install_expiry_rule(
+            crate::lifecycle::TMP_PREFIX,
+            days(settings.upload_ttl + settings.receipt_ttl),
+            days(settings.upload_ttl),
+        )
+        .await
+        .map_err(GcError::Backend)
 }
 
 /// `chute gc`: one pass over the configured store, now.

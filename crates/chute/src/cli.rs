@@ -49,6 +49,11 @@ struct GcArgs {
     /// Report what would be removed; remove nothing.
     #[arg(long)]
     dry_run: bool,
+    /// S3 backend only: give the bucket a lifecycle rule expiring tmp/ in
+    /// the store itself (only if it has no lifecycle configuration), then
+    /// run the pass.
+    #[arg(long)]
+    install_lifecycle_rule: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,6 +95,21 @@ impl Cli {
                     ..RawConfig::default()
                 };
                 let config = Config::try_from(RawConfig::load(args.config.as_deref(), flags)?)?;
+                if args.install_lifecycle_rule {
+                    use chute_server::reaper::ExpiryRuleOutcome;
+                    match chute_server::reaper::install_expiry_rule(&config)
+                        .await
+                        .context("chute gc")?
+                    {
+                        ExpiryRuleOutcome::Installed => {
+                            println!("installed the bucket lifecycle rule for tmp/")
+                        }
+                        ExpiryRuleOutcome::Kept => println!(
+                            "the bucket already has a lifecycle configuration; left it unchanged \
+                             (add a rule for tmp/ to it yourself, see README)"
+                        ),
+                    }
+                }
                 let report = chute_server::reaper::gc(&config, args.dry_run)
                     .await
                     .context("chute gc")?;

@@ -59,6 +59,7 @@ mod body;
 mod client;
 mod config;
 mod cors;
+mod expiry_rule;
 mod headers;
 mod list;
 mod multipart;
@@ -68,6 +69,7 @@ mod xml;
 
 pub use config::{CreateOnlySupport, S3StoreConfig, S3Tuning};
 pub use cors::CorsOutcome;
+pub use expiry_rule::ExpiryRuleOutcome;
 
 use self::client::{Request, S3Client};
 use crate::{
