@@ -39,6 +39,9 @@ const GRANT_COUNTERS: &str = "grants/";
 /// interval, when that is shorter).
 pub const FIRST_RUN_DELAY: Duration = Duration::from_secs(10);
 
+/// How long `chute gc` waits for queued webhook deliveries before exiting.
+pub const GC_WEBHOOK_DRAIN: Duration = Duration::from_secs(30);
+
 /// How a pass runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReapOptions {
@@ -179,12 +182,31 @@ pub async fn gc(config: &crate::Config, dry_run: bool) -> Result<ReapReport, GcE
             return Err(GcError::StoreInUse(config.s3_listen));
         }
     }
-    let lifecycle = crate::open_lifecycle(config).await?;
+    // Webhooks hear of what gc removes as they hear of the server's own
+    // passes; queued deliveries get a bounded time before gc exits.
+    let sink = config
+        .webhooks
+        .clone()
+        .map(crate::webhooks::WebhookSink::start)
+        .transpose()
+        .map_err(|e| GcError::Open(crate::ServeError::Webhooks(e)))?;
+    let mut hooks = crate::hooks::Hooks::new();
+    if let Some(sink) = &sink {
+        hooks.add(std::sync::Arc::new(sink.clone()));
+    }
+    let lifecycle = crate::open_lifecycle(config, hooks).await?;
     let options = ReapOptions {
         dry_run,
         ..crate::reap_options(config)
     };
-    Ok(reap_with(&lifecycle, OffsetDateTime::now_utc(), &options).await?)
+    let report = reap_with(&lifecycle, OffsetDateTime::now_utc(), &options).await;
+    if let Some(sink) = &sink {
+        let stats = sink.shutdown(GC_WEBHOOK_DRAIN).await;
+        if stats.pending > 0 || stats.failed > 0 {
+            tracing::warn!(?stats, "some upload.expired webhooks were not delivered");
+        }
+    }
+    Ok(report?)
 }
 
 /// One pass at `now` with the default options.

@@ -419,8 +419,8 @@ fn token_keys(config: &Config, dir: &str) -> Result<Keyring, ServeError> {
 /// The upload lifecycle over the configured store, opened as `chute
 /// serve` opens it but without binding listeners (for `chute gc`).
 /// Browser URLs it would sign point at `s3_public_url`, else at
-/// `s3_listen`.
-pub async fn open_lifecycle(config: &Config) -> Result<Lifecycle, ServeError> {
+/// `s3_listen`. Events go to `hooks`.
+pub async fn open_lifecycle(config: &Config, hooks: Hooks) -> Result<Lifecycle, ServeError> {
     let opened = open_store(config).await?;
     let s3_url = match &config.s3_backend {
         Some(b) => b.endpoint.clone(),
@@ -432,7 +432,7 @@ pub async fn open_lifecycle(config: &Config) -> Result<Lifecycle, ServeError> {
         &opened.credentials,
         opened.token_keys,
         &s3_url,
-        Hooks::new(),
+        hooks,
     )
     .await
 }

@@ -66,9 +66,10 @@ fn concrete(path: &str) -> String {
 
 async fn app() -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let lifecycle = chute_server::open_lifecycle(&crate::test_config(dir.path()))
-        .await
-        .unwrap();
+    let lifecycle =
+        chute_server::open_lifecycle(&crate::test_config(dir.path()), chute_server::hooks::Hooks::new())
+            .await
+            .unwrap();
     let state = AppState {
         lifecycle,
         // No grant source: calls needing a grant get 401, which is fine.

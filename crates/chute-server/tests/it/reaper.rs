@@ -14,7 +14,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// A lifecycle over the development store of `dir`, whose events land in
 /// the returned list.
 async fn lifecycle(dir: &std::path::Path) -> (Lifecycle, Arc<Mutex<Vec<Event>>>) {
-    let opened = chute_server::open_lifecycle(&crate::test_config(dir))
+    let opened = chute_server::open_lifecycle(&crate::test_config(dir), chute_server::hooks::Hooks::new())
         .await
         .expect("lifecycle opens without listeners");
     let events = Arc::new(Mutex::new(Vec::new()));
