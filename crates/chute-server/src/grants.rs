@@ -88,6 +88,11 @@ pub struct Grants {
     pub callback: Option<Arc<dyn GrantSource>>,
     /// Development mode's open grant.
     pub open: Option<Grant>,
+    /// The browser origins the app trusts. A cookie-authenticated grant
+    /// (the webhook's) is refused to a cross-site request from any other
+    /// origin, so a foreign page cannot spend the user's session on
+    /// uploads (a plain `GET /s3/params` needs no CORS preflight).
+    pub origins: crate::app::Origins,
 }
 
 impl fmt::Debug for Grants {
@@ -122,6 +127,7 @@ impl Grants {
             })?;
             jwt.verify(token, now)?
         } else if let Some(hook) = &self.webhook {
+            same_site_or_allowed(parts, &self.origins)?;
             hook.grant(parts, request).await?
         } else if let Some(callback) = &self.callback {
             callback.grant(parts, request).await?
@@ -135,6 +141,23 @@ impl Grants {
         grant.check_live(now.unix_timestamp())?;
         Ok(grant)
     }
+}
+
+/// Refuses a request the browser marks as cross-site (`Sec-Fetch-Site`)
+/// unless its `Origin` is one the app allows.
+pub fn same_site_or_allowed(parts: &Parts, origins: &crate::app::Origins) -> Result<(), ApiError> {
+    let site = parts.headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if matches!(site, Some("cross-site" | "same-site")) {
+        let origin = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        if !origin.is_some_and(|o| origins.allows(o)) {
+            return Err(ApiError::forbidden(
+                "cross_site_refused",
+                "a request from another site may not use the session's grant; add the page's origin to \
+                 allowed_origins",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The bearer token of a request, if it has one.
@@ -296,4 +319,45 @@ fn refusal_message(body: &[u8]) -> Option<String> {
         .or_else(|| value.get("message")?.as_str())?
         .trim();
     (!message.is_empty()).then(|| message.chars().take(500).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Origins;
+
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        let mut req = axum::http::Request::builder().uri("/s3/params");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn cross_site_requests_need_an_allowed_origin() {
+        let origins = Origins {
+            exact: vec!["https://app.example".into()],
+            any_loopback: false,
+        };
+        let ok = |h: &[(&str, &str)]| same_site_or_allowed(&parts(h), &origins).is_ok();
+        assert!(ok(&[]), "no fetch metadata: not a browser, or an old one");
+        assert!(ok(&[("sec-fetch-site", "same-origin")]));
+        assert!(ok(&[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://app.example")
+        ]));
+        assert!(
+            !ok(&[("sec-fetch-site", "cross-site")]),
+            "an <img> or no-cors GET sends no Origin"
+        );
+        assert!(!ok(&[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example")
+        ]));
+        assert!(!ok(&[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "https://other.app.example")
+        ]));
+    }
 }

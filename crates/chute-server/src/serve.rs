@@ -518,6 +518,7 @@ fn grants(config: &Config) -> Result<Grants, WebhookError> {
         webhook,
         callback: None,
         open: config.open_grants.then(Grant::default),
+        origins: origins(config),
     })
 }
 
