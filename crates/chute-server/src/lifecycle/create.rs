@@ -214,11 +214,10 @@ impl Lifecycle {
             }
         };
 
-        self.claim_file_slot(&grant).await?;
-
         let id = new_upload_id();
         let key = ObjectKey::parse(&format!("{TMP_PREFIX}{id}/{filename}"))
             .map_err(|e| ApiError::bad_request("bad_filename", e.to_string()))?;
+        let slot = self.claim_file_slot(&grant).await?;
         let ttl = match grant.upload_ttl {
             Some(secs) => settings
                 .upload_ttl
@@ -237,12 +236,16 @@ impl Lifecycle {
                 checksum_algorithm: part_checksum,
                 ..Default::default()
             };
-            let upload = self
-                .store()
-                .create_multipart(&key, opts)
-                .await
-                .map_err(|e| ApiError::store("creating the multipart upload", &e))?;
-            Some(upload.upload_id)
+            match self.store().create_multipart(&key, opts).await {
+                Ok(upload) => Some(upload.upload_id),
+                Err(e) => {
+                    // The upload never began: give the grant its use back.
+                    if let Some(slot) = slot {
+                        let _ = self.store().delete(&slot).await;
+                    }
+                    return Err(ApiError::store("creating the multipart upload", &e));
+                }
+            }
         } else {
             None
         };
@@ -336,8 +339,10 @@ impl Lifecycle {
     /// Counts one use of a grant with `max_files`: claims the first free
     /// slot `.chute/grants/<grant hash>/<n>` with a create-only write, so
     /// concurrent requests on any instance never over-count.
-    async fn claim_file_slot(&self, grant: &Grant) -> Result<(), ApiError> {
-        let Some(max) = grant.max_files else { return Ok(()) };
+    async fn claim_file_slot(&self, grant: &Grant) -> Result<Option<ObjectKey>, ApiError> {
+        let Some(max) = grant.max_files else {
+            return Ok(None);
+        };
         let Some(id) = &grant.id else {
             return Err(ApiError::bad_request(
                 "grant_without_id",
@@ -378,7 +383,7 @@ impl Lifecycle {
                 ..Default::default()
             };
             match self.store().put(&key, body, opts).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(Some(key)),
                 Err(StoreError::PreconditionFailed { .. }) => continue,
                 Err(e) => return Err(ApiError::store("counting the grant's uploads", &e)),
             }
@@ -398,7 +403,7 @@ impl Lifecycle {
     /// Racing requests never both take the last slot unless the store
     /// stamps a later-finishing write with an earlier time; under a race a
     /// request may be refused that a retry would admit.
-    async fn claim_by_listing(&self, dir: &str, max: u32) -> Result<(), ApiError> {
+    async fn claim_by_listing(&self, dir: &str, max: u32) -> Result<Option<ObjectKey>, ApiError> {
         let prefix = format!("{STATE_PREFIX}grants/{dir}/");
         let mine = ObjectKey::parse(&format!("{prefix}m-{}", uuid::Uuid::new_v4().simple()))
             .map_err(|e| ApiError::bad_request("bad_grant", e.to_string()))?;
@@ -410,7 +415,7 @@ impl Lifecycle {
         let mut markers = Vec::new();
         let mut start_after = None;
         loop {
-            let page = self
+            let listed = self
                 .store()
                 .list(&chute_store::ListOptions {
                     prefix: prefix.clone(),
@@ -418,8 +423,14 @@ impl Lifecycle {
                     start_after: start_after.clone(),
                     max_keys: 1000,
                 })
-                .await
-                .map_err(|e| ApiError::store("counting the grant's uploads", &e))?;
+                .await;
+            let page = match listed {
+                Ok(page) => page,
+                Err(e) => {
+                    let _ = self.store().delete(&mine).await;
+                    return Err(ApiError::store("counting the grant's uploads", &e));
+                }
+            };
             markers.extend(
                 page.objects
                     .into_iter()
@@ -436,7 +447,7 @@ impl Lifecycle {
         if let Some(t) = my_time
             && markers.iter().filter(|(other, _)| *other <= t).count() <= max as usize
         {
-            return Ok(());
+            return Ok(Some(mine));
         }
         let _ = self.store().delete(&mine).await;
         Err(ApiError::forbidden(
