@@ -387,3 +387,24 @@ def test_open_grant_never_lets_the_client_choose_the_key(backend):
     head = backend.client().head_object(Bucket=backend.bucket, Key=ok.json()["key"])
     # The promoted object is served with the verified type.
     assert head["ContentType"] == "image/png"
+
+
+@pytest.mark.parametrize("honest", [True, False])
+def test_multipart_whole_object_checksum_is_verified(backend, honest):
+    size = 5 * MiB + 10
+    data = bytes((i * 7) % 251 for i in range(size))
+    declared = hashlib.sha256(data if honest else data[::-1]).digest()
+    r = create(backend, filename="v.bin", size=size, method="multipart", type="application/octet-stream",
+               checksum={"algorithm": "sha256", "value": base64.b64encode(declared).decode()})
+    assert r.status_code == 201, r.text
+    c = r.json()
+    for p in c["multipart"]["parts"]:
+        start = (p["number"] - 1) * c["multipart"]["part_size"]
+        assert requests.put(p["url"], data=data[start:start + p["size"]], timeout=60).status_code == 200
+    done = complete(backend, c)
+    if honest:
+        assert done.status_code == 200, done.text
+        assert done.json()["object"]["checksum"].startswith("sha256:")
+    else:
+        assert done.status_code == 422 and error_code(done) == "checksum_mismatch", done.text
+        assert tmp_keys(backend, c["id"]) == []

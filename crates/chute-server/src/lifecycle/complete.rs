@@ -220,6 +220,7 @@ impl Lifecycle {
         meta: &ObjectMeta,
         algorithm: chute_core::ChecksumAlgorithm,
     ) -> Result<Vec<u8>, ApiError> {
+        let _turn = self.full_read_permit().await;
         let got = self
             .store()
             .get(key, None)

@@ -83,7 +83,14 @@ struct Inner {
     tokens: Keyring,
     settings: LifecycleSettings,
     hooks: Hooks,
+    /// Whole-object reads for checksum verification run at most this many
+    /// at a time: each may stream gigabytes, and a client may call
+    /// `complete` again and again.
+    full_reads: tokio::sync::Semaphore,
 }
+
+/// Whole-object checksum verifications one instance runs at once.
+pub const MAX_CONCURRENT_FULL_READS: usize = 4;
 
 impl Lifecycle {
     /// A lifecycle storing through `store`, signing browser requests with
@@ -102,6 +109,7 @@ impl Lifecycle {
                 tokens,
                 settings,
                 hooks,
+                full_reads: tokio::sync::Semaphore::new(MAX_CONCURRENT_FULL_READS),
             }),
         }
     }
@@ -213,6 +221,11 @@ impl Lifecycle {
             .delete(&key)
             .await
             .map_err(|e| ApiError::store("deleting the object", &e))
+    }
+
+    /// Waits for a turn to read a whole object.
+    pub(crate) async fn full_read_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.inner.full_reads.acquire().await.ok()
     }
 
     pub(crate) fn emit(&self, kind: EventKind, upload_id: &str, data: serde_json::Value) {
