@@ -29,25 +29,31 @@ impl S3Store {
         if origins.is_empty() {
             return Ok(CorsOutcome::Kept);
         }
-        match self
-            .inner
-            .client
-            .send(Request::new(Method::GET, None).query("cors", ""))
-            .await
-        {
-            Ok(_) => return Ok(CorsOutcome::Kept),
+        if self.put_subresource_if_absent("cors", cors_xml(origins)).await? {
+            Ok(CorsOutcome::Installed)
+        } else {
+            Ok(CorsOutcome::Kept)
+        }
+    }
+
+    /// Writes a bucket subresource (`?cors`, `?lifecycle`) unless the
+    /// bucket has one (S3 answers 404 when it has none). Returns whether
+    /// it wrote. S3 wants these bodies with a Content-MD5.
+    pub(super) async fn put_subresource_if_absent(&self, name: &str, body: String) -> StoreResult<bool> {
+        let get = Request::new(Method::GET, None).query(name, "");
+        match self.inner.client.send(get).await {
+            Ok(_) => return Ok(false),
             Err(StoreError::Backend { status: 404, .. }) => {}
             Err(e) => return Err(e),
         }
-        let body = cors_xml(origins);
         let md5 = B64.encode(Md5::digest(body.as_bytes()));
         let put = Request::new(Method::PUT, None)
-            .query("cors", "")
+            .query(name, "")
             .header("content-md5", md5)
             .header("content-type", "application/xml")
             .body(Body::Bytes(bytes::Bytes::from(body)));
         self.inner.client.send(put).await?;
-        Ok(CorsOutcome::Installed)
+        Ok(true)
     }
 }
 

@@ -5,12 +5,7 @@
 //! write, so the rule is only installed on a bucket that has none.
 
 use super::S3Store;
-use super::client::{Body, Request};
 use crate::{StoreError, StoreResult};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
-use md5::{Digest as _, Md5};
-use reqwest::Method;
 
 /// What [`S3Store::install_expiry_rule`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,25 +33,12 @@ impl S3Store {
                 "expiry rules need a prefix and at least one day".into(),
             ));
         }
-        match self
-            .inner
-            .client
-            .send(Request::new(Method::GET, None).query("lifecycle", ""))
-            .await
-        {
-            Ok(_) => return Ok(ExpiryRuleOutcome::Kept),
-            Err(StoreError::Backend { status: 404, .. }) => {}
-            Err(e) => return Err(e),
+        let rule = rule_xml(prefix, expire_days, abort_days);
+        if self.put_subresource_if_absent("lifecycle", rule).await? {
+            Ok(ExpiryRuleOutcome::Installed)
+        } else {
+            Ok(ExpiryRuleOutcome::Kept)
         }
-        let body = rule_xml(prefix, expire_days, abort_days);
-        let md5 = B64.encode(Md5::digest(body.as_bytes()));
-        let put = Request::new(Method::PUT, None)
-            .query("lifecycle", "")
-            .header("content-md5", md5)
-            .header("content-type", "application/xml")
-            .body(Body::Bytes(bytes::Bytes::from(body)));
-        self.inner.client.send(put).await?;
-        Ok(ExpiryRuleOutcome::Installed)
     }
 }
 
