@@ -62,15 +62,27 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
-    /// 502/503: the store failed; the message names the store error.
+    /// 502/503: the store failed. The details (paths, endpoints, the
+    /// backend's own message) go to the log, not to the client, which gets
+    /// the context and a stable code.
     pub fn store(context: &str, e: &StoreError) -> Self {
+        tracing::warn!(error = %e, "{context}: store error");
         match e {
             StoreError::Io(_) | StoreError::Corrupt(_) | StoreError::Body(_) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
-                format!("{context}: the store failed: {e}"),
+                format!("{context}: the store is unavailable; try again"),
             ),
-            _ => Self::new(StatusCode::BAD_GATEWAY, "store_error", format!("{context}: {e}")),
+            StoreError::Unsupported(what) => Self::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "store_unsupported",
+                format!("{context}: the store cannot do this ({what})"),
+            ),
+            _ => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "store_error",
+                format!("{context}: the store refused the request"),
+            ),
         }
     }
 
