@@ -143,7 +143,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     match result {
         Ok(()) | Err(StoreError::NoSuchKey { .. }) => (StatusCode::OK, "ready".to_owned()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store not ready: {e}")),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness probe: the store does not answer");
+            (StatusCode::SERVICE_UNAVAILABLE, "store not ready".to_owned())
+        }
     }
 }
 
