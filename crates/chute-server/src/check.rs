@@ -312,6 +312,32 @@ mod tests {
     }
 
     #[test]
+    fn an_s3_backend_is_clean_over_https_with_its_own_keys() {
+        let s3 = |endpoint: &str, key: &str| {
+            let config = Config::try_from(RawConfig {
+                store: Some("s3".into()),
+                s3_endpoint: Some(endpoint.into()),
+                s3_access_key: Some(key.into()),
+                ..production()
+            })
+            .unwrap();
+            deploy_problems(&config)
+                .iter()
+                .map(|p| p.setting)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            s3("https://s3.eu-west-1.amazonaws.com", "AKIA7QNRJX2M4Z8WKD5T"),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            s3("http://127.0.0.1:3900", "AKIA7QNRJX2M4Z8WKD5T"),
+            vec!["s3_endpoint"]
+        );
+        assert_eq!(s3("https://minio.internal", "minioadmin"), vec!["s3_access_key"]);
+    }
+
+    #[test]
     fn problems_print_as_one_line_each() {
         let p = Problem::new("open_grants", "anyone can upload");
         assert_eq!(p.to_string(), "open_grants: anyone can upload");
