@@ -1,5 +1,5 @@
 //! The app listener's router: the upload API (`/api`), health checks, and
-//! the placeholder page (the widget and demo arrive with their issue).
+//! the page at `/` (the demo in development, see `demo.rs`).
 //! Browser CORS for the API is decided here, from the same origins the
 //! store's CORS rule allows.
 
@@ -10,7 +10,7 @@ use crate::lifecycle::Lifecycle;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use chute_core::ObjectKey;
 use chute_store::StoreError;
@@ -89,7 +89,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::openapi::routes())
         .layer(cors);
     Router::new()
-        .route("/", get(index))
+        .merge(crate::demo::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .merge(api)
@@ -122,19 +122,6 @@ fn cors_layer(origins: &Origins) -> CorsLayer {
     }
 }
 
-async fn index(State(state): State<AppState>) -> Html<String> {
-    let signer = state.lifecycle.signer();
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Chute</title>\
-         <h1>Chute is running</h1>\
-         <p>The store for browser uploads is <code>{url}</code>, bucket <code>{bucket}</code>.</p>\
-         <p>Create uploads with <code>POST /api/uploads</code>. The upload widget and demo page arrive \
-         with the widget.</p></html>",
-        url = html_escape(&signer.endpoint),
-        bucket = html_escape(signer.bucket.as_str()),
-    ))
-}
-
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let probe = ObjectKey::parse(".chute/readyz").ok();
     let result = match &probe {
@@ -148,13 +135,6 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             (StatusCode::SERVICE_UNAVAILABLE, "store not ready".to_owned())
         }
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

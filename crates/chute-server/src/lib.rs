@@ -15,6 +15,7 @@ pub mod check;
 pub mod companion;
 pub mod config;
 mod credentials;
+mod demo;
 pub mod grants;
 pub mod hooks;
 pub mod lifecycle;

@@ -3,6 +3,8 @@
 
 /// Uppy Companion's `/s3/` routes: shapes, grants, swapped keys and upload ids.
 mod companion;
+/// The demo page at `/` and its development-only object links.
+mod demo;
 /// Raw HTTP/1.1 over TCP, so the tests control exactly when bytes are sent.
 mod http;
 /// Start-up, health and readiness endpoints.

@@ -26,6 +26,7 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/api/uploads/{id}/complete"),
     ("POST", "/api/receipts/verify"),
     ("POST", "/api/objects/promote"),
+    ("GET", "/api/objects/link"),
     ("GET", "/api/openapi.json"),
     ("GET", "/s3/params"),
     ("POST", "/s3/multipart"),
