@@ -91,6 +91,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(crate::demo::routes())
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::widget::routes())
         .route("/readyz", get(readyz))
         .merge(api)
         .with_state(state)

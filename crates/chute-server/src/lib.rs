@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod reaper;
 mod serve;
 pub mod webhooks;
+pub mod widget;
 
 pub use app::{AppState, Origins, app, is_loopback_origin};
 pub use config::StoreCredentials;

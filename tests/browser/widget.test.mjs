@@ -1,0 +1,320 @@
+// chute.js (served by `chute serve` at /chute.js) in Debian's Chromium, on
+// a form served by a tiny app on another loopback port (web security on).
+// The app verifies the receipts the form posts with POST
+// /api/receipts/verify; the objects are read back over the S3 API.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { chromium } from 'playwright-core';
+import { ACCESS_KEY, BUCKET, SECRET_KEY, freePort, mintGrant, startChute } from './chute.mjs';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const MiB = 1024 * 1024;
+
+let chute;
+let app;
+let browser;
+let work;
+
+/** Writes `size` random bytes to `path`, returning their SHA-256. */
+function writeRandom(path, size) {
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'w');
+  for (let left = size; left > 0;) {
+    const chunk = randomBytes(Math.min(left, 4 * MiB));
+    hash.update(chunk);
+    writeSync(fd, chunk);
+    left -= chunk.length;
+  }
+  closeSync(fd);
+  return { path, size, sha256: hash.digest('hex') };
+}
+
+/**
+ * The test app: GET / answers the current form; POST /submit reads the
+ * posted receipts, verifies each with Chute and answers them as JSON.
+ */
+async function startApp() {
+  const port = await freePort();
+  const state = { html: '', submissions: [] };
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://x');
+    if (req.method === 'GET' && url.pathname === '/') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(state.html);
+      return;
+    }
+    if (req.method === 'POST' && url.pathname === '/submit') {
+      const chunks = [];
+      for await (const c of req) chunks.push(c);
+      const body = Buffer.concat(chunks);
+      const form = await new Request('http://x/', { method: 'POST', headers: { 'content-type': req.headers['content-type'] }, body }).formData();
+      const posted = form.getAll('attachment');
+      const verified = [];
+      for (const value of posted) {
+        if (typeof value !== 'string') {
+          verified.push({ valid: false, error: 'file bytes were posted' });
+          continue;
+        }
+        const r = await fetch(`${chute.appUrl}/api/receipts/verify`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ receipt: value }),
+        });
+        verified.push(await r.json());
+      }
+      const submission = { title: form.get('title'), bytes: body.length, verified };
+      state.submissions.push(submission);
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+        .end(`<!doctype html><title>saved</title><pre id="result">${JSON.stringify(submission).replace(/</g, '\\u003c')}</pre>`);
+      return;
+    }
+    res.writeHead(404).end('not found');
+  });
+  await new Promise((ok) => server.listen(port, '127.0.0.1', ok));
+  return { url: `http://127.0.0.1:${port}`, state, close: () => new Promise((ok) => server.close(ok)) };
+}
+
+/** The form page: a plain form whose file input carries data-chute. */
+function formPage({ grant, attrs = '', multiple = false }) {
+  return `<!doctype html>
+<html lang="en"><meta charset="utf-8"><title>Widget test</title>
+<form method="post" action="/submit" enctype="multipart/form-data">
+  <input name="title" value="hello">
+  <input type="file" name="attachment" ${multiple ? 'multiple' : ''}
+    data-chute="${chute.appUrl}/api/uploads" data-grant="${grant}" ${attrs}>
+  <div data-chute-progress></div>
+  <button type="submit">Save</button>
+</form>
+<script type="module">
+  window.events = [];
+  const plain = (d) => {
+    const out = {};
+    for (const [k, v] of Object.entries(d ?? {})) {
+      if (v instanceof File) out[k] = v.name;
+      else if (Array.isArray(v)) out[k] = v.map((x) => (x instanceof File ? x.name : x?.file instanceof File ? { ...x, file: x.file.name } : x));
+      else out[k] = v;
+    }
+    return out;
+  };
+  const form = document.querySelector('form');
+  for (const t of ['start', 'progress', 'retry', 'complete', 'error', 'done']) {
+    form.addEventListener('chute:' + t, (e) => window.events.push({ type: t, detail: plain(e.detail) }));
+  }
+</script>
+<script type="module" src="${chute.appUrl}/chute.js"></script>
+</html>`;
+}
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), 'chute-widget-'));
+  chute = await startChute();
+  app = await startApp();
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+});
+
+after(async () => {
+  await browser?.close();
+  await app?.close();
+  const code = await chute?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+  assert.ok(code === null || code === '0', `chute serve exited with ${code} on SIGTERM`);
+});
+
+/** Opens the form page; records requests to Chute and the store. */
+async function openForm(options) {
+  app.state.html = formPage(options);
+  const page = await browser.newPage();
+  const logs = [];
+  const requests = [];
+  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+  page.on('request', (r) => {
+    const url = r.url();
+    if ((url.startsWith(chute.appUrl) && !url.endsWith('/chute.js')) || url.startsWith(chute.s3Endpoint)) {
+      requests.push({ method: r.method(), url });
+    }
+  });
+  await page.goto(app.url);
+  // The module ran: the input lost its name to the receipts.
+  await page.waitForFunction(() => document.querySelector('input[type=file]').dataset.chuteName === 'attachment');
+  const context = () => `--- page console ---\n${logs.join('\n')}\n--- chute ---\n${chute.output()}`;
+  return { page, requests, logs, context };
+}
+
+async function events(page, type) {
+  return page.evaluate((t) => window.events.filter((e) => e.type === t).map((e) => e.detail), type);
+}
+
+async function waitDone(page, timeout = 150_000) {
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'done'), null, { timeout, polling: 100 });
+  return (await events(page, 'done'))[0];
+}
+
+/** Submits the form and answers what the app received. */
+async function submit(page) {
+  const before = app.state.submissions.length;
+  await Promise.all([page.waitForURL(`${app.url}/submit`), page.click('button[type=submit]')]);
+  assert.equal(app.state.submissions.length, before + 1);
+  return app.state.submissions.at(-1);
+}
+
+async function storedObject(key) {
+  const s3 = new S3Client({
+    endpoint: chute.s3Endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET_KEY },
+  });
+  const got = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of got.Body) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  s3.destroy();
+  return { size, sha256: hash.digest('hex') };
+}
+
+test('one small file: uploaded on choice, the form posts a receipt the app verifies', async () => {
+  const file = writeRandom(join(work, 'note.txt'), 3000);
+  const { page, context } = await openForm({ grant: mintGrant({ sub: 'widget-user', max_size: 10 * MiB }) });
+  await page.setInputFiles('input[type=file]', file.path);
+  const done = await waitDone(page);
+  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
+  assert.equal(done.receipts.length, 1);
+  const [complete] = await events(page, 'complete');
+  assert.equal(complete.file, 'note.txt');
+  // Accessible progress without CSS: a progressbar at 100.
+  const bar = await page.getAttribute('[role=progressbar]', 'aria-valuenow');
+  assert.equal(bar, '100');
+  const progress = await events(page, 'progress');
+  assert.equal(progress.at(-1).progress, 1);
+  assert.equal(progress.at(-1).currentFileName, 'note.txt');
+
+  const posted = await submit(page);
+  assert.equal(posted.title, 'hello');
+  assert.ok(posted.bytes < 3000, `the form posted ${posted.bytes} bytes: file bytes went to the app`);
+  assert.equal(posted.verified.length, 1);
+  const [v] = posted.verified;
+  assert.equal(v.valid, true, JSON.stringify(v));
+  assert.equal(v.receipt.sub, 'widget-user');
+  assert.equal(v.receipt.size, 3000);
+  const stored = await storedObject(v.receipt.key);
+  assert.equal(stored.sha256, file.sha256);
+  await page.close();
+});
+
+test('ten files at once', async () => {
+  const files = Array.from({ length: 10 }, (_, i) => writeRandom(join(work, `file-${i}.bin`), 1000 + i * 777));
+  const { page, context } = await openForm({ grant: mintGrant({ sub: 'widget-user', max_size: 10 * MiB }), multiple: true });
+  await page.setInputFiles('input[type=file]', files.map((f) => f.path));
+  const done = await waitDone(page);
+  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
+  assert.equal(done.receipts.length, 10);
+  assert.equal(await page.locator('[role=progressbar][aria-valuenow="100"]').count(), 10);
+  const posted = await submit(page);
+  assert.equal(posted.verified.length, 10);
+  const byName = new Map(posted.verified.map((v) => [v.receipt?.filename, v]));
+  for (const f of files) {
+    const v = byName.get(f.path.split('/').at(-1));
+    assert.ok(v?.valid, `${f.path}: ${JSON.stringify(posted.verified)}`);
+    assert.equal((await storedObject(v.receipt.key)).sha256, f.sha256);
+  }
+  await page.close();
+});
+
+test('a 200 MiB file by multipart: progress strictly increases to 1.0, bytes identical', async () => {
+  const file = writeRandom(join(work, 'big.bin'), 200 * MiB);
+  const { page, requests, context } = await openForm({ grant: mintGrant({ sub: 'widget-user', max_size: 256 * MiB }) });
+  const started = Date.now();
+  await page.setInputFiles('input[type=file]', file.path);
+  const done = await waitDone(page);
+  const seconds = (Date.now() - started) / 1000;
+  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
+  console.log(`# 200 MiB through the widget in ${seconds.toFixed(1)} s (${(200 / seconds).toFixed(0)} MiB/s)`);
+  const progress = (await events(page, 'progress')).map((p) => p.progress);
+  assert.ok(progress.length > 10, `only ${progress.length} progress events`);
+  for (let i = 1; i < progress.length; i++) assert.ok(progress[i] > progress[i - 1], `progress went ${progress[i - 1]} -> ${progress[i]}`);
+  assert.equal(progress.at(-1), 1);
+  const last = (await events(page, 'progress')).at(-1);
+  assert.equal(last.loaded, 200 * MiB);
+  assert.equal(last.total, 200 * MiB);
+  assert.ok(last.bytesPerSecond > 0);
+  // Parts went to the store with PUT: 40 parts of 5 MiB.
+  const puts = requests.filter((r) => r.method === 'PUT' && r.url.startsWith(chute.s3Endpoint));
+  assert.equal(puts.length, 40);
+  const posted = await submit(page);
+  const [v] = posted.verified;
+  assert.equal(v.valid, true, JSON.stringify(v));
+  assert.equal(v.receipt.size, 200 * MiB);
+  assert.equal((await storedObject(v.receipt.key)).sha256, file.sha256);
+  // Finished: nothing is left to resume.
+  assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('chute:')).length), 0);
+  await page.close();
+});
+
+test('a file over data-max-size or of a refused type is refused before any request; the form does not submit', async () => {
+  const file = writeRandom(join(work, 'too-big.bin'), 5000);
+  const { page, requests } = await openForm({ grant: mintGrant({ sub: 'widget-user', max_size: 10 * MiB }), attrs: 'data-max-size="4096" accept=".bin,image/*"' });
+  await page.setInputFiles('input[type=file]', file.path);
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'error'));
+  const [err] = await events(page, 'error');
+  assert.equal(err.code, 'too_large');
+  assert.match(await page.$eval('input[type=file]', (i) => i.validationMessage), /at most 4 KiB/);
+
+  // A type the accept attribute refuses.
+  const text = join(work, 'notes.txt');
+  writeFileSync(text, 'plain text');
+  await page.setInputFiles('input[type=file]', text);
+  await page.waitForFunction(() => window.events.filter((e) => e.type === 'error').length === 2);
+  assert.equal((await events(page, 'error'))[1].code, 'type_not_allowed');
+
+  const before = app.state.submissions.length;
+  await page.click('button[type=submit]');
+  await page.waitForTimeout(500);
+  assert.equal(page.url(), `${app.url}/`);
+  assert.equal(app.state.submissions.length, before);
+  assert.deepEqual(requests, [], 'no request reached Chute or the store');
+  await page.close();
+});
+
+test('a part request cut once is retried and the object is byte-identical', async () => {
+  const file = writeRandom(join(work, 'cut.bin'), 30 * MiB);
+  const { page, context } = await openForm({ grant: mintGrant({ sub: 'widget-user', max_size: 64 * MiB }) });
+  let cut = 0;
+  await page.route((url) => url.href.startsWith(chute.s3Endpoint) && url.searchParams.get('partNumber') === '3', async (route) => {
+    if (cut === 0 && route.request().method() === 'PUT') {
+      cut++;
+      await route.abort('connectionreset');
+    } else {
+      await route.continue();
+    }
+  });
+  await page.setInputFiles('input[type=file]', file.path);
+  const done = await waitDone(page);
+  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
+  assert.equal(cut, 1);
+  const retries = await events(page, 'retry');
+  assert.equal(retries.length, 1, JSON.stringify(retries));
+  assert.equal(retries[0].part, 3);
+  assert.equal(retries[0].attempt, 1);
+  const posted = await submit(page);
+  const [v] = posted.verified;
+  assert.equal(v.valid, true, JSON.stringify(v));
+  assert.equal((await storedObject(v.receipt.key)).sha256, file.sha256);
+  await page.close();
+});

@@ -1,0 +1,873 @@
+// chute.js: browser uploads straight to the store through Chute's upload
+// API, as a progressive enhancement of a plain file input. One ES module,
+// no dependencies, served by `chute serve` at /chute.js.
+//
+//   <form method="post" action="/profile" enctype="multipart/form-data">
+//     <input type="file" name="avatar" data-chute="/api/uploads" data-grant="...">
+//     <div data-chute-progress></div>
+//     <button>Save</button>
+//   </form>
+//   <script type="module" src="/chute.js"></script>
+//
+// On import every `input[type=file][data-chute]` is upgraded: chosen files
+// go to the store at once (or on submit with `data-chute-upload="submit"`),
+// the form submits one hidden input per file holding its signed receipt
+// under the input's name (the file input loses its name, so bytes never
+// reach the app), submit waits for uploads in flight and is blocked when
+// one failed. Without JavaScript the form posts the file itself.
+//
+// Events (CustomEvent on the input; they bubble to the form): chute:start,
+// chute:progress, chute:retry, chute:complete, chute:error, chute:done.
+
+/**
+ * @typedef {object} ChuteOptions
+ * @property {string} endpoint `POST` URL of the upload API (`/api/uploads`).
+ * @property {string | null} [grant] Grant JWT sent as `Authorization: Bearer`.
+ * @property {number} [parallel] Parts (or files) sent at once (default 4).
+ * @property {number} [retries] Retries per part or call (default 5).
+ * @property {number} [retryDelay] Base backoff in ms (default 500), doubled per attempt, plus jitter.
+ * @property {number | null} [maxSize] Largest file in bytes (`data-max-size`).
+ * @property {number | null} [minSize] Smallest file in bytes (`data-min-size`).
+ * @property {string} [accept] Accepted types, as the `accept` attribute.
+ * @property {boolean} [auto] Upload as soon as files are chosen (default true); false: on submit.
+ * @property {Element | null} [progress] Container for per-file `role=progressbar` elements.
+ * @property {Storage | null} [storage] Where resumable uploads are remembered (default localStorage).
+ */
+
+/**
+ * @typedef {object} ProgressDetail
+ * @property {number} progress Fraction of all chosen bytes sent, 0..1.
+ * @property {number} loaded Bytes sent.
+ * @property {number} total Bytes to send.
+ * @property {File} currentFile The file that last advanced.
+ * @property {string} currentFileName Its name.
+ * @property {number} currentFileProgress Its fraction sent, 0..1.
+ * @property {number} bytesPerSecond Average speed since the start.
+ * @property {number | null} secondsLeft Estimated time left.
+ */
+
+/**
+ * @typedef {object} PartUrl
+ * @property {number} number
+ * @property {number} size
+ * @property {string} url
+ * @property {Record<string, string>} headers
+ */
+
+/**
+ * @typedef {object} Created
+ * @property {string} id
+ * @property {string} token
+ * @property {string} key
+ * @property {'post' | 'put' | 'multipart'} method
+ * @property {{url: string, fields: Record<string, string>}} [post]
+ * @property {{url: string, headers: Record<string, string>}} [put]
+ * @property {{upload_id: string, part_size: number, part_count: number, parts: PartUrl[]}} [multipart]
+ */
+
+/**
+ * @typedef {object} Completed
+ * @property {string} receipt
+ * @property {Record<string, unknown>} object
+ */
+
+/** @typedef {{id: string, token: string, part_size: number, part_count: number}} Saved */
+
+/** An error with the API's stable `code`. */
+export class ChuteError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {number} [status]
+   */
+  constructor(code, message, status = 0) {
+    super(message);
+    this.name = 'ChuteError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+const DEFAULTS = { parallel: 4, retries: 5, retryDelay: 500 };
+
+/** @type {WeakMap<HTMLInputElement, Widget>} */
+const widgets = new WeakMap();
+/** @type {WeakMap<HTMLFormElement, Set<Widget>>} */
+const forms = new WeakMap();
+
+/**
+ * Upgrades a file input; options default to its data attributes. Upgrading
+ * twice returns the same widget.
+ * @param {HTMLInputElement} input
+ * @param {Partial<ChuteOptions>} [options]
+ * @returns {Widget}
+ */
+export function upgrade(input, options = {}) {
+  const existing = widgets.get(input);
+  if (existing) return existing;
+  const widget = new Widget(input, { ...fromAttributes(input), ...options });
+  widgets.set(input, widget);
+  return widget;
+}
+
+/**
+ * Cancels the uploads of an upgraded input and clears its selection.
+ * @param {HTMLInputElement} input
+ */
+export function cancel(input) {
+  widgets.get(input)?.cancel();
+}
+
+/**
+ * @param {HTMLInputElement} input
+ * @returns {ChuteOptions}
+ */
+function fromAttributes(input) {
+  const d = input.dataset;
+  const num = (/** @type {string | undefined} */ v) => (v === undefined || v === '' ? null : Number(v));
+  const selector = d.chuteProgress;
+  const progress = selector
+    ? document.querySelector(selector)
+    : input.form?.querySelector('[data-chute-progress]') ?? null;
+  return {
+    endpoint: d.chute || '/api/uploads',
+    grant: d.grant || null,
+    parallel: num(d.parallel) ?? DEFAULTS.parallel,
+    maxSize: num(d.maxSize),
+    minSize: num(d.minSize),
+    accept: input.accept,
+    auto: d.chuteUpload !== 'submit',
+    progress,
+  };
+}
+
+/** One upgraded file input. */
+export class Widget {
+  /**
+   * @param {HTMLInputElement} input
+   * @param {ChuteOptions} options
+   */
+  constructor(input, options) {
+    this.input = input;
+    this.options = { ...DEFAULTS, ...options };
+    this.endpoint = new URL(this.options.endpoint, location.href).href.replace(/\/+$/, '');
+    this.name = input.name || input.dataset.chuteName || 'file';
+    input.dataset.chuteName = this.name;
+    // The receipts carry the name from now on; the bytes never go to the app.
+    input.removeAttribute('name');
+    /** @type {Batch | null} */
+    this.batch = null;
+    /** @type {File[]} */
+    this.pending = [];
+    /** @type {string | null} */
+    this.invalid = null;
+    /** @type {HTMLInputElement[]} */
+    this.hidden = [];
+    input.addEventListener('change', () => this.choose(Array.from(input.files ?? [])));
+    const form = input.form;
+    if (form) {
+      let set = forms.get(form);
+      if (!set) {
+        const members = new Set();
+        set = members;
+        forms.set(form, members);
+        form.addEventListener('submit', (e) => onSubmit(form, members, /** @type {SubmitEvent} */ (e)));
+      }
+      set.add(this);
+    }
+  }
+
+  /** Whether uploads are in flight. */
+  get busy() {
+    return this.batch !== null && !this.batch.settled;
+  }
+
+  /** Whether the last choice failed validation or upload. */
+  get failed() {
+    return this.invalid !== null || (this.batch?.failed ?? false);
+  }
+
+  /**
+   * Validates and (unless uploads wait for submit) starts `files`.
+   * @param {File[]} files
+   */
+  choose(files) {
+    this.batch?.abort();
+    this.batch = null;
+    this.reset();
+    if (files.length === 0) return;
+    const rules = this.rules();
+    for (const file of files) {
+      const problem = validate(file, rules);
+      if (problem) {
+        this.invalid = problem.message;
+        this.input.setCustomValidity(problem.message);
+        this.emit('error', { code: problem.code, message: problem.message, file });
+        return;
+      }
+    }
+    this.pending = files;
+    if (this.options.auto) this.start();
+  }
+
+  /** Starts the chosen files. @returns {Promise<void>} */
+  start() {
+    const files = this.pending;
+    this.pending = [];
+    this.batch = new Batch(this, files);
+    return this.batch.promise;
+  }
+
+  /** Cancels uploads in flight (their multipart uploads are aborted) and clears the input. */
+  cancel() {
+    this.batch?.abort();
+    this.batch = null;
+    this.pending = [];
+    this.reset();
+    this.input.value = '';
+  }
+
+  reset() {
+    this.invalid = null;
+    this.input.setCustomValidity('');
+    for (const h of this.hidden) h.remove();
+    this.hidden = [];
+    if (this.options.progress) this.options.progress.replaceChildren();
+  }
+
+  /** @param {string} receipt */
+  addReceipt(receipt) {
+    const h = document.createElement('input');
+    h.type = 'hidden';
+    h.name = this.name;
+    h.value = receipt;
+    h.dataset.chuteReceipt = '';
+    (this.hidden.at(-1) ?? this.input).after(h);
+    this.hidden.push(h);
+  }
+
+  /** The limits: the input's attributes and what the grant says. */
+  rules() {
+    const o = this.options;
+    const claims = grantClaims(o.grant);
+    const num = (/** @type {unknown} */ v) => (typeof v === 'number' ? v : null);
+    const strs = (/** @type {unknown} */ v) => (Array.isArray(v) ? v.map(String) : []);
+    const sizes = (/** @type {(number | null | undefined)[]} */ vs, /** @type {(a: number, b: number) => number} */ pick) =>
+      vs.reduce((/** @type {number | null} */ a, v) => (v == null ? a : a == null ? v : pick(a, v)), null);
+    return {
+      maxSize: sizes([o.maxSize, num(claims.max_size)], Math.min),
+      minSize: sizes([o.minSize, num(claims.min_size)], Math.max),
+      accept: splitAccept(o.accept ?? ''),
+      types: strs(claims.types),
+      extensions: strs(claims.extensions).map((e) => e.toLowerCase()),
+    };
+  }
+
+  /**
+   * @param {string} type
+   * @param {object} detail
+   */
+  emit(type, detail) {
+    this.input.dispatchEvent(new CustomEvent(`chute:${type}`, { detail, bubbles: true }));
+  }
+
+  /**
+   * Calls the upload API.
+   * @param {string} method
+   * @param {string} url
+   * @param {string | null} token
+   * @param {unknown} [body]
+   * @param {AbortSignal} [signal]
+   * @returns {Promise<any>}
+   */
+  async api(method, url, token, body, signal) {
+    /** @type {Record<string, string>} */
+    const headers = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let res;
+    try {
+      res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal, mode: 'cors' });
+    } catch (e) {
+      if (signal?.aborted) throw new ChuteError('cancelled', 'the upload was cancelled');
+      throw new ChuteError('network', `${method} ${url}: ${e instanceof Error ? e.message : e}`);
+    }
+    if (res.status === 204) return null;
+    const text = await res.text();
+    /** @type {any} */
+    let json = null;
+    try {
+      json = text ? JSON.parse(text) : null;
+    } catch {
+      /* not JSON */
+    }
+    if (!res.ok) {
+      const err = json?.error;
+      throw new ChuteError(err?.code ?? `http_${res.status}`, err?.message ?? `${method} ${url} answered ${res.status}`, res.status);
+    }
+    return json;
+  }
+}
+
+/**
+ * The form's submit: waits for uploads in flight, then submits again;
+ * blocked while any widget failed.
+ * @param {HTMLFormElement} form
+ * @param {Set<Widget>} members
+ * @param {SubmitEvent} event
+ */
+async function onSubmit(form, members, event) {
+  const all = Array.from(members).filter((w) => w.input.isConnected);
+  for (const w of all) if (w.pending.length > 0) w.start();
+  const refuse = () => {
+    const bad = all.find((w) => w.failed);
+    if (!bad) return false;
+    if (!bad.invalid) bad.input.setCustomValidity(bad.batch?.firstError ?? 'an upload failed');
+    bad.input.reportValidity();
+    return true;
+  };
+  if (refuse()) {
+    event.preventDefault();
+    return;
+  }
+  const busy = all.filter((w) => w.busy);
+  if (busy.length === 0) return;
+  event.preventDefault();
+  await Promise.all(busy.map((w) => w.batch?.promise));
+  if (refuse()) return;
+  form.requestSubmit(event.submitter && form.contains(event.submitter) ? event.submitter : null);
+}
+
+/** The uploads of one choice of files. */
+class Batch {
+  /**
+   * @param {Widget} widget
+   * @param {File[]} files
+   */
+  constructor(widget, files) {
+    this.widget = widget;
+    this.files = files;
+    this.total = files.reduce((n, f) => n + f.size, 0);
+    this.loaded = files.map(() => 0);
+    this.startLoaded = 0;
+    this.lastProgress = -1;
+    this.started = performance.now();
+    this.controller = new AbortController();
+    this.settled = false;
+    this.failed = false;
+    /** @type {string | null} */
+    this.firstError = null;
+    /** @type {{id: string, token: string}[]} */
+    this.multiparts = [];
+    /** @type {(HTMLElement | null)[]} */
+    this.bars = files.map((f) => progressBar(widget.options.progress, f));
+    this.promise = this.run();
+  }
+
+  abort() {
+    if (this.settled) return;
+    this.controller.abort();
+    for (const m of this.multiparts) {
+      this.widget.api('DELETE', `${this.widget.endpoint}/${m.id}`, m.token).catch(() => {});
+    }
+  }
+
+  async run() {
+    const w = this.widget;
+    w.emit('start', { files: this.files, total: this.total });
+    /** @type {{file: File, receipt: string}[]} */
+    const receipts = [];
+    /** @type {{file: File, code: string, message: string}[]} */
+    const errors = [];
+    const queue = this.files.map((_, i) => i);
+    // Several files at once, but multipart files bring their own parallelism.
+    const worker = async () => {
+      for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
+        const file = this.files[i];
+        try {
+          const done = await this.upload(i);
+          if (this.controller.signal.aborted) return;
+          receipts.push({ file, receipt: done.receipt });
+          w.addReceipt(done.receipt);
+          setBar(this.bars[i], 100, `${file.name}: uploaded`);
+          w.emit('complete', { file, receipt: done.receipt, object: done.object });
+        } catch (e) {
+          const err = e instanceof ChuteError ? e : new ChuteError('failed', String(e));
+          errors.push({ file, code: err.code, message: err.message });
+          this.firstError ??= `${file.name}: ${err.message}`;
+          setBar(this.bars[i], null, `${file.name}: failed: ${err.message}`);
+          if (!this.controller.signal.aborted) w.emit('error', { file, code: err.code, message: err.message });
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(w.options.parallel, this.files.length) }, worker));
+    this.settled = true;
+    this.failed = errors.length > 0 && !this.controller.signal.aborted;
+    if (this.failed && this.firstError) w.input.setCustomValidity(this.firstError);
+    if (!this.controller.signal.aborted) w.emit('done', { receipts, errors });
+  }
+
+  /**
+   * Counts `bytes` sent of file `i` and reports progress when it grew.
+   * @param {number} i
+   * @param {number} bytes
+   */
+  advance(i, bytes) {
+    this.loaded[i] = bytes;
+    const file = this.files[i];
+    const loaded = this.loaded.reduce((a, b) => a + b, 0);
+    const progress = this.total === 0 ? 1 : loaded / this.total;
+    const fileProgress = file.size === 0 ? 1 : bytes / file.size;
+    setBar(this.bars[i], Math.floor(fileProgress * 100), `${file.name}: ${Math.floor(fileProgress * 100)}%`);
+    if (progress <= this.lastProgress) return;
+    this.lastProgress = progress;
+    const seconds = (performance.now() - this.started) / 1000;
+    const bytesPerSecond = seconds > 0 ? (loaded - this.startLoaded) / seconds : 0;
+    /** @type {ProgressDetail} */
+    const detail = {
+      progress,
+      loaded,
+      total: this.total,
+      currentFile: file,
+      currentFileName: file.name,
+      currentFileProgress: fileProgress,
+      bytesPerSecond,
+      secondsLeft: bytesPerSecond > 0 ? (this.total - loaded) / bytesPerSecond : null,
+    };
+    this.widget.emit('progress', detail);
+  }
+
+  /**
+   * Uploads file `i`: resumes a remembered multipart upload or creates one.
+   * @param {number} i
+   * @returns {Promise<Completed>}
+   */
+  async upload(i) {
+    const w = this.widget;
+    const file = this.files[i];
+    const signal = this.controller.signal;
+    const storage = storageOf(w.options);
+    const memo = `chute:${w.endpoint}:${file.name}:${file.size}:${file.lastModified}`;
+    const resumed = await this.resume(storage, memo);
+    /** @type {{id: string, token: string}} */
+    let auth;
+    if (resumed) {
+      auth = resumed.saved;
+      this.multiparts.push(resumed.saved);
+      await this.multipart(i, resumed.saved, new Map(), resumed.stored);
+    } else {
+      /** @type {Created} */
+      const created = await retrying(w, file, () =>
+        w.api('POST', w.endpoint, w.options.grant ?? null, { filename: file.name, size: file.size, type: file.type || undefined }, signal),
+      );
+      auth = created;
+      if (created.method === 'multipart' && created.multipart) {
+        const m = created.multipart;
+        /** @type {Saved} */
+        const saved = { id: created.id, token: created.token, part_size: m.part_size, part_count: m.part_count };
+        this.multiparts.push(saved);
+        storage?.setItem(memo, JSON.stringify(saved));
+        await this.multipart(i, saved, new Map(m.parts.map((p) => [p.number, p])), new Set());
+      } else {
+        await this.single(i, created);
+      }
+    }
+    if (signal.aborted) throw new ChuteError('cancelled', 'the upload was cancelled');
+    const { id, token } = auth;
+    /** @type {Completed} */
+    const done = await retrying(w, file, () => w.api('POST', `${w.endpoint}/${id}/complete`, token, undefined, signal));
+    storage?.removeItem(memo);
+    return done;
+  }
+
+  /**
+   * A remembered multipart upload of the same file, with the parts the store holds.
+   * @param {Storage | null} storage
+   * @param {string} memo
+   * @returns {Promise<{saved: Saved, stored: Set<number>} | null>}
+   */
+  async resume(storage, memo) {
+    const raw = storage?.getItem(memo);
+    if (!storage || !raw) return null;
+    try {
+      /** @type {Saved} */
+      const saved = JSON.parse(raw);
+      const status = await this.widget.api('GET', `${this.widget.endpoint}/${saved.id}`, saved.token, undefined, this.controller.signal);
+      if (status?.state !== 'uploading' || status.part_size !== saved.part_size) throw new Error('not resumable');
+      const stored = new Set(
+        /** @type {{number: number, size: number}[]} */ (status.parts)
+          .filter((p) => p.size === partSize(saved, p.number, status.size))
+          .map((p) => p.number),
+      );
+      return { saved, stored };
+    } catch {
+      storage.removeItem(memo);
+      return null;
+    }
+  }
+
+  /**
+   * A POST form or PUT upload of file `i`.
+   * @param {number} i
+   * @param {Created} created
+   */
+  async single(i, created) {
+    const file = this.files[i];
+    const signal = this.controller.signal;
+    await retrying(this.widget, file, async () => {
+      let res;
+      if (created.post) {
+        const form = new FormData();
+        for (const [k, v] of Object.entries(created.post.fields)) form.append(k, v);
+        form.append('file', file);
+        res = await send('POST', created.post.url, {}, form, signal, (n) => this.advance(i, Math.min(n, file.size)));
+      } else if (created.put) {
+        res = await send('PUT', created.put.url, created.put.headers, file, signal, (n) => this.advance(i, n));
+      } else {
+        throw new ChuteError('bad_answer', `unknown upload method ${created.method}`);
+      }
+      if (res.status < 200 || res.status >= 300) throw storeError(res);
+      this.advance(i, file.size);
+    });
+  }
+
+  /**
+   * Sends the parts of file `i` not in `stored`, `parallel` at once.
+   * @param {number} i
+   * @param {Saved} up
+   * @param {Map<number, PartUrl>} urls
+   * @param {Set<number>} stored
+   */
+  async multipart(i, up, urls, stored) {
+    const w = this.widget;
+    const file = this.files[i];
+    const signal = this.controller.signal;
+    const auth = { id: up.id, token: up.token };
+    /** @type {Map<number, number>} */
+    const sent = new Map();
+    let base = 0;
+    for (const n of stored) base += partSize(up, n, file.size);
+    const report = () => {
+      let n = base;
+      for (const v of sent.values()) n += v;
+      this.advance(i, n);
+    };
+    if (base > 0) {
+      this.startLoaded += base;
+      report();
+    }
+    /** @type {number[]} */
+    const queue = [];
+    for (let n = 1; n <= up.part_count; n++) if (!stored.has(n)) queue.push(n);
+    /** @type {Map<number, Promise<void>>} */
+    const signing = new Map();
+    /** @param {number} n */
+    const urlFor = async (n) => {
+      for (;;) {
+        const have = urls.get(n);
+        if (have) return have;
+        const inflight = signing.get(n);
+        if (inflight) {
+          await inflight;
+          continue;
+        }
+        const want = [n, ...queue.filter((m) => !urls.has(m) && !signing.has(m))].slice(0, 50);
+        const p = w
+          .api('POST', `${w.endpoint}/${auth.id}/parts`, auth.token, { parts: want }, signal)
+          .then((/** @type {{parts: PartUrl[]}} */ r) => {
+            for (const part of r.parts) urls.set(part.number, part);
+          })
+          .finally(() => {
+            for (const m of want) signing.delete(m);
+          });
+        for (const m of want) signing.set(m, p);
+        await p;
+        if (!urls.has(n)) throw new ChuteError('bad_answer', `no URL for part ${n}`);
+      }
+    };
+    /** @param {number} n */
+    const sendPart = async (n) => {
+      const start = (n - 1) * up.part_size;
+      const blob = file.slice(start, start + partSize(up, n, file.size));
+      for (let attempt = 0; ; attempt++) {
+        let reason;
+        let expired = false;
+        try {
+          const part = await urlFor(n);
+          const res = await send('PUT', part.url, part.headers, blob, signal, (b) => {
+            sent.set(n, b);
+            report();
+          });
+          if (res.status >= 200 && res.status < 300) {
+            sent.set(n, blob.size);
+            report();
+            return;
+          }
+          const err = storeError(res);
+          if (res.status === 403) {
+            // Most often an expired URL: sign it again.
+            urls.delete(n);
+            expired = true;
+          } else if (res.status < 500 && res.status !== 408 && res.status !== 429) {
+            throw err;
+          }
+          reason = err.message;
+        } catch (e) {
+          if (!(e instanceof ChuteError) || !retryable(e)) throw e;
+          reason = e.message;
+        }
+        if (signal.aborted) throw new ChuteError('cancelled', 'the upload was cancelled');
+        if (attempt >= w.options.retries) throw new ChuteError('part_failed', `part ${n}: ${reason}`);
+        sent.set(n, 0);
+        const delay = expired && attempt === 0 ? 0 : backoff(w.options.retryDelay, attempt);
+        w.emit('retry', { file, part: n, attempt: attempt + 1, delay, reason });
+        await sleep(delay, signal);
+      }
+    };
+    const worker = async () => {
+      for (let n = queue.shift(); n !== undefined; n = queue.shift()) {
+        if (signal.aborted) throw new ChuteError('cancelled', 'the upload was cancelled');
+        await sendPart(n);
+      }
+    };
+    const workers = Array.from({ length: Math.max(1, Math.min(w.options.parallel, queue.length)) }, worker);
+    const results = await Promise.allSettled(workers);
+    const bad = results.find((r) => r.status === 'rejected');
+    if (bad && bad.status === 'rejected') {
+      queue.length = 0;
+      throw bad.reason;
+    }
+  }
+}
+
+/**
+ * @param {Saved} up
+ * @param {number} n
+ * @param {number} size
+ */
+function partSize(up, n, size) {
+  return Math.max(0, Math.min(up.part_size, size - (n - 1) * up.part_size));
+}
+
+/** @param {ChuteError} e */
+function retryable(e) {
+  return e.code === 'network' || e.status >= 500 || e.status === 408 || e.status === 429;
+}
+
+/**
+ * Runs `fn`, retrying network failures and 5xx answers with backoff.
+ * @template T
+ * @param {Widget} w
+ * @param {File} file
+ * @param {() => Promise<T>} fn
+ * @returns {Promise<T>}
+ */
+async function retrying(w, file, fn) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!(e instanceof ChuteError) || !retryable(e) || attempt >= w.options.retries) throw e;
+      const delay = backoff(w.options.retryDelay, attempt);
+      w.emit('retry', { file, part: null, attempt: attempt + 1, delay, reason: e.message });
+      await sleep(delay);
+    }
+  }
+}
+
+/**
+ * Exponential backoff with full jitter on the upper half.
+ * @param {number} base
+ * @param {number} attempt
+ */
+function backoff(base, attempt) {
+  const cap = Math.min(30_000, base * 2 ** attempt);
+  return Math.round(cap / 2 + Math.random() * (cap / 2));
+}
+
+/**
+ * @param {number} ms
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<void>}
+ */
+function sleep(ms, signal) {
+  return new Promise((ok) => {
+    const t = setTimeout(ok, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      ok();
+    }, { once: true });
+  });
+}
+
+/**
+ * An XMLHttpRequest (fetch cannot report upload progress).
+ * @param {string} method
+ * @param {string} url
+ * @param {Record<string, string>} headers
+ * @param {XMLHttpRequestBodyInit} body
+ * @param {AbortSignal} signal
+ * @param {(sent: number) => void} onProgress
+ * @returns {Promise<{status: number, text: string}>}
+ */
+function send(method, url, headers, body, signal, onProgress) {
+  return new Promise((ok, fail) => {
+    if (signal.aborted) {
+      fail(new ChuteError('cancelled', 'the upload was cancelled'));
+      return;
+    }
+    const xhr = new XMLHttpRequest();
+    xhr.open(method, url);
+    for (const [k, v] of Object.entries(headers)) {
+      if (!/^(host|content-length)$/i.test(k)) xhr.setRequestHeader(k, v);
+    }
+    xhr.upload.onprogress = (e) => onProgress(e.loaded);
+    xhr.onload = () => ok({ status: xhr.status, text: xhr.responseText });
+    xhr.onerror = () => fail(new ChuteError('network', `${method} to the store failed (network)`));
+    xhr.ontimeout = xhr.onerror;
+    const onAbort = () => xhr.abort();
+    xhr.onabort = () => fail(new ChuteError('cancelled', 'the upload was cancelled'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    xhr.onloadend = () => signal.removeEventListener('abort', onAbort);
+    xhr.send(body);
+  });
+}
+
+/**
+ * The store's refusal as an error (S3 answers XML with `<Code>` and `<Message>`).
+ * @param {{status: number, text: string}} res
+ */
+function storeError(res) {
+  const code = /<Code>([^<]*)<\/Code>/.exec(res.text)?.[1];
+  const message = /<Message>([^<]*)<\/Message>/.exec(res.text)?.[1];
+  return new ChuteError('store_refused', `the store answered ${res.status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}`, res.status);
+}
+
+/** @param {ChuteOptions} o */
+function storageOf(o) {
+  if (o.storage !== undefined) return o.storage;
+  try {
+    return globalThis.localStorage ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The grant's claims, read (not verified: the server does that) to refuse
+ * files early.
+ * @param {string | null | undefined} grant
+ * @returns {Record<string, unknown>}
+ */
+function grantClaims(grant) {
+  const payload = grant?.split('.')[1];
+  if (!payload) return {};
+  try {
+    const json = atob(payload.replace(/-/g, '+').replace(/_/g, '/'));
+    const claims = JSON.parse(json);
+    return claims && typeof claims === 'object' ? claims : {};
+  } catch {
+    return {};
+  }
+}
+
+/** @param {string} accept */
+function splitAccept(accept) {
+  return accept
+    .split(',')
+    .map((s) => s.trim().toLowerCase())
+    .filter(Boolean);
+}
+
+/**
+ * @param {string} pattern `image/*`, `image/png`
+ * @param {string} type
+ */
+function typeMatches(pattern, type) {
+  const p = pattern.toLowerCase();
+  const t = type.toLowerCase();
+  return p === '*/*' || p === t || (p.endsWith('/*') && t.startsWith(p.slice(0, -1)));
+}
+
+/**
+ * Why `file` may not be uploaded, or null.
+ * @param {File} file
+ * @param {{maxSize: number | null, minSize: number | null, accept: string[], types: string[], extensions: string[]}} rules
+ * @returns {{code: string, message: string} | null}
+ */
+export function validate(file, rules) {
+  const name = file.name.toLowerCase();
+  if (rules.maxSize !== null && file.size > rules.maxSize) {
+    return { code: 'too_large', message: `${file.name} is ${formatBytes(file.size)}; at most ${formatBytes(rules.maxSize)} is allowed` };
+  }
+  if (rules.minSize !== null && file.size < rules.minSize) {
+    return { code: 'too_small', message: `${file.name} is ${formatBytes(file.size)}; at least ${formatBytes(rules.minSize)} is required` };
+  }
+  if (rules.accept.length > 0 && !rules.accept.some((a) => (a.startsWith('.') ? name.endsWith(a) : typeMatches(a, file.type)))) {
+    return { code: 'type_not_allowed', message: `${file.name} is not one of the accepted types (${rules.accept.join(', ')})` };
+  }
+  if (rules.types.length > 0 && !rules.types.some((t) => typeMatches(t, file.type || 'application/octet-stream'))) {
+    return { code: 'type_not_allowed', message: `${file.name} is not one of the allowed types (${rules.types.join(', ')})` };
+  }
+  if (rules.extensions.length > 0 && !rules.extensions.some((e) => name.endsWith(e))) {
+    return { code: 'type_not_allowed', message: `${file.name} does not end in one of ${rules.extensions.join(', ')}` };
+  }
+  return null;
+}
+
+/** @param {number} n */
+function formatBytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/**
+ * A `role=progressbar` element for `file` in `container` (none without one).
+ * @param {Element | null | undefined} container
+ * @param {File} file
+ */
+function progressBar(container, file) {
+  if (!container) return null;
+  const bar = document.createElement('div');
+  bar.setAttribute('role', 'progressbar');
+  bar.setAttribute('aria-valuemin', '0');
+  bar.setAttribute('aria-valuemax', '100');
+  bar.setAttribute('aria-valuenow', '0');
+  bar.setAttribute('aria-label', `Uploading ${file.name}`);
+  bar.dataset.chuteFile = file.name;
+  bar.textContent = `${file.name}: 0%`;
+  container.append(bar);
+  return bar;
+}
+
+/**
+ * @param {HTMLElement | null} bar
+ * @param {number | null} percent
+ * @param {string} text
+ */
+function setBar(bar, percent, text) {
+  if (!bar) return;
+  if (percent !== null) {
+    const now = String(percent);
+    if (bar.getAttribute('aria-valuenow') === now && bar.textContent === text) return;
+    bar.setAttribute('aria-valuenow', now);
+  }
+  bar.setAttribute('aria-valuetext', text);
+  bar.textContent = text;
+}
+
+if (typeof document !== 'undefined') {
+  const scan = () => {
+    for (const input of document.querySelectorAll('input[type=file][data-chute]')) {
+      if (input instanceof HTMLInputElement) upgrade(input);
+    }
+  };
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', scan, { once: true });
+  else scan();
+}
