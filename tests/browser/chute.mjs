@@ -40,7 +40,8 @@ export function mintGrant(claims, secret = GRANT_SECRET) {
   return `${header}.${payload}.${sig}`;
 }
 
-export async function startChute() {
+/** `env` adds to or overrides the environment below (e.g. open grants). */
+export async function startChute({ env = {} } = {}) {
   if (!existsSync(BIN)) throw new Error(`chute binary not found at ${BIN}; run cargo build -p chute`);
   const work = mkdtempSync(join(tmpdir(), 'chute-browser-'));
   const appPort = await freePort();
@@ -59,6 +60,7 @@ export async function startChute() {
         CHUTE_GRANT_SECRET: `${GRANT_KID}:${GRANT_SECRET}`,
         CHUTE_OPEN_GRANTS: 'false',
         RUST_LOG: process.env.RUST_LOG || 'info',
+        ...env,
       },
       stdio: ['ignore', openSync(join(work, 'stdout.txt'), 'w'), openSync(errPath, 'w')],
     },
