@@ -318,3 +318,88 @@ test('a part request cut once is retried and the object is byte-identical', asyn
   assert.equal((await storedObject(v.receipt.key)).sha256, file.sha256);
   await page.close();
 });
+
+test('an expired part URL (403) is signed again and the upload succeeds', async () => {
+  const file = writeRandom(join(work, 'expired.bin'), 20 * MiB);
+  const { page, requests, context } = await openForm({ grant: mintGrant({ sub: 'widget-user', max_size: 64 * MiB }) });
+  let refused = 0;
+  await page.route((url) => url.href.startsWith(chute.s3Endpoint) && url.searchParams.get('partNumber') === '2', async (route) => {
+    if (refused === 0 && route.request().method() === 'PUT') {
+      refused++;
+      await route.fulfill({
+        status: 403,
+        headers: { 'access-control-allow-origin': app.url, 'content-type': 'application/xml' },
+        body: '<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>',
+      });
+    } else {
+      await route.continue();
+    }
+  });
+  await page.setInputFiles('input[type=file]', file.path);
+  const done = await waitDone(page);
+  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
+  assert.equal(refused, 1);
+  const [retry] = await events(page, 'retry');
+  assert.equal(retry.part, 2);
+  assert.equal(retry.delay, 0, 'an expired URL is signed again at once');
+  assert.match(retry.reason, /403 AccessDenied: Request has expired/);
+  const signs = requests.filter((r) => r.method === 'POST' && /\/api\/uploads\/[^/]+\/parts$/.test(r.url));
+  assert.equal(signs.length, 1, JSON.stringify(requests));
+  const posted = await submit(page);
+  const [v] = posted.verified;
+  assert.equal(v.valid, true, JSON.stringify(v));
+  assert.equal((await storedObject(v.receipt.key)).sha256, file.sha256);
+  await page.close();
+});
+
+test('after a reload mid-upload the same file resumes from the stored parts', async () => {
+  const PARTS = 12;
+  const file = writeRandom(join(work, 'resume.bin'), PARTS * 5 * MiB);
+  const { page, requests, context } = await openForm({ grant: mintGrant({ sub: 'widget-user', max_size: 64 * MiB }) });
+  // Parts 1-4 go through; later parts hang until the page goes away.
+  const held = [];
+  const partOf = (url) => Number(new URL(url).searchParams.get('partNumber'));
+  await page.route((url) => url.href.startsWith(chute.s3Endpoint) && partOf(url.href) > 4, (route) => {
+    if (route.request().method() === 'PUT') held.push(route);
+    else route.continue();
+  });
+  let stored = 0;
+  page.on('response', (r) => {
+    if (r.request().method() === 'PUT' && r.url().startsWith(chute.s3Endpoint) && r.status() === 200) stored++;
+  });
+  await page.setInputFiles('input[type=file]', file.path);
+  const deadline = Date.now() + 60_000;
+  while ((stored < 4 || held.length < 4) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(stored, 4, context());
+  assert.ok(await page.evaluate(() => Object.keys(localStorage).some((k) => k.startsWith('chute:'))), 'the upload is remembered');
+
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
+  for (const route of held) route.abort().catch(() => {});
+  const before = requests.length;
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector('input[type=file]').dataset.chuteName === 'attachment');
+  await page.setInputFiles('input[type=file]', file.path);
+  const done = await waitDone(page);
+  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
+  const after = requests.slice(before);
+  // No new upload: the status call, then only the missing parts.
+  assert.equal(after.filter((r) => r.method === 'POST' && r.url === `${chute.appUrl}/api/uploads`).length, 0, JSON.stringify(after));
+  assert.ok(after.some((r) => r.method === 'GET' && /\/api\/uploads\/[^/]+$/.test(r.url)), JSON.stringify(after));
+  const parts = after.filter((r) => r.method === 'PUT' && r.url.startsWith(chute.s3Endpoint)).map((r) => partOf(r.url));
+  // Parts 1-4 are never sent again (held parts may have gone through as
+  // the routes were removed; those are not sent again either).
+  const unique = [...new Set(parts)].sort((a, b) => a - b);
+  assert.ok(unique.length > 0 && unique[0] > 4 && unique.at(-1) === PARTS, JSON.stringify(unique));
+  assert.equal(parts.length, unique.length, 'no part sent twice');
+  const sentBytes = parts.length * 5 * MiB;
+  assert.ok(sentBytes < file.size, `sent ${sentBytes} of ${file.size} bytes after the reload`);
+  // Progress resumed from the stored bytes and still ended at 1.0.
+  const progress = (await events(page, 'progress')).map((p) => p.progress);
+  assert.ok(progress[0] >= 4 / PARTS, `first progress ${progress[0]}`);
+  assert.equal(progress.at(-1), 1);
+  const posted = await submit(page);
+  const [v] = posted.verified;
+  assert.equal(v.valid, true, JSON.stringify(v));
+  assert.equal((await storedObject(v.receipt.key)).sha256, file.sha256);
+  await page.close();
+});
