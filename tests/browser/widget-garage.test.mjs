@@ -1,0 +1,260 @@
+// chute.js in Debian's Chromium with Garage as Chute's store: `chute serve`
+// runs with CHUTE_STORE=s3 on a single-node Garage started by
+// `scripts/garage start` (it installs the bucket's CORS rule itself), so the
+// browser PUTs and POSTs straight into Garage. The key cases of
+// widget.test.mjs: a small file by POST form, a 30 MiB multipart upload,
+// and a part request cut once. Objects are read back from Garage over the
+// S3 API and compared by SHA-256. Never skipped: without a Garage binary it
+// fails and says how to get one (scripts/test builds it first).
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { chromium } from 'playwright-core';
+import { mintGrant, serveStatic, startChute } from './chute.mjs';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const GARAGE_SCRIPT = join(repo, 'scripts', 'garage');
+const GARAGE_BIN = process.env.CHUTE_GARAGE_BIN
+  || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'chute', 'garage-2.5.0', 'bin', 'garage');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const MiB = 1024 * 1024;
+
+let work;
+let garageDir;
+let garage; // {endpoint, region, bucket, accessKey, secretKey}
+let chute;
+let site;
+let browser;
+// The test site's routes; `/` is the current form page.
+const siteRoutes = { '/favicon.ico': { type: 'image/x-icon', body: '' } };
+
+/** Writes `size` random bytes to `path`, returning their SHA-256. */
+function writeRandom(path, size) {
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'w');
+  for (let left = size; left > 0;) {
+    const chunk = randomBytes(Math.min(left, 4 * MiB));
+    hash.update(chunk);
+    writeSync(fd, chunk);
+    left -= chunk.length;
+  }
+  closeSync(fd);
+  return { path, size, sha256: hash.digest('hex') };
+}
+
+/** `scripts/garage start DIR`, its `export` lines parsed. */
+function startGarage(dir) {
+  if (!existsSync(GARAGE_BIN)) {
+    throw new Error(`Garage binary not found at ${GARAGE_BIN}: run \`scripts/garage build\` (scripts/test does) or set CHUTE_GARAGE_BIN`);
+  }
+  const out = spawnSync(GARAGE_SCRIPT, ['start', dir], { encoding: 'utf8', timeout: 180_000 });
+  if (out.status !== 0) throw new Error(`scripts/garage start failed (${out.status ?? out.signal})\n${out.stdout}\n${out.stderr}`);
+  const env = {};
+  for (const line of out.stdout.split('\n')) {
+    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (m) env[m[1]] = m[2].replace(/^['"]|['"]$/g, '');
+  }
+  for (const k of ['CHUTE_TEST_S3_ENDPOINT', 'CHUTE_TEST_S3_REGION', 'CHUTE_TEST_S3_BUCKET', 'CHUTE_TEST_S3_ACCESS_KEY', 'CHUTE_TEST_S3_SECRET_KEY']) {
+    if (!env[k]) throw new Error(`scripts/garage start printed no ${k}\n${out.stdout}\n${out.stderr}`);
+  }
+  return {
+    endpoint: env.CHUTE_TEST_S3_ENDPOINT,
+    region: env.CHUTE_TEST_S3_REGION,
+    bucket: env.CHUTE_TEST_S3_BUCKET,
+    accessKey: env.CHUTE_TEST_S3_ACCESS_KEY,
+    secretKey: env.CHUTE_TEST_S3_SECRET_KEY,
+  };
+}
+
+function stopGarage(dir) {
+  const out = spawnSync(GARAGE_SCRIPT, ['stop', dir], { encoding: 'utf8', timeout: 60_000 });
+  return out.status === 0 ? null : `scripts/garage stop failed (${out.status ?? out.signal}): ${out.stderr}`;
+}
+
+/** The form page: a plain form whose file input carries data-chute. */
+function formPage(grant) {
+  return `<!doctype html>
+<html lang="en"><meta charset="utf-8"><title>Widget on Garage</title>
+<form method="post" action="/submit" enctype="multipart/form-data">
+  <input type="file" name="attachment" data-chute="${chute.appUrl}/api/uploads" data-grant="${grant}">
+  <div data-chute-progress></div>
+  <button type="submit">Save</button>
+</form>
+<script type="module">
+  window.events = [];
+  const form = document.querySelector('form');
+  for (const t of ['start', 'progress', 'retry', 'complete', 'error', 'done']) {
+    form.addEventListener('chute:' + t, (e) => {
+      const d = {};
+      for (const [k, v] of Object.entries(e.detail ?? {})) d[k] = v instanceof File ? v.name : v;
+      window.events.push({ type: t, detail: JSON.parse(JSON.stringify(d)) });
+    });
+  }
+</script>
+<script type="module" src="${chute.appUrl}/chute.js"></script>
+</html>`;
+}
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), 'chute-widget-garage-'));
+  garageDir = join(work, 'garage');
+  garage = startGarage(garageDir);
+  chute = await startChute({
+    env: {
+      CHUTE_STORE: 's3',
+      CHUTE_S3_ENDPOINT: garage.endpoint,
+      CHUTE_S3_PATH_STYLE: 'true',
+      CHUTE_REGION: garage.region,
+      CHUTE_BUCKET: garage.bucket,
+      CHUTE_S3_ACCESS_KEY: garage.accessKey,
+      CHUTE_S3_SECRET_KEY: garage.secretKey,
+    },
+  });
+  site = await serveStatic(siteRoutes);
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+});
+
+after(async () => {
+  await browser?.close();
+  await site?.close();
+  const code = await chute?.stop();
+  const stopped = garageDir ? stopGarage(garageDir) : null;
+  if (work) rmSync(work, { recursive: true, force: true });
+  assert.ok(code === null || code === '0', `chute serve exited with ${code} on SIGTERM`);
+  assert.equal(stopped, null);
+});
+
+/** Opens the form page; records the requests that reach Chute or Garage. */
+async function openForm(grant) {
+  siteRoutes['/'] = { type: 'text/html; charset=utf-8', body: formPage(grant) };
+  const page = await browser.newPage();
+  const logs = [];
+  const requests = [];
+  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+  page.on('request', (r) => {
+    const url = r.url();
+    if ((url.startsWith(chute.appUrl) && !url.endsWith('/chute.js')) || url.startsWith(garage.endpoint)) {
+      requests.push({ method: r.method(), url });
+    }
+  });
+  await page.goto(site.url);
+  await page.waitForFunction(() => document.querySelector('input[type=file]').dataset.chuteName === 'attachment');
+  const context = () => `--- page console ---\n${logs.join('\n')}\n--- chute ---\n${chute.output()}`;
+  return { page, requests, context };
+}
+
+async function events(page, type) {
+  return page.evaluate((t) => window.events.filter((e) => e.type === t).map((e) => e.detail), type);
+}
+
+async function waitDone(page, timeout = 150_000) {
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'done'), null, { timeout, polling: 100 });
+  return (await events(page, 'done'))[0];
+}
+
+/** Verifies the receipt with Chute; answers its claims. */
+async function verify(receipt) {
+  const r = await fetch(`${chute.appUrl}/api/receipts/verify`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ receipt }),
+  });
+  const v = await r.json();
+  assert.equal(v.valid, true, JSON.stringify(v));
+  return v.receipt;
+}
+
+/** The object as Garage holds it. */
+async function storedObject(key) {
+  const s3 = new S3Client({
+    endpoint: garage.endpoint,
+    region: garage.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: garage.accessKey, secretAccessKey: garage.secretKey },
+  });
+  const got = await s3.send(new GetObjectCommand({ Bucket: garage.bucket, Key: key }));
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of got.Body) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  s3.destroy();
+  return { size, sha256: hash.digest('hex') };
+}
+
+test('Garage: one small file goes to Garage by POST form; the receipt verifies', async () => {
+  const file = writeRandom(join(work, 'note.txt'), 3000);
+  const { page, requests, context } = await openForm(mintGrant({ sub: 'widget-user', max_size: 10 * MiB }));
+  await page.setInputFiles('input[type=file]', file.path);
+  const done = await waitDone(page);
+  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
+  assert.equal(done.receipts.length, 1);
+  const stores = requests.filter((r) => r.url.startsWith(garage.endpoint));
+  assert.deepEqual(stores.map((r) => r.method), ['POST'], JSON.stringify(requests));
+  const progress = await events(page, 'progress');
+  assert.equal(progress.at(-1).progress, 1);
+  const receipt = await verify(done.receipts[0].receipt);
+  assert.equal(receipt.sub, 'widget-user');
+  assert.equal(receipt.size, 3000);
+  assert.deepEqual(await storedObject(receipt.key), { size: 3000, sha256: file.sha256 });
+  await page.close();
+});
+
+test('Garage: a 30 MiB multipart upload, progress strictly increasing to 1.0, bytes identical', async () => {
+  const file = writeRandom(join(work, 'big.bin'), 30 * MiB);
+  const { page, requests, context } = await openForm(mintGrant({ sub: 'widget-user', max_size: 64 * MiB }));
+  await page.setInputFiles('input[type=file]', file.path);
+  const done = await waitDone(page);
+  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
+  const progress = (await events(page, 'progress')).map((p) => p.progress);
+  assert.ok(progress.length > 3, `only ${progress.length} progress events`);
+  for (let i = 1; i < progress.length; i++) assert.ok(progress[i] > progress[i - 1], `progress went ${progress[i - 1]} -> ${progress[i]}`);
+  assert.equal(progress.at(-1), 1);
+  // The parts went straight to Garage: 6 parts of 5 MiB.
+  const puts = requests.filter((r) => r.method === 'PUT' && r.url.startsWith(garage.endpoint));
+  assert.equal(puts.length, 6, JSON.stringify(requests));
+  const receipt = await verify(done.receipts[0].receipt);
+  assert.equal(receipt.size, 30 * MiB);
+  assert.deepEqual(await storedObject(receipt.key), { size: 30 * MiB, sha256: file.sha256 });
+  await page.close();
+});
+
+test('Garage: a part request cut once is retried and the object is byte-identical', async () => {
+  const file = writeRandom(join(work, 'cut.bin'), 30 * MiB);
+  const { page, context } = await openForm(mintGrant({ sub: 'widget-user', max_size: 64 * MiB }));
+  let cut = 0;
+  await page.route((url) => url.href.startsWith(garage.endpoint) && url.searchParams.get('partNumber') === '3', async (route) => {
+    if (cut === 0 && route.request().method() === 'PUT') {
+      cut++;
+      await route.abort('connectionreset');
+    } else {
+      await route.continue();
+    }
+  });
+  await page.setInputFiles('input[type=file]', file.path);
+  const done = await waitDone(page);
+  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
+  assert.equal(cut, 1);
+  const retries = await events(page, 'retry');
+  assert.equal(retries.length, 1, JSON.stringify(retries));
+  assert.equal(retries[0].part, 3);
+  const receipt = await verify(done.receipts[0].receipt);
+  assert.deepEqual(await storedObject(receipt.key), { size: 30 * MiB, sha256: file.sha256 });
+  await page.close();
+});
