@@ -32,6 +32,12 @@
  * @property {boolean} [auto] Upload as soon as files are chosen (default true); false: on submit.
  * @property {Element | null} [progress] Container for per-file `role=progressbar` elements.
  * @property {Storage | null} [storage] Where resumable uploads are remembered (default localStorage).
+ * @property {'crc32c' | null} [checksum] Checksum computed in a Web Worker and verified by the store and server (`data-checksum`).
+ * @property {number} [multipartThreshold] With a checksum: files above this many bytes go multipart (default 16 MiB, the server's default).
+ * @property {Element | null} [drop] Drop zone for files (`data-chute-drop`, a selector).
+ * @property {number | null} [maxWidth] Images (JPEG, PNG, WebP) wider than this are scaled down before upload (`data-max-width`).
+ * @property {number | null} [maxHeight] Likewise for height (`data-max-height`).
+ * @property {number | null} [quality] Encoder quality 0..1 for scaled JPEG and WebP (`data-quality`, default 0.9).
  */
 
 /**
@@ -71,7 +77,7 @@
  * @property {Record<string, unknown>} object
  */
 
-/** @typedef {{id: string, token: string, part_size: number, part_count: number}} Saved */
+/** @typedef {{id: string, token: string, part_size: number, part_count: number, checksum?: string}} Saved */
 
 /** An error with the API's stable `code`. */
 export class ChuteError extends Error {
@@ -88,7 +94,8 @@ export class ChuteError extends Error {
   }
 }
 
-const DEFAULTS = { parallel: 4, retries: 5, retryDelay: 500 };
+const MiB = 1024 * 1024;
+const DEFAULTS = { parallel: 4, retries: 5, retryDelay: 500, multipartThreshold: 16 * MiB };
 
 /** @type {WeakMap<HTMLInputElement, Widget>} */
 const widgets = new WeakMap();
@@ -119,6 +126,25 @@ export function cancel(input) {
 }
 
 /**
+ * Pauses the uploads of an upgraded input: requests in flight are aborted,
+ * multipart uploads are kept (with their stored parts) for `resume`.
+ * @param {HTMLInputElement} input
+ */
+export function pause(input) {
+  widgets.get(input)?.pause();
+}
+
+/**
+ * Resumes paused uploads: multipart uploads continue from the parts the
+ * store holds; files already uploaded keep their receipts.
+ * @param {HTMLInputElement} input
+ * @returns {Promise<void>}
+ */
+export function resume(input) {
+  return widgets.get(input)?.resume() ?? Promise.resolve();
+}
+
+/**
  * @param {HTMLInputElement} input
  * @returns {ChuteOptions}
  */
@@ -138,6 +164,12 @@ function fromAttributes(input) {
     accept: input.accept,
     auto: d.chuteUpload !== 'submit',
     progress,
+    checksum: d.checksum === 'crc32c' ? 'crc32c' : null,
+    multipartThreshold: num(d.multipartThreshold) ?? DEFAULTS.multipartThreshold,
+    drop: d.chuteDrop ? document.querySelector(d.chuteDrop) : null,
+    maxWidth: num(d.maxWidth),
+    maxHeight: num(d.maxHeight),
+    quality: num(d.quality),
   };
 }
 
@@ -163,9 +195,39 @@ export class Widget {
     this.invalid = null;
     /** @type {HTMLInputElement[]} */
     this.hidden = [];
+    /** Files of the paused batch not yet uploaded. @type {File[] | null} */
+    this.paused = null;
+    /** Remembers multipart uploads when `storage` is null (pause and resume). @type {Map<string, string>} */
+    this.memory = new Map();
     input.addEventListener('change', () => this.choose(Array.from(input.files ?? [])));
+    const zone = this.options.drop;
+    if (zone) {
+      zone.addEventListener('dragover', (e) => {
+        const ev = /** @type {DragEvent} */ (e);
+        if (!ev.dataTransfer?.types.includes('Files')) return;
+        ev.preventDefault();
+        ev.dataTransfer.dropEffect = 'copy';
+        zone.setAttribute('data-chute-over', '');
+      });
+      zone.addEventListener('dragleave', () => zone.removeAttribute('data-chute-over'));
+      zone.addEventListener('drop', (e) => {
+        const ev = /** @type {DragEvent} */ (e);
+        zone.removeAttribute('data-chute-over');
+        const files = Array.from(ev.dataTransfer?.files ?? []);
+        if (files.length === 0) return;
+        ev.preventDefault();
+        this.receive(files);
+      });
+    }
     const form = input.form;
     if (form) {
+      form.addEventListener('paste', (e) => {
+        const files = Array.from(/** @type {ClipboardEvent} */ (e).clipboardData?.files ?? []);
+        // The form's first upgraded input takes pasted files.
+        if (files.length === 0 || firstWidget(form) !== this) return;
+        e.preventDefault();
+        this.receive(files);
+      });
       let set = forms.get(form);
       if (!set) {
         const members = new Set();
@@ -182,9 +244,48 @@ export class Widget {
     return this.batch !== null && !this.batch.settled;
   }
 
-  /** Whether the last choice failed validation or upload. */
+  /** Whether the last choice failed validation or upload, or is paused. */
   get failed() {
-    return this.invalid !== null || (this.batch?.failed ?? false);
+    return this.invalid !== null || this.paused !== null || (this.batch?.failed ?? false);
+  }
+
+  /**
+   * Files dropped or pasted: as if chosen (one unless the input is `multiple`).
+   * @param {File[]} files
+   */
+  receive(files) {
+    const chosen = this.input.multiple ? files : files.slice(0, 1);
+    try {
+      // Keep the input's own selection in step where the browser allows it.
+      const dt = new DataTransfer();
+      for (const f of chosen) dt.items.add(f);
+      this.input.files = dt.files;
+    } catch {
+      /* read-only FileList: the widget uploads them anyway */
+    }
+    this.choose(chosen);
+  }
+
+  /** Pauses uploads in flight; `resume` continues them. */
+  pause() {
+    const batch = this.batch;
+    if (!batch || batch.settled || this.paused) return;
+    this.paused = batch.pause();
+    this.input.setCustomValidity('uploads are paused');
+    this.emit('pause', { files: this.paused });
+  }
+
+  /** Continues paused uploads from what the store holds. @returns {Promise<void>} */
+  async resume() {
+    const files = this.paused;
+    if (!files) return;
+    // The paused batch must have let go of its requests first.
+    await this.batch?.promise;
+    this.paused = null;
+    this.input.setCustomValidity('');
+    this.emit('resume', { files });
+    this.batch = new Batch(this, files);
+    return this.batch.promise;
   }
 
   /**
@@ -194,6 +295,7 @@ export class Widget {
   choose(files) {
     this.batch?.abort();
     this.batch = null;
+    this.paused = null;
     this.reset();
     if (files.length === 0) return;
     const rules = this.rules();
@@ -222,6 +324,7 @@ export class Widget {
   cancel() {
     this.batch?.abort();
     this.batch = null;
+    this.paused = null;
     this.pending = [];
     this.reset();
     this.input.value = '';
@@ -338,6 +441,15 @@ async function onSubmit(form, members, event) {
   form.requestSubmit(event.submitter && form.contains(event.submitter) ? event.submitter : null);
 }
 
+/**
+ * The form's first upgraded input still in the page.
+ * @param {HTMLFormElement} form
+ */
+function firstWidget(form) {
+  for (const w of forms.get(form) ?? []) if (w.input.isConnected) return w;
+  return null;
+}
+
 /** The uploads of one choice of files. */
 class Batch {
   /**
@@ -359,9 +471,26 @@ class Batch {
     this.firstError = null;
     /** @type {{id: string, token: string}[]} */
     this.multiparts = [];
+    /** Indexes of the files uploaded. @type {Set<number>} */
+    this.completed = new Set();
+    this.pausing = false;
     /** @type {(HTMLElement | null)[]} */
     this.bars = files.map((f) => progressBar(widget.options.progress, f));
     this.promise = this.run();
+  }
+
+  /**
+   * Stops requests in flight but keeps multipart uploads for a later batch.
+   * @returns {File[]} The files not uploaded yet.
+   */
+  pause() {
+    this.pausing = true;
+    this.controller.abort();
+    const left = this.files.filter((_, i) => !this.completed.has(i));
+    this.bars.forEach((bar, i) => {
+      if (!this.completed.has(i)) bar?.remove();
+    });
+    return left;
   }
 
   abort() {
@@ -374,6 +503,9 @@ class Batch {
 
   async run() {
     const w = this.widget;
+    // Images scaled down first: the batch's sizes are the scaled ones.
+    this.files = await Promise.all(this.files.map((f) => downscale(f, w.options)));
+    this.total = this.files.reduce((n, f) => n + f.size, 0);
     w.emit('start', { files: this.files, total: this.total });
     /** @type {{file: File, receipt: string}[]} */
     const receipts = [];
@@ -388,6 +520,7 @@ class Batch {
           const done = await this.upload(i);
           if (this.controller.signal.aborted) return;
           receipts.push({ file, receipt: done.receipt });
+          this.completed.add(i);
           w.addReceipt(done.receipt);
           setBar(this.bars[i], 100, `${file.name}: uploaded`);
           w.emit('complete', { file, receipt: done.receipt, object: done.object });
@@ -446,28 +579,48 @@ class Batch {
     const w = this.widget;
     const file = this.files[i];
     const signal = this.controller.signal;
-    const storage = storageOf(w.options);
+    const storage = storageOf(w.options) ?? mapStorage(w.memory);
     const memo = `chute:${w.endpoint}:${file.name}:${file.size}:${file.lastModified}`;
     const resumed = await this.resume(storage, memo);
+    const algorithm = w.options.checksum ?? null;
     /** @type {{id: string, token: string}} */
     let auth;
     if (resumed) {
       auth = resumed.saved;
       this.multiparts.push(resumed.saved);
-      await this.multipart(i, resumed.saved, new Map(), resumed.stored);
+      // Part URLs of a checksummed upload need each part's checksum again.
+      const sums = resumed.saved.checksum ? (await checksums(file, resumed.saved.part_size, signal)).parts : null;
+      await this.multipart(i, resumed.saved, new Map(), resumed.stored, sums);
     } else {
+      /** @type {Record<string, unknown>} */
+      const body = { filename: file.name, size: file.size, type: file.type || undefined };
+      /** @type {string[] | null} */
+      let sums = null;
+      if (algorithm) {
+        // The checksums are bound at create, so the client picks the method
+        // and part size the server would (max(5 MiB, size / 10,000)).
+        const multi = file.size > (w.options.multipartThreshold ?? DEFAULTS.multipartThreshold);
+        const partSize = multi ? Math.max(5 * MiB, Math.ceil(file.size / 10_000)) : null;
+        const sum = await checksums(file, partSize, signal);
+        body.checksum = { algorithm, value: sum.value };
+        body.method = multi ? 'multipart' : 'post';
+        if (multi) {
+          body.part_size = partSize;
+          body.part_checksum_algorithm = algorithm;
+          sums = sum.parts;
+        }
+      }
       /** @type {Created} */
-      const created = await retrying(w, file, () =>
-        w.api('POST', w.endpoint, w.options.grant ?? null, { filename: file.name, size: file.size, type: file.type || undefined }, signal),
-      );
+      const created = await retrying(w, file, () => w.api('POST', w.endpoint, w.options.grant ?? null, body, signal));
       auth = created;
       if (created.method === 'multipart' && created.multipart) {
         const m = created.multipart;
         /** @type {Saved} */
         const saved = { id: created.id, token: created.token, part_size: m.part_size, part_count: m.part_count };
+        if (sums) saved.checksum = algorithm ?? undefined;
         this.multiparts.push(saved);
-        storage?.setItem(memo, JSON.stringify(saved));
-        await this.multipart(i, saved, new Map(m.parts.map((p) => [p.number, p])), new Set());
+        storage.setItem(memo, JSON.stringify(saved));
+        await this.multipart(i, saved, new Map(m.parts.map((p) => [p.number, p])), new Set(), sums);
       } else {
         await this.single(i, created);
       }
@@ -476,19 +629,19 @@ class Batch {
     const { id, token } = auth;
     /** @type {Completed} */
     const done = await retrying(w, file, () => w.api('POST', `${w.endpoint}/${id}/complete`, token, undefined, signal));
-    storage?.removeItem(memo);
+    storage.removeItem(memo);
     return done;
   }
 
   /**
    * A remembered multipart upload of the same file, with the parts the store holds.
-   * @param {Storage | null} storage
+   * @param {Memo} storage
    * @param {string} memo
    * @returns {Promise<{saved: Saved, stored: Set<number>} | null>}
    */
   async resume(storage, memo) {
-    const raw = storage?.getItem(memo);
-    if (!storage || !raw) return null;
+    const raw = storage.getItem(memo);
+    if (!raw) return null;
     try {
       /** @type {Saved} */
       const saved = JSON.parse(raw);
@@ -537,8 +690,9 @@ class Batch {
    * @param {Saved} up
    * @param {Map<number, PartUrl>} urls
    * @param {Set<number>} stored
+   * @param {string[] | null} sums Each part's checksum (base64), when the upload declared them.
    */
-  async multipart(i, up, urls, stored) {
+  async multipart(i, up, urls, stored, sums) {
     const w = this.widget;
     const file = this.files[i];
     const signal = this.controller.signal;
@@ -572,8 +726,11 @@ class Batch {
           continue;
         }
         const want = [n, ...queue.filter((m) => !urls.has(m) && !signing.has(m))].slice(0, 50);
+        /** @type {{parts: number[], checksums?: Record<string, string>}} */
+        const ask = { parts: want };
+        if (sums) ask.checksums = Object.fromEntries(want.map((m) => [String(m), sums[m - 1]]));
         const p = w
-          .api('POST', `${w.endpoint}/${auth.id}/parts`, auth.token, { parts: want }, signal)
+          .api('POST', `${w.endpoint}/${auth.id}/parts`, auth.token, ask, signal)
           .then((/** @type {{parts: PartUrl[]}} */ r) => {
             for (const part of r.parts) urls.set(part.number, part);
           })
@@ -741,6 +898,184 @@ function storeError(res) {
   const code = /<Code>([^<]*)<\/Code>/.exec(res.text)?.[1];
   const message = /<Message>([^<]*)<\/Message>/.exec(res.text)?.[1];
   return new ChuteError('store_refused', `the store answered ${res.status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}`, res.status);
+}
+
+/**
+ * The checksum worker's body (run from a Blob URL, never on the main
+ * thread): CRC32C, slicing-by-8, streaming over the file in 8 MiB slices.
+ * A message `{id, file, partSize}` is answered `{id, value, parts}` (base64
+ * big-endian CRCs of the whole file and of each part) or `{id, error}`.
+ */
+function checksumWorker() {
+  const T = new Uint32Array(8 * 256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
+    T[n] = c >>> 0;
+  }
+  for (let n = 0; n < 256; n++) {
+    let c = T[n];
+    for (let k = 1; k < 8; k++) {
+      c = T[c & 0xff] ^ (c >>> 8);
+      T[k * 256 + n] = c;
+    }
+  }
+  /**
+   * @param {number} crc running (inverted) state
+   * @param {Uint8Array} b
+   */
+  const update = (crc, b) => {
+    let c = crc;
+    let i = 0;
+    const len = b.length;
+    for (; i + 8 <= len; i += 8) {
+      const a = (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16) | (b[i + 3] << 24)) ^ c;
+      c =
+        T[1792 + (a & 0xff)] ^ T[1536 + ((a >>> 8) & 0xff)] ^ T[1280 + ((a >>> 16) & 0xff)] ^ T[1024 + (a >>> 24)] ^
+        T[768 + b[i + 4]] ^ T[512 + b[i + 5]] ^ T[256 + b[i + 6]] ^ T[b[i + 7]];
+    }
+    for (; i < len; i++) c = T[(c ^ b[i]) & 0xff] ^ (c >>> 8);
+    return c >>> 0;
+  };
+  /** @param {number} crc final CRC */
+  const b64 = (crc) => btoa(String.fromCharCode((crc >>> 24) & 0xff, (crc >>> 16) & 0xff, (crc >>> 8) & 0xff, crc & 0xff));
+  const SLICE = 8 * 1024 * 1024;
+  /** @type {any} */ (self).onmessage = async (/** @type {MessageEvent} */ e) => {
+    const { id, file, partSize } = e.data;
+    try {
+      /** @type {Blob} */
+      const blob = file;
+      const size = blob.size;
+      const step = partSize || size || 1;
+      let whole = 0xffffffff;
+      /** @type {string[]} */
+      const parts = [];
+      for (let start = 0; start < size; start += step) {
+        const end = Math.min(size, start + step);
+        let part = 0xffffffff;
+        for (let at = start; at < end; at += SLICE) {
+          const bytes = new Uint8Array(await blob.slice(at, Math.min(end, at + SLICE)).arrayBuffer());
+          whole = update(whole, bytes);
+          if (partSize) part = update(part, bytes);
+        }
+        if (partSize) parts.push(b64((part ^ 0xffffffff) >>> 0));
+      }
+      /** @type {any} */ (self).postMessage({ id, value: b64((whole ^ 0xffffffff) >>> 0), parts });
+    } catch (err) {
+      /** @type {any} */ (self).postMessage({ id, error: String(err) });
+    }
+  };
+}
+
+/** @type {Worker | null} */
+let hasher = null;
+let hashSeq = 0;
+/** @type {Map<number, {ok: (r: {value: string, parts: string[]}) => void, fail: (e: Error) => void}>} */
+const hashing = new Map();
+
+/**
+ * CRC32C of `file` and of each `partSize` part, computed in a Web Worker.
+ * @param {Blob} file
+ * @param {number | null} partSize
+ * @param {AbortSignal} signal
+ * @returns {Promise<{value: string, parts: string[]}>}
+ */
+function checksums(file, partSize, signal) {
+  if (!hasher) {
+    try {
+      const url = URL.createObjectURL(new Blob([`(${checksumWorker.toString()})()`], { type: 'text/javascript' }));
+      hasher = new Worker(url);
+      hasher.onmessage = (e) => {
+        const job = hashing.get(e.data.id);
+        hashing.delete(e.data.id);
+        if (!job) return;
+        if (e.data.error) job.fail(new ChuteError('checksum_failed', `checksum: ${e.data.error}`));
+        else job.ok({ value: e.data.value, parts: e.data.parts });
+      };
+      hasher.onerror = (e) => {
+        // A worker that cannot run (a CSP without blob: workers): fail what waits.
+        for (const job of hashing.values()) job.fail(new ChuteError('checksum_failed', `checksum worker: ${e.message || 'failed to start'}`));
+        hashing.clear();
+        hasher = null;
+      };
+    } catch (e) {
+      return Promise.reject(new ChuteError('checksum_failed', `no Web Worker for checksums: ${e instanceof Error ? e.message : e}`));
+    }
+  }
+  const worker = hasher;
+  return new Promise((ok, fail) => {
+    const id = ++hashSeq;
+    const onAbort = () => {
+      hashing.delete(id);
+      fail(new ChuteError('cancelled', 'the upload was cancelled'));
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    hashing.set(id, {
+      ok: (r) => {
+        signal.removeEventListener('abort', onAbort);
+        ok(r);
+      },
+      fail: (e) => {
+        signal.removeEventListener('abort', onAbort);
+        fail(e);
+      },
+    });
+    worker.postMessage({ id, file, partSize });
+  });
+}
+
+/** @typedef {Pick<Storage, 'getItem' | 'setItem' | 'removeItem'>} Memo */
+
+/**
+ * An in-memory stand-in for `localStorage`.
+ * @param {Map<string, string>} map
+ * @returns {Memo}
+ */
+function mapStorage(map) {
+  return {
+    getItem: (k) => map.get(k) ?? null,
+    setItem: (k, v) => void map.set(k, v),
+    removeItem: (k) => void map.delete(k),
+  };
+}
+
+/**
+ * `file` scaled down to fit `maxWidth` x `maxHeight` when it is a JPEG, PNG
+ * or WebP image larger than that (EXIF orientation applied first), as a
+ * file of the same name and type; otherwise `file` itself.
+ * @param {File} file
+ * @param {ChuteOptions} o
+ * @returns {Promise<File>}
+ */
+export async function downscale(file, o) {
+  if (!o.maxWidth && !o.maxHeight) return file;
+  if (!/^image\/(jpeg|png|webp)$/i.test(file.type) || typeof createImageBitmap !== 'function') return file;
+  /** @type {ImageBitmap} */
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { imageOrientation: 'from-image' });
+  } catch {
+    return file; // not decodable here: the server decides
+  }
+  const scale = Math.min(1, o.maxWidth ? o.maxWidth / bitmap.width : 1, o.maxHeight ? o.maxHeight / bitmap.height : 1);
+  if (scale >= 1) {
+    bitmap.close();
+    return file;
+  }
+  const width = Math.max(1, Math.floor(bitmap.width * scale));
+  const height = Math.max(1, Math.floor(bitmap.height * scale));
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext('2d');
+  if (!ctx) {
+    bitmap.close();
+    return file;
+  }
+  ctx.imageSmoothingQuality = 'high';
+  ctx.drawImage(bitmap, 0, 0, width, height);
+  bitmap.close();
+  const blob = await canvas.convertToBlob({ type: file.type, quality: o.quality ?? 0.9 });
+  return new File([blob], file.name, { type: file.type, lastModified: file.lastModified });
 }
 
 /** @param {ChuteOptions} o */
