@@ -17,7 +17,13 @@
 // one failed. Without JavaScript the form posts the file itself.
 //
 // Events (CustomEvent on the input; they bubble to the form): chute:start,
-// chute:progress, chute:retry, chute:complete, chute:error, chute:done.
+// chute:progress, chute:retry, chute:complete, chute:error, chute:done,
+// chute:pause, chute:resume.
+//
+// Options beyond the basics: data-checksum="crc32c" (hashed in a Web
+// Worker), data-chute-drop="#zone" (drop zone; paste works on the form),
+// data-max-width / data-max-height / data-quality (images scaled down
+// before upload); pause(input) and resume(input).
 
 /**
  * @typedef {object} ChuteOptions
