@@ -3,7 +3,7 @@
 // `scripts/garage start` (it installs the bucket's CORS rule itself), so the
 // browser PUTs and POSTs straight into Garage. The key cases of
 // widget.test.mjs: a small file by POST form, a 30 MiB multipart upload,
-// and a part request cut once. Objects are read back from Garage over the
+// a part request cut once, and CRC32C checksums verified by Garage. Objects are read back from Garage over the
 // S3 API and compared by SHA-256. Never skipped: without a Garage binary it
 // fails and says how to get one (scripts/test builds it first).
 import { after, before, test } from 'node:test';
@@ -14,7 +14,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeSync } from 
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { chromium } from 'playwright-core';
 import { mintGrant, serveStatic, startChute } from './chute.mjs';
 
@@ -86,11 +86,11 @@ function stopGarage(dir) {
 }
 
 /** The form page: a plain form whose file input carries data-chute. */
-function formPage(grant) {
+function formPage(grant, attrs = '') {
   return `<!doctype html>
 <html lang="en"><meta charset="utf-8"><title>Widget on Garage</title>
 <form method="post" action="/submit" enctype="multipart/form-data">
-  <input type="file" name="attachment" data-chute="${chute.appUrl}/api/uploads" data-grant="${grant}">
+  <input type="file" name="attachment" data-chute="${chute.appUrl}/api/uploads" data-grant="${grant}" ${attrs}>
   <div data-chute-progress></div>
   <button type="submit">Save</button>
 </form>
@@ -139,8 +139,8 @@ after(async () => {
 });
 
 /** Opens the form page; records the requests that reach Chute or Garage. */
-async function openForm(grant) {
-  siteRoutes['/'] = { type: 'text/html; charset=utf-8', body: formPage(grant) };
+async function openForm(grant, attrs = '') {
+  siteRoutes['/'] = { type: 'text/html; charset=utf-8', body: formPage(grant, attrs) };
   const page = await browser.newPage();
   const logs = [];
   const requests = [];
@@ -256,5 +256,25 @@ test('Garage: a part request cut once is retried and the object is byte-identica
   assert.equal(retries[0].part, 3);
   const receipt = await verify(done.receipts[0].receipt);
   assert.deepEqual(await storedObject(receipt.key), { size: 30 * MiB, sha256: file.sha256 });
+  await page.close();
+});
+
+test('Garage: a 20 MiB multipart upload with data-checksum="crc32c" is verified and byte-identical', async () => {
+  const file = writeRandom(join(work, 'summed.bin'), 20 * MiB);
+  const { page, requests, context } = await openForm(mintGrant({ sub: 'widget-user', max_size: 64 * MiB }), 'data-checksum="crc32c"');
+  await page.setInputFiles('input[type=file]', file.path);
+  const done = await waitDone(page);
+  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
+  const puts = requests.filter((r) => r.method === 'PUT' && r.url.startsWith(garage.endpoint));
+  assert.equal(puts.length, 4, JSON.stringify(requests));
+  const receipt = await verify(done.receipts[0].receipt);
+  assert.ok(receipt.checksum, `the receipt carries the checksum: ${JSON.stringify(receipt)}`);
+  const s3 = new S3Client({ endpoint: garage.endpoint, region: garage.region, forcePathStyle: true, credentials: { accessKeyId: garage.accessKey, secretAccessKey: garage.secretKey } });
+  const head = await s3.send(new HeadObjectCommand({ Bucket: garage.bucket, Key: receipt.key, ChecksumMode: 'ENABLED' }));
+  s3.destroy();
+  // Garage took each part's CRC32C (and checked it): it holds the
+  // composite checksum over the 4 parts.
+  assert.match(head.ChecksumCRC32C ?? '', /^[A-Za-z0-9+/]{6}==-4$/, JSON.stringify(head));
+  assert.deepEqual(await storedObject(receipt.key), { size: 20 * MiB, sha256: file.sha256 });
   await page.close();
 });
