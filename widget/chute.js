@@ -23,7 +23,8 @@
 // Options beyond the basics: data-checksum="crc32c" (hashed in a Web
 // Worker), data-chute-drop="#zone" (drop zone; paste works on the form),
 // data-max-width / data-max-height / data-quality (images scaled down
-// before upload); pause(input) and resume(input).
+// before upload); pause(input) and resume(input); cancel(input) for every
+// file, cancel(input, file) for one (chute:error with code `cancelled`).
 
 /**
  * @typedef {object} ChuteOptions
@@ -124,11 +125,24 @@ export function upgrade(input, options = {}) {
 }
 
 /**
- * Cancels the uploads of an upgraded input and clears its selection.
+ * Cancels the uploads of an upgraded input and clears its selection; with
+ * `file` (a `File` from the input or from an event's `detail.file`), that
+ * file only: its requests are aborted, its multipart upload deleted, its
+ * resume state forgotten and its receipt (if it was uploaded) taken out of
+ * the form; it gets a `chute:error` with code `cancelled` and the other
+ * files go on.
  * @param {HTMLInputElement} input
+ * @param {File} [file]
+ * @returns {boolean} Whether there was something to cancel (always true without `file`).
  */
-export function cancel(input) {
-  widgets.get(input)?.cancel();
+export function cancel(input, file) {
+  const w = widgets.get(input);
+  if (!w) return false;
+  if (file === undefined) {
+    w.cancel();
+    return true;
+  }
+  return w.cancelFile(file);
 }
 
 /**
@@ -201,6 +215,8 @@ export class Widget {
     this.invalid = null;
     /** @type {HTMLInputElement[]} */
     this.hidden = [];
+    /** Each uploaded file's hidden receipt input. @type {Map<File, HTMLInputElement>} */
+    this.receiptOf = new Map();
     /** Files of the paused batch not yet uploaded. @type {File[] | null} */
     this.paused = null;
     /** Remembers multipart uploads when `storage` is null (pause and resume). @type {Map<string, string>} */
@@ -336,16 +352,56 @@ export class Widget {
     this.input.value = '';
   }
 
+  /**
+   * Cancels one file (see the module's `cancel(input, file)`).
+   * @param {File} file
+   * @returns {boolean} Whether `file` was chosen and not cancelled yet.
+   */
+  cancelFile(file) {
+    /** @type {File | null} */
+    let target = null;
+    const p = this.pending.indexOf(file);
+    if (p >= 0) {
+      this.pending.splice(p, 1);
+      target = file;
+    } else if (this.batch) {
+      target = this.batch.cancelFile(file);
+    }
+    // Uploaded by a batch before a pause: only its receipt is left to take back.
+    if (!target && this.receiptOf.has(file)) target = file;
+    if (!target) return false;
+    const done = this.receiptOf.get(target) ?? this.receiptOf.get(file);
+    if (done) {
+      done.remove();
+      this.hidden = this.hidden.filter((h) => h !== done);
+      this.receiptOf.delete(target);
+      this.receiptOf.delete(file);
+    }
+    if (this.paused) {
+      this.paused = this.paused.filter((f) => f !== target && f !== file);
+      if (this.paused.length === 0) {
+        this.paused = null;
+        this.input.setCustomValidity('');
+      }
+    }
+    this.emit('error', { file: target, code: 'cancelled', message: `${target.name}: the upload was cancelled` });
+    return true;
+  }
+
   reset() {
     this.invalid = null;
     this.input.setCustomValidity('');
     for (const h of this.hidden) h.remove();
     this.hidden = [];
+    this.receiptOf.clear();
     if (this.options.progress) this.options.progress.replaceChildren();
   }
 
-  /** @param {string} receipt */
-  addReceipt(receipt) {
+  /**
+   * @param {File} file
+   * @param {string} receipt
+   */
+  addReceipt(file, receipt) {
     const h = document.createElement('input');
     h.type = 'hidden';
     h.name = this.name;
@@ -353,6 +409,7 @@ export class Widget {
     h.dataset.chuteReceipt = '';
     (this.hidden.at(-1) ?? this.input).after(h);
     this.hidden.push(h);
+    this.receiptOf.set(file, h);
   }
 
   /** The limits: the input's attributes and what the grant says. */
@@ -465,18 +522,31 @@ class Batch {
   constructor(widget, files) {
     this.widget = widget;
     this.files = files;
+    /** The files as chosen (before any downscaling). */
+    this.originals = files;
     this.total = files.reduce((n, f) => n + f.size, 0);
     this.loaded = files.map(() => 0);
     this.startLoaded = 0;
     this.lastProgress = -1;
     this.started = performance.now();
     this.controller = new AbortController();
+    /** One controller per file, aborted with the batch's or on its own. */
+    this.fileControllers = files.map(() => new AbortController());
+    this.controller.signal.addEventListener('abort', () => {
+      for (const c of this.fileControllers) c.abort();
+    }, { once: true });
+    /** Indexes of the files cancelled one by one. @type {Set<number>} */
+    this.cancelled = new Set();
+    /** @type {{file: File, receipt: string}[]} */
+    this.receipts = [];
     this.settled = false;
     this.failed = false;
     /** @type {string | null} */
     this.firstError = null;
-    /** @type {{id: string, token: string}[]} */
-    this.multiparts = [];
+    /** Each file's multipart upload. @type {Map<number, {id: string, token: string}>} */
+    this.multiparts = new Map();
+    /** Indexes of the files that failed. @type {Set<number>} */
+    this.failedFiles = new Set();
     /** Indexes of the files uploaded. @type {Set<number>} */
     this.completed = new Set();
     this.pausing = false;
@@ -502,9 +572,65 @@ class Batch {
   abort() {
     if (this.settled) return;
     this.controller.abort();
-    for (const m of this.multiparts) {
-      this.widget.api('DELETE', `${this.widget.endpoint}/${m.id}`, m.token).catch(() => {});
+    for (const m of this.multiparts.values()) this.discard(m);
+  }
+
+  /**
+   * Cancels one file: aborts its requests, deletes its multipart upload and
+   * forgets its resume state; the other files go on.
+   * @param {File} file
+   * @returns {File | null} The batch's file (downscaled or not), or null when not in this batch or cancelled already.
+   */
+  cancelFile(file) {
+    let i = this.files.indexOf(file);
+    if (i < 0) i = this.originals.indexOf(file);
+    if (i < 0 || this.cancelled.has(i)) return null;
+    const target = this.files[i];
+    this.cancelled.add(i);
+    this.fileControllers[i].abort();
+    const m = this.multiparts.get(i);
+    if (m) this.discard(m);
+    this.multiparts.delete(i);
+    memoStore(this.widget).removeItem(memoKey(this.widget, target));
+    this.receipts = this.receipts.filter((r) => r.file !== target);
+    // A failed file cancelled no longer blocks the form.
+    if (this.failedFiles.delete(i) && this.settled && this.failedFiles.size === 0) {
+      this.failed = false;
+      this.firstError = null;
+      this.widget.input.setCustomValidity('');
     }
+    this.total -= target.size;
+    this.loaded[i] = 0;
+    const bar = this.bars[i];
+    if (bar) {
+      setBar(bar, null, `${target.name}: cancelled`);
+      bar.dataset.chuteCancelled = '';
+    }
+    return target;
+  }
+
+  /**
+   * Deletes a multipart upload (its parts, or its object once completed).
+   * @param {{id: string, token: string}} m
+   */
+  discard(m) {
+    this.widget.api('DELETE', `${this.widget.endpoint}/${m.id}`, m.token).catch(() => {});
+  }
+
+  /**
+   * Remembers file `i`'s multipart upload; deletes it at once when the file
+   * (or the batch, unless pausing) was cancelled while it was being created.
+   * @param {number} i
+   * @param {{id: string, token: string}} m
+   * @returns {boolean} Whether the upload is still wanted.
+   */
+  track(i, m) {
+    if (this.cancelled.has(i) || (this.controller.signal.aborted && !this.pausing)) {
+      this.discard(m);
+      return false;
+    }
+    this.multiparts.set(i, m);
+    return true;
   }
 
   async run() {
@@ -512,27 +638,31 @@ class Batch {
     // Images scaled down first: the batch's sizes are the scaled ones.
     this.files = await Promise.all(this.files.map((f) => downscale(f, w.options)));
     this.total = this.files.reduce((n, f) => n + f.size, 0);
+    this.total -= this.files.reduce((n, f, i) => n + (this.cancelled.has(i) ? f.size : 0), 0);
     w.emit('start', { files: this.files, total: this.total });
-    /** @type {{file: File, receipt: string}[]} */
-    const receipts = [];
     /** @type {{file: File, code: string, message: string}[]} */
     const errors = [];
     const queue = this.files.map((_, i) => i);
     // Several files at once, but multipart files bring their own parallelism.
     const worker = async () => {
       for (let i = queue.shift(); i !== undefined; i = queue.shift()) {
+        if (this.cancelled.has(i)) continue;
         const file = this.files[i];
         try {
           const done = await this.upload(i);
           if (this.controller.signal.aborted) return;
-          receipts.push({ file, receipt: done.receipt });
+          if (this.cancelled.has(i)) continue;
+          this.receipts.push({ file, receipt: done.receipt });
           this.completed.add(i);
-          w.addReceipt(done.receipt);
+          w.addReceipt(file, done.receipt);
           setBar(this.bars[i], 100, `${file.name}: uploaded`);
           w.emit('complete', { file, receipt: done.receipt, object: done.object });
         } catch (e) {
+          // A file cancelled on its own got its chute:error from `cancel`.
+          if (this.cancelled.has(i)) continue;
           const err = e instanceof ChuteError ? e : new ChuteError('failed', String(e));
           errors.push({ file, code: err.code, message: err.message });
+          this.failedFiles.add(i);
           this.firstError ??= `${file.name}: ${err.message}`;
           setBar(this.bars[i], null, `${file.name}: failed: ${err.message}`);
           if (!this.controller.signal.aborted) w.emit('error', { file, code: err.code, message: err.message });
@@ -541,9 +671,12 @@ class Batch {
     };
     await Promise.all(Array.from({ length: Math.min(w.options.parallel, this.files.length) }, worker));
     this.settled = true;
-    this.failed = errors.length > 0 && !this.controller.signal.aborted;
+    this.failed = this.failedFiles.size > 0 && !this.controller.signal.aborted;
+    const cancelled = this.files.filter((_, i) => this.cancelled.has(i));
+    const failed = errors.filter((e) => !cancelled.includes(e.file));
+    if (failed[0]) this.firstError = `${failed[0].file.name}: ${failed[0].message}`;
     if (this.failed && this.firstError) w.input.setCustomValidity(this.firstError);
-    if (!this.controller.signal.aborted) w.emit('done', { receipts, errors });
+    if (!this.controller.signal.aborted) w.emit('done', { receipts: this.receipts, errors: failed, cancelled });
   }
 
   /**
@@ -552,6 +685,7 @@ class Batch {
    * @param {number} bytes
    */
   advance(i, bytes) {
+    if (this.cancelled.has(i)) return;
     this.loaded[i] = bytes;
     const file = this.files[i];
     const loaded = this.loaded.reduce((a, b) => a + b, 0);
@@ -584,16 +718,16 @@ class Batch {
   async upload(i) {
     const w = this.widget;
     const file = this.files[i];
-    const signal = this.controller.signal;
-    const storage = storageOf(w.options) ?? mapStorage(w.memory);
-    const memo = `chute:${w.endpoint}:${file.name}:${file.size}:${file.lastModified}`;
-    const resumed = await this.resume(storage, memo);
+    const signal = this.fileControllers[i].signal;
+    const storage = memoStore(w);
+    const memo = memoKey(w, file);
+    const resumed = await this.resume(storage, memo, signal);
     const algorithm = w.options.checksum ?? null;
     /** @type {{id: string, token: string}} */
     let auth;
     if (resumed) {
       auth = resumed.saved;
-      this.multiparts.push(resumed.saved);
+      if (!this.track(i, resumed.saved)) throw new ChuteError('cancelled', 'the upload was cancelled');
       // Part URLs of a checksummed upload need each part's checksum again.
       const sums = resumed.saved.checksum ? (await checksums(file, resumed.saved.part_size, signal)).parts : null;
       await this.multipart(i, resumed.saved, new Map(), resumed.stored, sums);
@@ -624,7 +758,7 @@ class Batch {
         /** @type {Saved} */
         const saved = { id: created.id, token: created.token, part_size: m.part_size, part_count: m.part_count };
         if (sums) saved.checksum = algorithm ?? undefined;
-        this.multiparts.push(saved);
+        if (!this.track(i, saved)) throw new ChuteError('cancelled', 'the upload was cancelled');
         storage.setItem(memo, JSON.stringify(saved));
         await this.multipart(i, saved, new Map(m.parts.map((p) => [p.number, p])), new Set(), sums);
       } else {
@@ -643,15 +777,16 @@ class Batch {
    * A remembered multipart upload of the same file, with the parts the store holds.
    * @param {Memo} storage
    * @param {string} memo
+   * @param {AbortSignal} signal
    * @returns {Promise<{saved: Saved, stored: Set<number>} | null>}
    */
-  async resume(storage, memo) {
+  async resume(storage, memo, signal) {
     const raw = storage.getItem(memo);
     if (!raw) return null;
     try {
       /** @type {Saved} */
       const saved = JSON.parse(raw);
-      const status = await this.widget.api('GET', `${this.widget.endpoint}/${saved.id}`, saved.token, undefined, this.controller.signal);
+      const status = await this.widget.api('GET', `${this.widget.endpoint}/${saved.id}`, saved.token, undefined, signal);
       if (status?.state !== 'uploading' || status.part_size !== saved.part_size) throw new Error('not resumable');
       const stored = new Set(
         /** @type {{number: number, size: number}[]} */ (status.parts)
@@ -672,7 +807,7 @@ class Batch {
    */
   async single(i, created) {
     const file = this.files[i];
-    const signal = this.controller.signal;
+    const signal = this.fileControllers[i].signal;
     await retrying(this.widget, file, async () => {
       let res;
       if (created.post) {
@@ -701,7 +836,7 @@ class Batch {
   async multipart(i, up, urls, stored, sums) {
     const w = this.widget;
     const file = this.files[i];
-    const signal = this.controller.signal;
+    const signal = this.fileControllers[i].signal;
     const auth = { id: up.id, token: up.token };
     /** @type {Map<number, number>} */
     const sent = new Map();
@@ -1032,6 +1167,24 @@ function checksums(file, partSize, signal) {
 }
 
 /** @typedef {Pick<Storage, 'getItem' | 'setItem' | 'removeItem'>} Memo */
+
+/**
+ * Where `w` remembers multipart uploads for resuming.
+ * @param {Widget} w
+ * @returns {Memo}
+ */
+function memoStore(w) {
+  return storageOf(w.options) ?? mapStorage(w.memory);
+}
+
+/**
+ * The resume key of `file` (name, size, lastModified) at `w`'s endpoint.
+ * @param {Widget} w
+ * @param {File} file
+ */
+function memoKey(w, file) {
+  return `chute:${w.endpoint}:${file.name}:${file.size}:${file.lastModified}`;
+}
 
 /**
  * An in-memory stand-in for `localStorage`.

@@ -1,6 +1,7 @@
 // The demo page at / of `chute serve` (development mode, open grants) in
 // Debian's Chromium: choose a PNG, watch its row, see the receipt, the
-// thumbnail (loaded from the store through a presigned link) and the link.
+// thumbnail (loaded from the store through a presigned link) and the link;
+// cancel one of two files with its row's button.
 // Screenshots during and after the upload go to tests/artifacts/.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -139,6 +140,48 @@ test('the demo page uploads a PNG and shows its progress, receipt, thumbnail and
   // The receipt is also in the form, for the app.
   assert.equal(await page.locator('#demo-form input[type=hidden][name=files]').count(), 1);
   await page.screenshot({ path: join(ARTIFACTS, 'demo-after-upload.png'), fullPage: true });
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('a row\'s cancel button stops that file only; the other file uploads', async () => {
+  const keep = join(work, 'keep.bin');
+  const stop = join(work, 'stop.bin');
+  writeFileSync(keep, randomBytes(20_000));
+  writeFileSync(stop, randomBytes(4_000_000));
+
+  const page = await browser.newPage({ viewport: { width: 900, height: 900 } });
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  // 256 KB/s up: the 4 MB file is still in flight when its button is pressed.
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 20, downloadThroughput: -1, uploadThroughput: 256 * 1024,
+  });
+  await page.goto(`${chute.appUrl}/`);
+  await page.setInputFiles('#files', [keep, stop]);
+
+  const rowOf = (name) => page.locator('#uploads > li', { has: page.locator('label.name', { hasText: name }) });
+  await rowOf('keep.bin').locator('.meta', { hasText: 'uploaded' }).waitFor({ timeout: 60_000 });
+  assert.notEqual(await rowOf('stop.bin').locator('.meta').textContent(), 'uploaded');
+  // One keyboard-operable button per row, named after its file.
+  const button = page.getByRole('button', { name: 'Cancel upload of stop.bin' });
+  assert.equal(await button.isEnabled(), true);
+  assert.equal(await page.getByRole('button', { name: 'Cancel upload of keep.bin' }).isDisabled(), true, 'an uploaded file has nothing to cancel');
+  await button.focus();
+  await page.keyboard.press('Enter');
+
+  await page.waitForFunction(() => document.querySelector('#status').textContent === 'Finished; 1 cancelled.', null, { timeout: 30_000 });
+  assert.equal(await rowOf('stop.bin').locator('.meta').textContent(), 'cancelled');
+  assert.equal(await button.isDisabled(), true);
+  assert.equal(await rowOf('keep.bin').locator('.meta').textContent(), 'uploaded');
+  // The form carries the one receipt.
+  const receipts = await page.locator('#demo-form input[type=hidden][name=files]').evaluateAll((hs) => hs.map((h) => h.value));
+  assert.equal(receipts.length, 1);
+  assert.equal(JSON.parse(Buffer.from(receipts[0].split('.')[1], 'base64url').toString()).filename, 'keep.bin');
+  await page.screenshot({ path: join(ARTIFACTS, 'demo-cancel-one.png'), fullPage: true });
   assert.deepEqual(problems, []);
   await page.close();
 });

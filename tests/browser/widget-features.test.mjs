@@ -1,7 +1,8 @@
 // chute.js features beyond the basic paths, in Debian's Chromium against
 // `chute serve`: CRC32C checksums from a Web Worker (verified by the store
 // per part and by the server at completion), drag and drop and paste,
-// pause/resume, and image downscaling before upload.
+// pause/resume, cancelling one file of several, and image downscaling
+// before upload.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -9,7 +10,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } fro
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { chromium } from 'playwright-core';
 import { ACCESS_KEY, BUCKET, SECRET_KEY, freePort, mintGrant, startChute } from './chute.mjs';
 
@@ -49,13 +50,23 @@ function writeRandom(path, size) {
   return { path, size, sha256: hash.digest('hex') };
 }
 
-/** Serves the current form page at / on another loopback origin. */
+/** Serves the current form page at / on another loopback origin; keeps the bodies posted to /submit. */
 async function startApp() {
   const port = await freePort();
-  const state = { html: '' };
+  const state = { html: '', posts: [] };
   const server = createServer((req, res) => {
-    if (req.method === 'GET' && new URL(req.url, 'http://x').pathname === '/') {
+    const path = new URL(req.url, 'http://x').pathname;
+    if (req.method === 'GET' && path === '/') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(state.html);
+      return;
+    }
+    if (req.method === 'POST' && path === '/submit') {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        state.posts.push({ type: req.headers['content-type'], body: Buffer.concat(chunks).toString('latin1') });
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<!doctype html><title>Saved</title><p>saved</p>');
+      });
       return;
     }
     res.writeHead(404).end('not found');
@@ -146,13 +157,25 @@ function claims(receipt) {
   return JSON.parse(Buffer.from(receipt.split('.')[1], 'base64url').toString());
 }
 
-async function storedBytes(key) {
-  const s3 = new S3Client({
+function s3Client() {
+  return new S3Client({
     endpoint: chute.s3Endpoint,
     region: 'us-east-1',
     forcePathStyle: true,
     credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET_KEY },
   });
+}
+
+/** The keys of the bucket's multipart uploads in progress (S3 ListMultipartUploads). */
+async function multipartKeys() {
+  const s3 = s3Client();
+  const out = await s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }));
+  s3.destroy();
+  return (out.Uploads ?? []).map((u) => u.Key);
+}
+
+async function storedBytes(key) {
+  const s3 = s3Client();
   const got = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
   const bytes = Buffer.from(await got.Body.transformToByteArray());
   s3.destroy();
@@ -369,5 +392,95 @@ test('an image over data-max-width is scaled down in the browser before upload',
   assert.equal(png.length, receipt.size);
   assert.equal(png.subarray(1, 4).toString(), 'PNG');
   assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [800, 400]);
+  await page.close();
+});
+
+test('cancel(input, file) stops one file: its multipart upload is deleted, the other file uploads, the form posts one receipt', async () => {
+  const big = writeRandom(join(work, 'cancel-big.bin'), 4 * 5 * MiB);
+  const small = writeRandom(join(work, 'cancel-small.bin'), 3000);
+  const { page, requests, context } = await openForm({ grant: mintGrant({ sub: 'cancel-user', max_size: 64 * MiB }), attrs: 'data-parallel="2"', multiple: true });
+  // Part 1 of the big file goes through; the other parts hang until cancelled.
+  await page.route((url) => url.href.startsWith(chute.s3Endpoint) && partOf(url.href) > 1, () => {});
+  let stored = 0;
+  page.on('response', (r) => {
+    if (r.request().method() === 'PUT' && r.url().startsWith(chute.s3Endpoint) && r.status() === 200) stored++;
+  });
+  await page.setInputFiles('input[type=file]', [big.path, small.path]);
+  await page.waitForFunction(() => window.events.some((e) => e.type === 'complete' && e.detail.file === 'cancel-small.bin'), null, { timeout: 60_000 });
+  const deadline = Date.now() + 60_000;
+  while (stored < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(stored, 1, context());
+  const before = (await multipartKeys()).filter((k) => k.endsWith('/cancel-big.bin'));
+  assert.equal(before.length, 1, `the big file's multipart upload is in progress: ${before}`);
+  assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.includes('cancel-big.bin')).length), 1);
+
+  const found = await page.evaluate(async (src) => {
+    const { cancel } = await import(src);
+    const input = document.querySelector('input[type=file]');
+    const file = Array.from(input.files).find((f) => f.name === 'cancel-big.bin');
+    return cancel(input, file);
+  }, `${chute.appUrl}/chute.js`);
+  assert.equal(found, true);
+  const done = await waitDone(page);
+  assert.deepEqual(done.receipts.map((r) => r.file), ['cancel-small.bin'], `${JSON.stringify(done)}\n${context()}`);
+  assert.deepEqual(done.errors, []);
+  assert.deepEqual(done.cancelled, ['cancel-big.bin']);
+  const errors = await events(page, 'error');
+  assert.deepEqual(errors.map((e) => [e.file, e.code]), [['cancel-big.bin', 'cancelled']]);
+  // The widget DELETEd the upload: the store no longer lists it.
+  assert.ok(requests.some((r) => isCreate(r) && JSON.parse(r.body).filename === 'cancel-big.bin'), 'the big file was created');
+  const gone = Date.now() + 10_000;
+  let left = [];
+  do {
+    left = (await multipartKeys()).filter((k) => k.endsWith('/cancel-big.bin'));
+    if (left.length === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  } while (Date.now() < gone);
+  assert.deepEqual(left, [], 'the cancelled multipart upload is aborted in the store');
+  assert.ok(requests.some((r) => r.method === 'DELETE' && r.url.startsWith(`${chute.appUrl}/api/uploads/`)), 'DELETE /api/uploads/{id}');
+  assert.equal(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.includes('cancel-big.bin')).length), 0, 'resume state forgotten');
+  assert.equal(await page.$eval('input[type=file]', (i) => i.validationMessage), '', 'a cancelled file does not block the form');
+  // A second cancel of the same file finds nothing.
+  assert.equal(await page.evaluate(async (src) => {
+    const { cancel } = await import(src);
+    const input = document.querySelector('input[type=file]');
+    return cancel(input, Array.from(input.files).find((f) => f.name === 'cancel-big.bin'));
+  }, `${chute.appUrl}/chute.js`), false);
+
+  await page.unrouteAll({ behavior: 'ignoreErrors' });
+  await page.click('button[type=submit]');
+  await page.waitForURL(`${app.url}/submit`);
+  assert.equal(app.state.posts.length, 1);
+  const { body } = app.state.posts[0];
+  const fields = [...body.matchAll(/name="attachment"(?:; filename="[^"]*")?\r\n(?:[^\r\n]+\r\n)*\r\n([^\r]*)\r\n/g)].map((m) => m[1]);
+  assert.equal(fields.length, 1, body.slice(0, 2000));
+  const receipt = claims(fields[0]);
+  assert.equal(receipt.filename, 'cancel-small.bin');
+  assert.equal(createHash('sha256').update(await storedBytes(receipt.key)).digest('hex'), small.sha256);
+  await page.close();
+});
+
+test('cancel(input, file) of an uploaded file takes its receipt out of the form', async () => {
+  const { page, context } = await openForm({ grant: mintGrant({ sub: 'cancel-user', max_size: MiB }), multiple: true });
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(['first'], 'first.txt', { type: 'text/plain' }));
+    dt.items.add(new File(['second'], 'second.txt', { type: 'text/plain' }));
+    const input = document.querySelector('input[type=file]');
+    input.files = dt.files;
+    input.dispatchEvent(new Event('change', { bubbles: true }));
+  });
+  const done = await waitDone(page);
+  assert.equal(done.receipts.length, 2, `${JSON.stringify(done)}\n${context()}`);
+  assert.equal(await page.locator('input[type=hidden][data-chute-receipt]').count(), 2);
+  await page.evaluate(async (src) => {
+    const { cancel } = await import(src);
+    const input = document.querySelector('input[type=file]');
+    cancel(input, Array.from(input.files).find((f) => f.name === 'first.txt'));
+  }, `${chute.appUrl}/chute.js`);
+  const receipts = await page.$$eval('input[type=hidden][data-chute-receipt]', (hs) => hs.map((h) => h.value));
+  assert.equal(receipts.length, 1);
+  assert.equal(claims(receipts[0]).filename, 'second.txt');
+  assert.deepEqual((await events(page, 'error')).map((e) => [e.file, e.code]), [['first.txt', 'cancelled']]);
   await page.close();
 });

@@ -2,7 +2,8 @@
 //!
 //! In development mode `/` is the demo page (`assets/demo.html`, embedded):
 //! a form whose file input the widget (`/chute.js`) upgrades, a drop zone,
-//! per-file progress, receipts, thumbnails and links to the stored objects.
+//! per-file progress and cancel buttons, receipts, thumbnails and links to
+//! the stored objects.
 //! The links come from `GET /api/objects/link`, which presigns a GET of a
 //! receipt's object; it answers only in development, because a receipt is
 //! handed to apps and may be logged, and in production nobody but the app
