@@ -24,10 +24,10 @@ process.env.CHUTE_BIN = resolve(process.env.CHUTE_BIN || join(repo, 'target', 'r
 
 // Dependencies come from tests/browser's node_modules (npm ci there).
 const require = createRequire(join(browserTests, 'package.json'));
-const { chromium } = require('playwright-core');
 const { build } = require('esbuild');
-const { DeleteObjectCommand, ListObjectsV2Command, S3Client } = require('@aws-sdk/client-s3');
-const { ACCESS_KEY, BUCKET, SECRET_KEY, mintGrant, serveStatic, startChute } = await import(pathToFileURL(join(browserTests, 'chute.mjs')).href);
+const { DeleteObjectCommand, ListObjectsV2Command } = require('@aws-sdk/client-s3');
+const { BUCKET, mintGrant, serveStatic, startChute } = await import(pathToFileURL(join(browserTests, 'chute.mjs')).href);
+const { CHROMIUM, MiB, embeddedStore, launchChromium, s3Client } = await import(pathToFileURL(join(browserTests, 'support.mjs')).href);
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -36,17 +36,7 @@ const opt = (name, dflt) => {
 };
 const RUNS = opt('--runs', 3);
 const SIZE_MIB = opt('--size-mib', 1024);
-const MiB = 1024 * 1024;
 const SIZE = SIZE_MIB * MiB;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 /** Registered first on every page: long tasks and the upload's bounds. */
 const OBSERVER = `<script>
@@ -174,12 +164,7 @@ async function runUppy(browser, chute, site, file) {
 
 /** Deletes every stored object, so each run writes into the same empty store. */
 async function emptyBucket() {
-  const s3 = new S3Client({
-    endpoint: chute.s3Endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET_KEY },
-  });
+  const s3 = s3Client(embeddedStore(chute));
   const listed = await s3.send(new ListObjectsV2Command({ Bucket: BUCKET }));
   for (const o of listed.Contents ?? []) await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: o.Key }));
   s3.destroy();
@@ -215,7 +200,7 @@ try {
     '/uppy.js': { type: 'text/javascript; charset=utf-8', body: bundle.outputFiles[0].contents },
   };
   site = await serveStatic(routes);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  browser = await launchChromium();
   // The observer must see a long task when there is one: an 80 ms busy loop.
   {
     const page = await browser.newPage();

@@ -11,20 +11,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { crc32, deflateSync } from 'node:zlib';
-import { chromium } from 'playwright-core';
 import { startChute } from './chute.mjs';
+import { launchChromium } from './support.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ARTIFACTS = resolve(here, '..', 'artifacts');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const WIDTH = 480;
 const HEIGHT = 320;
 
@@ -69,7 +60,7 @@ before(async () => {
   work = mkdtempSync(join(tmpdir(), 'chute-demo-'));
   mkdirSync(ARTIFACTS, { recursive: true });
   chute = await startChute({ env: { CHUTE_OPEN_GRANTS: 'true' } });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -78,21 +69,30 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
+/**
+ * A 900x900 page whose page errors and console errors land in `problems`,
+ * uploading at `uploadThroughput` bytes/s (CDP network emulation, 20 ms).
+ */
+async function throttledPage(uploadThroughput) {
+  const page = await browser.newPage({ viewport: { width: 900, height: 900 } });
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false, latency: 20, downloadThroughput: -1, uploadThroughput,
+  });
+  return { page, problems, cdp };
+}
+
 test('the demo page uploads a PNG and shows its progress, receipt, thumbnail and link', async () => {
   const image = png(WIDTH, HEIGHT);
   const path = join(work, 'gradient <b>&amp;.png');
   writeFileSync(path, image);
 
-  const page = await browser.newPage({ viewport: { width: 900, height: 900 } });
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
   // Slow the upload so the page is caught mid-way: 128 KB/s up.
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send('Network.enable');
-  await cdp.send('Network.emulateNetworkConditions', {
-    offline: false, latency: 20, downloadThroughput: -1, uploadThroughput: 128 * 1024,
-  });
+  const { page, problems, cdp } = await throttledPage(128 * 1024);
 
   await page.goto(`${chute.appUrl}/`);
   assert.equal(await page.title(), 'Chute: upload demo');
@@ -150,16 +150,8 @@ test('a row\'s cancel button stops that file only; the other file uploads', asyn
   writeFileSync(keep, randomBytes(20_000));
   writeFileSync(stop, randomBytes(4_000_000));
 
-  const page = await browser.newPage({ viewport: { width: 900, height: 900 } });
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
   // 256 KB/s up: the 4 MB file is still in flight when its button is pressed.
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send('Network.enable');
-  await cdp.send('Network.emulateNetworkConditions', {
-    offline: false, latency: 20, downloadThroughput: -1, uploadThroughput: 256 * 1024,
-  });
+  const { page, problems } = await throttledPage(256 * 1024);
   await page.goto(`${chute.appUrl}/`);
   await page.setInputFiles('#files', [keep, stop]);
 

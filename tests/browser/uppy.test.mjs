@@ -6,27 +6,16 @@
 // and compares SHA-256s.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { build } from 'esbuild';
-import { chromium } from 'playwright-core';
-import { ACCESS_KEY, BUCKET, SECRET_KEY, mintGrant, serveStatic, startChute } from './chute.mjs';
+import { BUCKET, mintGrant, serveStatic, startChute } from './chute.mjs';
+import { MiB, embeddedStore, launchChromium, storedObject, verifyReceipt, writeRandom } from './support.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const MiB = 1024 * 1024;
 const BIG = 100 * MiB;
 
 let chute;
@@ -35,27 +24,12 @@ let browser;
 let work;
 const files = {};
 
-/** Writes `size` random bytes to `path`, returning their SHA-256. */
-function writeRandom(path, size) {
-  const hash = createHash('sha256');
-  const fd = openSync(path, 'w');
-  for (let left = size; left > 0;) {
-    const chunk = randomBytes(Math.min(left, 4 * MiB));
-    hash.update(chunk);
-    writeSync(fd, chunk);
-    left -= chunk.length;
-  }
-  closeSync(fd);
-  return hash.digest('hex');
-}
-
 before(async () => {
   work = mkdtempSync(join(tmpdir(), 'chute-uppy-'));
   const small = Buffer.from('Hello from Uppy in Chromium.\n'.repeat(40));
   files.small = { path: join(work, 'small note.txt'), size: small.length, sha256: createHash('sha256').update(small).digest('hex') };
   writeFileSync(files.small.path, small);
-  files.big = { path: join(work, 'big.bin'), size: BIG };
-  files.big.sha256 = writeRandom(files.big.path, BIG);
+  files.big = writeRandom(join(work, 'big.bin'), BIG);
 
   chute = await startChute();
   const bundle = await build({
@@ -72,7 +46,7 @@ before(async () => {
     '/favicon.ico': { type: 'image/x-icon', body: '' },
     '/upload.js': { type: 'text/javascript; charset=utf-8', body: bundle.outputFiles[0].contents },
   });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -114,24 +88,6 @@ function upload(page, grant) {
   return page.evaluate(({ endpoint, grant }) => window.uploadWithUppy({ endpoint, grant }), { endpoint: chute.appUrl, grant });
 }
 
-async function storedObject(key) {
-  const s3 = new S3Client({
-    endpoint: chute.s3Endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET_KEY },
-  });
-  const got = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of got.Body) {
-    hash.update(chunk);
-    size += chunk.length;
-  }
-  s3.destroy();
-  return { size, sha256: hash.digest('hex'), contentLength: got.ContentLength };
-}
-
 test('Uppy uploads a POST-form file and a 100 MiB multipart file through /s3/', async () => {
   const { page, settled, logs } = await openPage();
   const grant = mintGrant({ sub: 'uppy-user', max_size: 128 * MiB });
@@ -155,7 +111,7 @@ test('Uppy uploads a POST-form file and a 100 MiB multipart file through /s3/', 
 
   // The bytes arrived intact.
   for (const [entry, file] of [[small, files.small], [big, files.big]]) {
-    const stored = await storedObject(entry.key);
+    const stored = await storedObject(embeddedStore(chute), entry.key);
     assert.equal(stored.size, file.size, entry.key);
     assert.equal(stored.sha256, file.sha256, `${entry.key}: content differs`);
   }
@@ -164,11 +120,7 @@ test('Uppy uploads a POST-form file and a 100 MiB multipart file through /s3/', 
   // app can verify.
   assert.equal(big.location, `${chute.s3Endpoint}/${BUCKET}/${big.key}`);
   assert.ok(big.receipt, context());
-  const verified = await fetch(`${chute.appUrl}/api/receipts/verify`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ receipt: big.receipt }),
-  }).then((r) => r.json());
+  const verified = await verifyReceipt(chute.appUrl, big.receipt);
   assert.equal(verified.valid, true, JSON.stringify(verified));
   assert.equal(verified.receipt.key, big.key);
   assert.equal(verified.receipt.size, BIG);

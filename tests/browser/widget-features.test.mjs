@@ -5,18 +5,16 @@
 // before upload.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
-import { chromium } from 'playwright-core';
-import { ACCESS_KEY, BUCKET, SECRET_KEY, freePort, mintGrant, startChute } from './chute.mjs';
-
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const MiB = 1024 * 1024;
+import { GetObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { BUCKET, mintGrant, startChute } from './chute.mjs';
+import {
+  MiB, embeddedStore, eventRecorder, events, launchChromium, openWidgetPage, s3Client as storeClient,
+  startFormApp, waitDone, writeRandom,
+} from './support.mjs';
 
 let chute;
 let app;
@@ -37,42 +35,12 @@ function crc32c(bytes) {
   return out.toString('base64');
 }
 
-function writeRandom(path, size) {
-  const hash = createHash('sha256');
-  const fd = openSync(path, 'w');
-  for (let left = size; left > 0;) {
-    const chunk = randomBytes(Math.min(left, 4 * MiB));
-    hash.update(chunk);
-    writeSync(fd, chunk);
-    left -= chunk.length;
-  }
-  closeSync(fd);
-  return { path, size, sha256: hash.digest('hex') };
-}
-
 /** Serves the current form page at / on another loopback origin; keeps the bodies posted to /submit. */
-async function startApp() {
-  const port = await freePort();
-  const state = { html: '', posts: [] };
-  const server = createServer((req, res) => {
-    const path = new URL(req.url, 'http://x').pathname;
-    if (req.method === 'GET' && path === '/') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(state.html);
-      return;
-    }
-    if (req.method === 'POST' && path === '/submit') {
-      const chunks = [];
-      req.on('data', (c) => chunks.push(c));
-      req.on('end', () => {
-        state.posts.push({ type: req.headers['content-type'], body: Buffer.concat(chunks).toString('latin1') });
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<!doctype html><title>Saved</title><p>saved</p>');
-      });
-      return;
-    }
-    res.writeHead(404).end('not found');
+function startApp() {
+  return startFormApp({ posts: [] }, async (req, body) => {
+    app.state.posts.push({ type: req.headers['content-type'], body: body.toString('latin1') });
+    return '<!doctype html><title>Saved</title><p>saved</p>';
   });
-  await new Promise((ok) => server.listen(port, '127.0.0.1', ok));
-  return { url: `http://127.0.0.1:${port}`, state, close: () => new Promise((ok) => server.close(ok)) };
 }
 
 function formPage({ grant, attrs = '', multiple = false }) {
@@ -85,26 +53,7 @@ function formPage({ grant, attrs = '', multiple = false }) {
   <div data-chute-progress></div>
   <button type="submit">Save</button>
 </form>
-<script type="module">
-  window.events = [];
-  window.files = [];
-  const plain = (d) => {
-    const out = {};
-    for (const [k, v] of Object.entries(d ?? {})) {
-      if (v instanceof File) out[k] = v.name;
-      else if (Array.isArray(v)) out[k] = v.map((x) => (x instanceof File ? x.name : x?.file instanceof File ? { ...x, file: x.file.name } : x));
-      else out[k] = v;
-    }
-    return out;
-  };
-  const form = document.querySelector('form');
-  for (const t of ['start', 'progress', 'retry', 'complete', 'error', 'done', 'pause', 'resume']) {
-    form.addEventListener('chute:' + t, (e) => {
-      if (t === 'complete') window.files.push(e.detail.file);
-      window.events.push({ type: t, detail: plain(e.detail) });
-    });
-  }
-</script>
+${eventRecorder(['start', 'progress', 'retry', 'complete', 'error', 'done', 'pause', 'resume'])}
 <script type="module" src="${chute.appUrl}/chute.js"></script>
 </html>`;
 }
@@ -113,7 +62,7 @@ before(async () => {
   work = mkdtempSync(join(tmpdir(), 'chute-widget-features-'));
   chute = await startChute();
   app = await startApp();
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -126,30 +75,8 @@ after(async () => {
 
 async function openForm(options) {
   app.state.html = formPage(options);
-  const page = await browser.newPage();
-  const logs = [];
-  const requests = [];
-  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
-  page.on('request', (r) => {
-    const url = r.url();
-    if ((url.startsWith(chute.appUrl) && !url.endsWith('/chute.js')) || url.startsWith(chute.s3Endpoint)) {
-      requests.push({ method: r.method(), url, headers: r.headers(), body: r.method() === 'POST' ? r.postData() : null });
-    }
-  });
-  await page.goto(app.url);
-  await page.waitForFunction(() => document.querySelector('input[type=file]').dataset.chuteName === 'attachment');
-  const context = () => `--- page console ---\n${logs.join('\n')}\n--- chute ---\n${chute.output()}`;
+  const { page, requests, context } = await openWidgetPage(browser, app.url, { chute, storeUrl: chute.s3Endpoint, details: true });
   return { page, requests, context };
-}
-
-async function events(page, type) {
-  return page.evaluate((t) => window.events.filter((e) => e.type === t).map((e) => e.detail), type);
-}
-
-async function waitDone(page, count = 1, timeout = 150_000) {
-  await page.waitForFunction((n) => window.events.filter((e) => e.type === 'done').length >= n, count, { timeout, polling: 100 });
-  return (await events(page, 'done'))[count - 1];
 }
 
 /** The receipt's claims (the payload is read, the server signed it). */
@@ -157,14 +84,7 @@ function claims(receipt) {
   return JSON.parse(Buffer.from(receipt.split('.')[1], 'base64url').toString());
 }
 
-function s3Client() {
-  return new S3Client({
-    endpoint: chute.s3Endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET_KEY },
-  });
-}
+const s3Client = () => storeClient(embeddedStore(chute));
 
 /** The keys of the bucket's multipart uploads in progress (S3 ListMultipartUploads). */
 async function multipartKeys() {

@@ -9,29 +9,21 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { chromium } from 'playwright-core';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { mintGrant, serveStatic, startChute } from './chute.mjs';
+import {
+  MiB, eventRecorder, events, failPartOnce, launchChromium, openWidgetPage, s3Client, storedObject,
+  verifyReceipt, waitDone, writeRandom,
+} from './support.mjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GARAGE_SCRIPT = join(repo, 'scripts', 'garage');
 const GARAGE_BIN = process.env.CHUTE_GARAGE_BIN
   || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'chute', 'garage-2.5.0', 'bin', 'garage');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const MiB = 1024 * 1024;
 
 let work;
 let garageDir;
@@ -41,20 +33,6 @@ let site;
 let browser;
 // The test site's routes; `/` is the current form page.
 const siteRoutes = { '/favicon.ico': { type: 'image/x-icon', body: '' } };
-
-/** Writes `size` random bytes to `path`, returning their SHA-256. */
-function writeRandom(path, size) {
-  const hash = createHash('sha256');
-  const fd = openSync(path, 'w');
-  for (let left = size; left > 0;) {
-    const chunk = randomBytes(Math.min(left, 4 * MiB));
-    hash.update(chunk);
-    writeSync(fd, chunk);
-    left -= chunk.length;
-  }
-  closeSync(fd);
-  return { path, size, sha256: hash.digest('hex') };
-}
 
 /** `scripts/garage start DIR`, its `export` lines parsed. */
 function startGarage(dir) {
@@ -94,17 +72,7 @@ function formPage(grant, attrs = '') {
   <div data-chute-progress></div>
   <button type="submit">Save</button>
 </form>
-<script type="module">
-  window.events = [];
-  const form = document.querySelector('form');
-  for (const t of ['start', 'progress', 'retry', 'complete', 'error', 'done']) {
-    form.addEventListener('chute:' + t, (e) => {
-      const d = {};
-      for (const [k, v] of Object.entries(e.detail ?? {})) d[k] = v instanceof File ? v.name : v;
-      window.events.push({ type: t, detail: JSON.parse(JSON.stringify(d)) });
-    });
-  }
-</script>
+${eventRecorder()}
 <script type="module" src="${chute.appUrl}/chute.js"></script>
 </html>`;
 }
@@ -125,7 +93,7 @@ before(async () => {
     },
   });
   site = await serveStatic(siteRoutes);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -141,61 +109,15 @@ after(async () => {
 /** Opens the form page; records the requests that reach Chute or Garage. */
 async function openForm(grant, attrs = '') {
   siteRoutes['/'] = { type: 'text/html; charset=utf-8', body: formPage(grant, attrs) };
-  const page = await browser.newPage();
-  const logs = [];
-  const requests = [];
-  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
-  page.on('request', (r) => {
-    const url = r.url();
-    if ((url.startsWith(chute.appUrl) && !url.endsWith('/chute.js')) || url.startsWith(garage.endpoint)) {
-      requests.push({ method: r.method(), url });
-    }
-  });
-  await page.goto(site.url);
-  await page.waitForFunction(() => document.querySelector('input[type=file]').dataset.chuteName === 'attachment');
-  const context = () => `--- page console ---\n${logs.join('\n')}\n--- chute ---\n${chute.output()}`;
+  const { page, requests, context } = await openWidgetPage(browser, site.url, { chute, storeUrl: garage.endpoint });
   return { page, requests, context };
-}
-
-async function events(page, type) {
-  return page.evaluate((t) => window.events.filter((e) => e.type === t).map((e) => e.detail), type);
-}
-
-async function waitDone(page, timeout = 150_000) {
-  await page.waitForFunction(() => window.events.some((e) => e.type === 'done'), null, { timeout, polling: 100 });
-  return (await events(page, 'done'))[0];
 }
 
 /** Verifies the receipt with Chute; answers its claims. */
 async function verify(receipt) {
-  const r = await fetch(`${chute.appUrl}/api/receipts/verify`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ receipt }),
-  });
-  const v = await r.json();
+  const v = await verifyReceipt(chute.appUrl, receipt);
   assert.equal(v.valid, true, JSON.stringify(v));
   return v.receipt;
-}
-
-/** The object as Garage holds it. */
-async function storedObject(key) {
-  const s3 = new S3Client({
-    endpoint: garage.endpoint,
-    region: garage.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: garage.accessKey, secretAccessKey: garage.secretKey },
-  });
-  const got = await s3.send(new GetObjectCommand({ Bucket: garage.bucket, Key: key }));
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of got.Body) {
-    hash.update(chunk);
-    size += chunk.length;
-  }
-  s3.destroy();
-  return { size, sha256: hash.digest('hex') };
 }
 
 test('Garage: one small file goes to Garage by POST form; the receipt verifies', async () => {
@@ -212,7 +134,7 @@ test('Garage: one small file goes to Garage by POST form; the receipt verifies',
   const receipt = await verify(done.receipts[0].receipt);
   assert.equal(receipt.sub, 'widget-user');
   assert.equal(receipt.size, 3000);
-  assert.deepEqual(await storedObject(receipt.key), { size: 3000, sha256: file.sha256 });
+  assert.deepEqual(await storedObject(garage, receipt.key), { size: 3000, sha256: file.sha256 });
   await page.close();
 });
 
@@ -231,31 +153,23 @@ test('Garage: a 30 MiB multipart upload, progress strictly increasing to 1.0, by
   assert.equal(puts.length, 6, JSON.stringify(requests));
   const receipt = await verify(done.receipts[0].receipt);
   assert.equal(receipt.size, 30 * MiB);
-  assert.deepEqual(await storedObject(receipt.key), { size: 30 * MiB, sha256: file.sha256 });
+  assert.deepEqual(await storedObject(garage, receipt.key), { size: 30 * MiB, sha256: file.sha256 });
   await page.close();
 });
 
 test('Garage: a part request cut once is retried and the object is byte-identical', async () => {
   const file = writeRandom(join(work, 'cut.bin'), 30 * MiB);
   const { page, context } = await openForm(mintGrant({ sub: 'widget-user', max_size: 64 * MiB }));
-  let cut = 0;
-  await page.route((url) => url.href.startsWith(garage.endpoint) && url.searchParams.get('partNumber') === '3', async (route) => {
-    if (cut === 0 && route.request().method() === 'PUT') {
-      cut++;
-      await route.abort('connectionreset');
-    } else {
-      await route.continue();
-    }
-  });
+  const cut = await failPartOnce(page, garage.endpoint, 3, (route) => route.abort('connectionreset'));
   await page.setInputFiles('input[type=file]', file.path);
   const done = await waitDone(page);
   assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
-  assert.equal(cut, 1);
+  assert.equal(cut(), 1);
   const retries = await events(page, 'retry');
   assert.equal(retries.length, 1, JSON.stringify(retries));
   assert.equal(retries[0].part, 3);
   const receipt = await verify(done.receipts[0].receipt);
-  assert.deepEqual(await storedObject(receipt.key), { size: 30 * MiB, sha256: file.sha256 });
+  assert.deepEqual(await storedObject(garage, receipt.key), { size: 30 * MiB, sha256: file.sha256 });
   await page.close();
 });
 
@@ -269,12 +183,12 @@ test('Garage: a 20 MiB multipart upload with data-checksum="crc32c" is verified 
   assert.equal(puts.length, 4, JSON.stringify(requests));
   const receipt = await verify(done.receipts[0].receipt);
   assert.ok(receipt.checksum, `the receipt carries the checksum: ${JSON.stringify(receipt)}`);
-  const s3 = new S3Client({ endpoint: garage.endpoint, region: garage.region, forcePathStyle: true, credentials: { accessKeyId: garage.accessKey, secretAccessKey: garage.secretKey } });
+  const s3 = s3Client(garage);
   const head = await s3.send(new HeadObjectCommand({ Bucket: garage.bucket, Key: receipt.key, ChecksumMode: 'ENABLED' }));
   s3.destroy();
   // Garage took each part's CRC32C (and checked it): it holds the
   // composite checksum over the 4 parts.
   assert.match(head.ChecksumCRC32C ?? '', /^[A-Za-z0-9+/]{6}==-4$/, JSON.stringify(head));
-  assert.deepEqual(await storedObject(receipt.key), { size: 20 * MiB, sha256: file.sha256 });
+  assert.deepEqual(await storedObject(garage, receipt.key), { size: 20 * MiB, sha256: file.sha256 });
   await page.close();
 });

@@ -4,87 +4,40 @@
 // /api/receipts/verify; the objects are read back over the S3 API.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { chromium } from 'playwright-core';
-import { ACCESS_KEY, BUCKET, SECRET_KEY, freePort, mintGrant, startChute } from './chute.mjs';
-
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const MiB = 1024 * 1024;
+import { mintGrant, startChute } from './chute.mjs';
+import {
+  MiB, embeddedStore, eventRecorder, events, failPartOnce, launchChromium, openWidgetPage,
+  startFormApp, storedObject as readObject, verifyReceipt, waitDone, writeRandom,
+} from './support.mjs';
 
 let chute;
 let app;
 let browser;
 let work;
 
-/** Writes `size` random bytes to `path`, returning their SHA-256. */
-function writeRandom(path, size) {
-  const hash = createHash('sha256');
-  const fd = openSync(path, 'w');
-  for (let left = size; left > 0;) {
-    const chunk = randomBytes(Math.min(left, 4 * MiB));
-    hash.update(chunk);
-    writeSync(fd, chunk);
-    left -= chunk.length;
-  }
-  closeSync(fd);
-  return { path, size, sha256: hash.digest('hex') };
-}
-
 /**
  * The test app: GET / answers the current form; POST /submit reads the
  * posted receipts, verifies each with Chute and answers them as JSON.
  */
-async function startApp() {
-  const port = await freePort();
-  const state = { html: '', submissions: [] };
-  const server = createServer(async (req, res) => {
-    const url = new URL(req.url, 'http://x');
-    if (req.method === 'GET' && url.pathname === '/') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' }).end(state.html);
-      return;
-    }
-    if (req.method === 'POST' && url.pathname === '/submit') {
-      const chunks = [];
-      for await (const c of req) chunks.push(c);
-      const body = Buffer.concat(chunks);
-      const form = await new Request('http://x/', { method: 'POST', headers: { 'content-type': req.headers['content-type'] }, body }).formData();
-      const posted = form.getAll('attachment');
-      const verified = [];
-      for (const value of posted) {
-        if (typeof value !== 'string') {
-          verified.push({ valid: false, error: 'file bytes were posted' });
-          continue;
-        }
-        const r = await fetch(`${chute.appUrl}/api/receipts/verify`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ receipt: value }),
-        });
-        verified.push(await r.json());
+function startApp() {
+  return startFormApp({ submissions: [] }, async (req, body) => {
+    const form = await new Request('http://x/', { method: 'POST', headers: { 'content-type': req.headers['content-type'] }, body }).formData();
+    const posted = form.getAll('attachment');
+    const verified = [];
+    for (const value of posted) {
+      if (typeof value !== 'string') {
+        verified.push({ valid: false, error: 'file bytes were posted' });
+        continue;
       }
-      const submission = { title: form.get('title'), bytes: body.length, verified };
-      state.submissions.push(submission);
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
-        .end(`<!doctype html><title>saved</title><pre id="result">${JSON.stringify(submission).replace(/</g, '\\u003c')}</pre>`);
-      return;
+      verified.push(await verifyReceipt(chute.appUrl, value));
     }
-    res.writeHead(404).end('not found');
+    const submission = { title: form.get('title'), bytes: body.length, verified };
+    app.state.submissions.push(submission);
+    return `<!doctype html><title>saved</title><pre id="result">${JSON.stringify(submission).replace(/</g, '\\u003c')}</pre>`;
   });
-  await new Promise((ok) => server.listen(port, '127.0.0.1', ok));
-  return { url: `http://127.0.0.1:${port}`, state, close: () => new Promise((ok) => server.close(ok)) };
 }
 
 /** The form page: a plain form whose file input carries data-chute. */
@@ -98,22 +51,7 @@ function formPage({ grant, attrs = '', multiple = false }) {
   <div data-chute-progress></div>
   <button type="submit">Save</button>
 </form>
-<script type="module">
-  window.events = [];
-  const plain = (d) => {
-    const out = {};
-    for (const [k, v] of Object.entries(d ?? {})) {
-      if (v instanceof File) out[k] = v.name;
-      else if (Array.isArray(v)) out[k] = v.map((x) => (x instanceof File ? x.name : x?.file instanceof File ? { ...x, file: x.file.name } : x));
-      else out[k] = v;
-    }
-    return out;
-  };
-  const form = document.querySelector('form');
-  for (const t of ['start', 'progress', 'retry', 'complete', 'error', 'done']) {
-    form.addEventListener('chute:' + t, (e) => window.events.push({ type: t, detail: plain(e.detail) }));
-  }
-</script>
+${eventRecorder()}
 <script type="module" src="${chute.appUrl}/chute.js"></script>
 </html>`;
 }
@@ -122,7 +60,7 @@ before(async () => {
   work = mkdtempSync(join(tmpdir(), 'chute-widget-'));
   chute = await startChute();
   app = await startApp();
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -136,31 +74,7 @@ after(async () => {
 /** Opens the form page; records requests to Chute and the store. */
 async function openForm(options) {
   app.state.html = formPage(options);
-  const page = await browser.newPage();
-  const logs = [];
-  const requests = [];
-  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
-  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
-  page.on('request', (r) => {
-    const url = r.url();
-    if ((url.startsWith(chute.appUrl) && !url.endsWith('/chute.js')) || url.startsWith(chute.s3Endpoint)) {
-      requests.push({ method: r.method(), url });
-    }
-  });
-  await page.goto(app.url);
-  // The module ran: the input lost its name to the receipts.
-  await page.waitForFunction(() => document.querySelector('input[type=file]').dataset.chuteName === 'attachment');
-  const context = () => `--- page console ---\n${logs.join('\n')}\n--- chute ---\n${chute.output()}`;
-  return { page, requests, logs, context };
-}
-
-async function events(page, type) {
-  return page.evaluate((t) => window.events.filter((e) => e.type === t).map((e) => e.detail), type);
-}
-
-async function waitDone(page, timeout = 150_000) {
-  await page.waitForFunction(() => window.events.some((e) => e.type === 'done'), null, { timeout, polling: 100 });
-  return (await events(page, 'done'))[0];
+  return openWidgetPage(browser, app.url, { chute, storeUrl: chute.s3Endpoint });
 }
 
 /** Submits the form and answers what the app received. */
@@ -171,23 +85,8 @@ async function submit(page) {
   return app.state.submissions.at(-1);
 }
 
-async function storedObject(key) {
-  const s3 = new S3Client({
-    endpoint: chute.s3Endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: ACCESS_KEY, secretAccessKey: SECRET_KEY },
-  });
-  const got = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of got.Body) {
-    hash.update(chunk);
-    size += chunk.length;
-  }
-  s3.destroy();
-  return { size, sha256: hash.digest('hex') };
-}
+/** The object in Chute's embedded store: `{size, sha256}`. */
+const storedObject = (key) => readObject(embeddedStore(chute), key);
 
 test('one small file: uploaded on choice, the form posts a receipt the app verifies', async () => {
   const file = writeRandom(join(work, 'note.txt'), 3000);
@@ -295,19 +194,11 @@ test('a file over data-max-size or of a refused type is refused before any reque
 test('a part request cut once is retried and the object is byte-identical', async () => {
   const file = writeRandom(join(work, 'cut.bin'), 30 * MiB);
   const { page, context } = await openForm({ grant: mintGrant({ sub: 'widget-user', max_size: 64 * MiB }) });
-  let cut = 0;
-  await page.route((url) => url.href.startsWith(chute.s3Endpoint) && url.searchParams.get('partNumber') === '3', async (route) => {
-    if (cut === 0 && route.request().method() === 'PUT') {
-      cut++;
-      await route.abort('connectionreset');
-    } else {
-      await route.continue();
-    }
-  });
+  const cut = await failPartOnce(page, chute.s3Endpoint, 3, (route) => route.abort('connectionreset'));
   await page.setInputFiles('input[type=file]', file.path);
   const done = await waitDone(page);
   assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
-  assert.equal(cut, 1);
+  assert.equal(cut(), 1);
   const retries = await events(page, 'retry');
   assert.equal(retries.length, 1, JSON.stringify(retries));
   assert.equal(retries[0].part, 3);
@@ -322,23 +213,15 @@ test('a part request cut once is retried and the object is byte-identical', asyn
 test('an expired part URL (403) is signed again and the upload succeeds', async () => {
   const file = writeRandom(join(work, 'expired.bin'), 20 * MiB);
   const { page, requests, context } = await openForm({ grant: mintGrant({ sub: 'widget-user', max_size: 64 * MiB }) });
-  let refused = 0;
-  await page.route((url) => url.href.startsWith(chute.s3Endpoint) && url.searchParams.get('partNumber') === '2', async (route) => {
-    if (refused === 0 && route.request().method() === 'PUT') {
-      refused++;
-      await route.fulfill({
-        status: 403,
-        headers: { 'access-control-allow-origin': app.url, 'content-type': 'application/xml' },
-        body: '<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>',
-      });
-    } else {
-      await route.continue();
-    }
-  });
+  const refused = await failPartOnce(page, chute.s3Endpoint, 2, (route) => route.fulfill({
+    status: 403,
+    headers: { 'access-control-allow-origin': app.url, 'content-type': 'application/xml' },
+    body: '<?xml version="1.0"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>',
+  }));
   await page.setInputFiles('input[type=file]', file.path);
   const done = await waitDone(page);
   assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
-  assert.equal(refused, 1);
+  assert.equal(refused(), 1);
   const [retry] = await events(page, 'retry');
   assert.equal(retry.part, 2);
   assert.equal(retry.delay, 0, 'an expired URL is signed again at once');
