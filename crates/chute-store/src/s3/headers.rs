@@ -43,6 +43,27 @@ pub(crate) fn write_headers(h: &ObjectHeaders, metadata: &BTreeMap<String, Strin
     out
 }
 
+/// The Content-MD5 header for digest `md5`.
+pub(crate) fn md5_header(md5: &[u8; 16]) -> (String, String) {
+    ("content-md5".to_owned(), B64.encode(md5))
+}
+
+/// The unquoted ETag a write's answer carries, if any.
+pub(crate) fn etag_of(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(super::client::unquote)
+}
+
+/// The time an answer's Date header gives, if it parses.
+pub(crate) fn date_of(resp: &reqwest::Response) -> Option<OffsetDateTime> {
+    resp.headers()
+        .get("date")
+        .and_then(|v| v.to_str().ok())
+        .and_then(http_date)
+}
+
 /// The header carrying checksum `c`.
 pub(crate) fn checksum_header(c: &Checksum) -> (String, String) {
     (c.algorithm.header_name().to_owned(), c.to_header_value())

@@ -6,7 +6,7 @@
 use super::S3Store;
 use super::body::{Expectations, SharedOutcome, chunked_len, take_outcome, upload_body};
 use super::client::{Body, Request, S3Client, unquote};
-use super::headers::{checksum_header, http_date, response_checksum, write_headers};
+use super::headers::{checksum_header, date_of, etag_of, md5_header, response_checksum, write_headers};
 use super::put::aws_chunked_headers;
 use super::xml::{self, EtagResult, InitiateResult, ListPartsResult, ListUploadsResult, timestamp};
 use crate::expect::{algorithms, verify};
@@ -14,8 +14,6 @@ use crate::{
     ByteStream, CompletedPart, MAX_PART_NUMBER, MIN_PART_SIZE, MultipartUpload, ObjectMeta, PartMeta,
     PartOptions, PutOptions, StoreError, StoreResult,
 };
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use bytes::{Bytes, BytesMut};
 use chute_core::sigv4::UNSIGNED_PAYLOAD;
 use chute_core::{Checksum, ChecksumAlgorithm, Hasher, ObjectKey};
@@ -51,10 +49,11 @@ pub(super) async fn send_part(
     hasher.update(&data);
     let hash = hasher.finish();
     let checksum = hash.checksums.first().cloned();
-    let mut req = part_request(key, upload_id, number).header("content-md5", B64.encode(hash.md5));
+    let mut req = part_request(key, upload_id, number);
+    req.headers.push(md5_header(&hash.md5));
     req.headers.extend(checksum.as_ref().map(checksum_header));
     let resp = client.send(req.body(Body::Bytes(data))).await?;
-    let etag = etag(&resp).unwrap_or_else(|| hex::encode(hash.md5));
+    let etag = etag_of(&resp).unwrap_or_else(|| hex::encode(hash.md5));
     Ok((
         CompletedPart {
             part_number: number,
@@ -68,13 +67,6 @@ fn part_request<'a>(key: &'a ObjectKey, upload_id: &str, number: u32) -> Request
     Request::new(Method::PUT, Some(key))
         .query("partNumber", number.to_string())
         .query("uploadId", upload_id)
-}
-
-fn etag(resp: &reqwest::Response) -> Option<String> {
-    resp.headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(unquote)
 }
 
 /// Aborts its upload when dropped armed (a put cancelled mid-way), or on
@@ -304,10 +296,7 @@ impl S3Store {
         };
         let stream = upload_body(body, expect, trailer, shared.clone());
         let mut req = part_request(key, upload_id, number);
-        req.headers.extend(
-            opts.expected_md5
-                .map(|m| ("content-md5".to_owned(), B64.encode(m))),
-        );
+        req.headers.extend(opts.expected_md5.as_ref().map(md5_header));
         req.headers
             .extend(opts.expected_checksum.as_ref().map(checksum_header));
         let (wire_len, payload) = match trailer {
@@ -335,7 +324,7 @@ impl S3Store {
         Ok(PartMeta {
             part_number: number,
             size: hash.len,
-            etag: etag(&resp).unwrap_or_else(|| hex::encode(hash.md5)),
+            etag: etag_of(&resp).unwrap_or_else(|| hex::encode(hash.md5)),
             last_modified: OffsetDateTime::now_utc(),
             checksum: response_checksum(resp.headers())
                 .or_else(|| hash.checksums.into_iter().find(|c| Some(c.algorithm) == wanted)),
@@ -462,11 +451,7 @@ impl S3Store {
             .client()
             .send(req.body(Body::Bytes(Bytes::from(body))))
             .await?;
-        let date = resp
-            .headers()
-            .get("date")
-            .and_then(|v| v.to_str().ok())
-            .and_then(http_date);
+        let date = date_of(&resp);
         let text = resp
             .text()
             .await

@@ -6,13 +6,11 @@
 
 use super::S3Store;
 use super::body::{Expectations, SharedOutcome, chunked_len, take_outcome, upload_body};
-use super::client::{Body, Request, unquote};
-use super::headers::{checksum_header, http_date, write_headers};
+use super::client::{Body, Request};
+use super::headers::{checksum_header, date_of, etag_of, md5_header, write_headers};
 use super::multipart::{AbortGuard, SentPart};
 use crate::expect::{algorithms, stored_checksum, verify};
 use crate::{ByteStream, MAX_PART_NUMBER, ObjectMeta, PutOptions, StoreError, StoreResult};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use bytes::{Bytes, BytesMut};
 use chute_core::sigv4::UNSIGNED_PAYLOAD;
 use chute_core::{Checksum, ChecksumAlgorithm, Hasher, ObjectKey};
@@ -36,25 +34,6 @@ fn stored_algorithm(opts: &PutOptions) -> Option<ChecksumAlgorithm> {
         .as_ref()
         .map(|c| c.algorithm)
         .or(opts.checksum_algorithm)
-}
-
-fn md5_header(md5: &[u8; 16]) -> (String, String) {
-    ("content-md5".to_owned(), B64.encode(md5))
-}
-
-fn etag_of(resp: &reqwest::Response) -> Option<String> {
-    resp.headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(unquote)
-}
-
-fn date_of(resp: &reqwest::Response) -> OffsetDateTime {
-    resp.headers()
-        .get("date")
-        .and_then(|v| v.to_str().ok())
-        .and_then(http_date)
-        .unwrap_or_else(OffsetDateTime::now_utc)
 }
 
 impl S3Store {
@@ -126,7 +105,7 @@ impl S3Store {
             key: key.clone(),
             size: hash.len,
             etag: etag_of(&resp).unwrap_or_else(|| hex::encode(hash.md5)),
-            last_modified: date_of(&resp),
+            last_modified: date_of(&resp).unwrap_or_else(OffsetDateTime::now_utc),
             headers: opts.headers,
             metadata: opts.metadata,
             checksum: stored,
@@ -188,7 +167,7 @@ impl S3Store {
             key: key.clone(),
             size: hash.len,
             etag: etag_of(&resp).unwrap_or_else(|| hex::encode(hash.md5)),
-            last_modified: date_of(&resp),
+            last_modified: date_of(&resp).unwrap_or_else(OffsetDateTime::now_utc),
             checksum: stored_checksum(&hash, stored_algorithm(&opts), None),
             headers: opts.headers,
             metadata: opts.metadata,
