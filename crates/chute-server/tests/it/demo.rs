@@ -1,12 +1,11 @@
 //! The page at `/` (the demo in development, a short page in production)
 //! and the development-only object links behind its thumbnails.
 
-use chute_server::{RawConfig, Server};
+use chute_server::RawConfig;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::oneshot;
 
 /// A 1x1 PNG.
 const PNG: &[u8] = &[
@@ -17,22 +16,7 @@ const PNG: &[u8] = &[
     0x82,
 ];
 
-/// A running Chute; `stop` shuts it down.
-struct Running {
-    app: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), chute_server::ServeError>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Running {
-    async fn stop(self) {
-        self.stop.send(()).unwrap();
-        self.task.await.unwrap().expect("server stops cleanly");
-    }
-}
-
-async fn start(production: bool) -> Running {
+async fn start(production: bool) -> crate::Running {
     let dir = tempfile::tempdir().unwrap();
     let config = if production {
         chute_server::Config::try_from(RawConfig {
@@ -49,18 +33,7 @@ async fn start(production: bool) -> Running {
     } else {
         crate::test_config(dir.path())
     };
-    let server = Server::bind(config).await.expect("server binds");
-    let app = server.app_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        app,
-        stop,
-        task,
-        _dir: dir,
-    }
+    crate::run(config, dir).await
 }
 
 fn client() -> Client {

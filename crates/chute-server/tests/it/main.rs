@@ -53,3 +53,38 @@ pub async fn bind(data_dir: &std::path::Path) -> Server {
     );
     server
 }
+
+/// A running Chute; dropping it stops nothing, `stop` does.
+pub struct Running {
+    /// The API listener's address.
+    pub app: std::net::SocketAddr,
+    /// Send to shut the server down.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    /// The server task; it ends after `stop`.
+    pub task: tokio::task::JoinHandle<Result<(), chute_server::ServeError>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Shuts the server down and waits for it to stop cleanly.
+    pub async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().expect("server stops cleanly");
+    }
+}
+
+/// Binds `config` (whose data dir is in `dir`) and runs it until stopped.
+pub async fn run(config: Config, dir: tempfile::TempDir) -> Running {
+    let server = Server::bind(config).await.expect("server binds");
+    let app = server.app_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Running {
+        app,
+        stop,
+        task,
+        _dir: dir,
+    }
+}

@@ -2,12 +2,12 @@
 //! authorization webhook, each against a small axum app on loopback
 //! playing the receiving application.
 
+use crate::Running;
 use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use chute_server::Server;
 use chute_server::grants::{GrantRequest, GrantSource, WebhookGrants};
 use chute_server::hooks::{Event, EventKind, HookSink};
 use chute_server::webhooks::{
@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 const SECRET: &str = "an-event-webhook-secret-of-32-bytes!";
 /// Guards every wait so a broken build fails instead of hanging.
@@ -79,30 +79,11 @@ fn hook_config(urls: Vec<String>) -> WebhookConfig {
     config
 }
 
-/// A running Chute; dropping it stops nothing, `stop` does.
-struct Running {
-    app: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), chute_server::ServeError>>,
-    _dir: tempfile::TempDir,
-}
-
 async fn start(edit: impl FnOnce(&mut chute_server::Config)) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut config = crate::test_config(dir.path());
     edit(&mut config);
-    let server = Server::bind(config).await.expect("server binds");
-    let app = server.app_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        app,
-        stop,
-        task,
-        _dir: dir,
-    }
+    crate::run(config, dir).await
 }
 
 /// `POST /api/uploads` with `headers`; the status and JSON answer.
