@@ -1,5 +1,6 @@
 // Starts `chute serve` (target/debug/chute, or $CHUTE_BIN) on free ports
 // with a temp data dir and fixed credentials, for the node:test suites.
+// tests/browser/chute.mjs starts its servers with spawnChute too.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, existsSync, rmSync, readFileSync, openSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -13,7 +14,8 @@ export const ACCESS_KEY = 'chutenodeaccess';
 export const SECRET_KEY = 'chute-node-secret-0123456789abcdef';
 export const BUCKET = 'uploads';
 
-function freePort() {
+/** A free loopback TCP port. */
+export function freePort() {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.once('error', fail);
@@ -24,9 +26,15 @@ function freePort() {
   });
 }
 
-export async function startChute() {
+/**
+ * `chute serve` with `env` added to this process's environment, in a temp
+ * dir named from `prefix`; waits for /healthz. Answers `{appUrl,
+ * s3Endpoint, output, stop}`; `stop()` answers how it exited (null if it
+ * had not exited before SIGTERM).
+ */
+export async function spawnChute({ env = {}, prefix = 'chute-node-' } = {}) {
   if (!existsSync(BIN)) throw new Error(`chute binary not found at ${BIN}; run cargo build -p chute`);
-  const work = mkdtempSync(join(tmpdir(), 'chute-node-'));
+  const work = mkdtempSync(join(tmpdir(), prefix));
   const appPort = await freePort();
   let s3Port = await freePort();
   while (s3Port === appPort) s3Port = await freePort();
@@ -36,7 +44,7 @@ export async function startChute() {
     ['serve', '--data-dir', join(work, 'data'), '--listen', `127.0.0.1:${appPort}`, '--s3-listen', `127.0.0.1:${s3Port}`],
     {
       cwd: work,
-      env: { ...process.env, CHUTE_S3_ACCESS_KEY: ACCESS_KEY, CHUTE_S3_SECRET_KEY: SECRET_KEY },
+      env: { ...process.env, ...env },
       stdio: ['ignore', openSync(join(work, 'stdout.txt'), 'w'), openSync(errPath, 'w')],
     },
   );
@@ -57,7 +65,8 @@ export async function startChute() {
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
-    endpoint: `http://127.0.0.1:${s3Port}`,
+    appUrl: `http://127.0.0.1:${appPort}`,
+    s3Endpoint: `http://127.0.0.1:${s3Port}`,
     output,
     async stop() {
       if (exited === null) {
@@ -68,6 +77,13 @@ export async function startChute() {
         clearTimeout(timer);
       }
       rmSync(work, { recursive: true, force: true });
+      return exited;
     },
   };
+}
+
+/** The node suites' server: the embedded S3 endpoint with ACCESS_KEY/SECRET_KEY. */
+export async function startChute() {
+  const chute = await spawnChute({ env: { CHUTE_S3_ACCESS_KEY: ACCESS_KEY, CHUTE_S3_SECRET_KEY: SECRET_KEY } });
+  return { endpoint: chute.s3Endpoint, output: chute.output, stop: chute.stop };
 }
