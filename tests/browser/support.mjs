@@ -142,6 +142,26 @@ export function eventRecorder(types = ['start', 'progress', 'retry', 'complete',
 }
 
 /**
+ * A widget form page: a plain form posting to /submit whose file input
+ * `attachment` carries data-chute for Chute at `chuteUrl` and `grant`, plus
+ * `attrs`; `fields` go before the input, `above` before the form, and
+ * eventRecorder(`types`) records the events.
+ */
+export function widgetForm({ title, chuteUrl, grant, attrs = '', multiple = false, fields = '', above = '', types }) {
+  return `<!doctype html>
+<html lang="en"><meta charset="utf-8"><title>${title}</title>
+${above}<form method="post" action="/submit" enctype="multipart/form-data">
+${fields}  <input type="file" name="attachment" ${multiple ? 'multiple' : ''}
+    data-chute="${chuteUrl}/api/uploads" data-grant="${grant}" ${attrs}>
+  <div data-chute-progress></div>
+  <button type="submit">Save</button>
+</form>
+${eventRecorder(types)}
+<script type="module" src="${chuteUrl}/chute.js"></script>
+</html>`;
+}
+
+/**
  * Opens `url` (a widget form page) in a new page of `browser` and waits for
  * chute.js to take the file input. Records console lines and page errors,
  * and the requests to `chute` (but chute.js) or to `storeUrl` as

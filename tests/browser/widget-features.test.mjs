@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { GetObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { BUCKET, mintGrant, startChute } from './chute.mjs';
 import {
-  MiB, embeddedStore, eventRecorder, events, launchChromium, openWidgetPage, s3Client as storeClient,
-  startFormApp, waitDone, writeRandom,
+  MiB, embeddedStore, events, launchChromium, openWidgetPage, s3Client as storeClient,
+  startFormApp, waitDone, widgetForm, writeRandom,
 } from './support.mjs';
 
 let chute;
@@ -44,18 +44,11 @@ function startApp() {
 }
 
 function formPage({ grant, attrs = '', multiple = false }) {
-  return `<!doctype html>
-<html lang="en"><meta charset="utf-8"><title>Widget features</title>
-<div id="zone" style="border: 2px dashed; padding: 2em">Drop files here</div>
-<form method="post" action="/submit" enctype="multipart/form-data">
-  <input type="file" name="attachment" ${multiple ? 'multiple' : ''}
-    data-chute="${chute.appUrl}/api/uploads" data-grant="${grant}" ${attrs}>
-  <div data-chute-progress></div>
-  <button type="submit">Save</button>
-</form>
-${eventRecorder(['start', 'progress', 'retry', 'complete', 'error', 'done', 'pause', 'resume'])}
-<script type="module" src="${chute.appUrl}/chute.js"></script>
-</html>`;
+  return widgetForm({
+    title: 'Widget features', chuteUrl: chute.appUrl, grant, attrs, multiple,
+    above: '<div id="zone" style="border: 2px dashed; padding: 2em">Drop files here</div>\n',
+    types: ['start', 'progress', 'retry', 'complete', 'error', 'done', 'pause', 'resume'],
+  });
 }
 
 before(async () => {

@@ -16,8 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { mintGrant, serveStatic, startChute } from './chute.mjs';
 import {
-  MiB, eventRecorder, events, failPartOnce, launchChromium, openWidgetPage, s3Client, storedObject,
-  verifyReceipt, waitDone, writeRandom,
+  MiB, events, failPartOnce, launchChromium, openWidgetPage, s3Client, storedObject,
+  verifyReceipt, waitDone, widgetForm, writeRandom,
 } from './support.mjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -65,16 +65,7 @@ function stopGarage(dir) {
 
 /** The form page: a plain form whose file input carries data-chute. */
 function formPage(grant, attrs = '') {
-  return `<!doctype html>
-<html lang="en"><meta charset="utf-8"><title>Widget on Garage</title>
-<form method="post" action="/submit" enctype="multipart/form-data">
-  <input type="file" name="attachment" data-chute="${chute.appUrl}/api/uploads" data-grant="${grant}" ${attrs}>
-  <div data-chute-progress></div>
-  <button type="submit">Save</button>
-</form>
-${eventRecorder()}
-<script type="module" src="${chute.appUrl}/chute.js"></script>
-</html>`;
+  return widgetForm({ title: 'Widget on Garage', chuteUrl: chute.appUrl, grant, attrs });
 }
 
 before(async () => {

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mintGrant, startChute } from './chute.mjs';
 import {
-  MiB, embeddedStore, eventRecorder, events, failPartOnce, launchChromium, openWidgetPage,
-  startFormApp, storedObject as readObject, verifyReceipt, waitDone, writeRandom,
+  MiB, embeddedStore, events, failPartOnce, launchChromium, openWidgetPage,
+  startFormApp, storedObject as readObject, verifyReceipt, waitDone, widgetForm, writeRandom,
 } from './support.mjs';
 
 let chute;
@@ -42,18 +42,10 @@ function startApp() {
 
 /** The form page: a plain form whose file input carries data-chute. */
 function formPage({ grant, attrs = '', multiple = false }) {
-  return `<!doctype html>
-<html lang="en"><meta charset="utf-8"><title>Widget test</title>
-<form method="post" action="/submit" enctype="multipart/form-data">
-  <input name="title" value="hello">
-  <input type="file" name="attachment" ${multiple ? 'multiple' : ''}
-    data-chute="${chute.appUrl}/api/uploads" data-grant="${grant}" ${attrs}>
-  <div data-chute-progress></div>
-  <button type="submit">Save</button>
-</form>
-${eventRecorder()}
-<script type="module" src="${chute.appUrl}/chute.js"></script>
-</html>`;
+  return widgetForm({
+    title: 'Widget test', chuteUrl: chute.appUrl, grant, attrs, multiple,
+    fields: '  <input name="title" value="hello">\n',
+  });
 }
 
 before(async () => {
