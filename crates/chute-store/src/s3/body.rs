@@ -7,10 +7,12 @@
 //! checksum trailer (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`), for a checksum
 //! the server must store but nobody knows in advance.
 
+use super::client::{Body, Request, S3Client};
 use crate::expect::verify;
-use crate::{ByteStream, StoreError};
+use crate::{ByteStream, StoreError, StoreResult};
 use bytes::{Bytes, BytesMut};
 use chute_core::checksum::HashResult;
+use chute_core::sigv4::UNSIGNED_PAYLOAD;
 use chute_core::{Checksum, ChecksumAlgorithm, Hasher};
 use futures::{Stream, StreamExt as _};
 use std::collections::VecDeque;
@@ -204,6 +206,65 @@ pub(crate) fn upload_body(
             }
         }
     })
+}
+
+/// Sends `req` with `body` streamed as exactly `len` bytes and checked
+/// against `expect` on the way; with a `trailer`, framed as aws-chunked
+/// carrying that checksum. The answer and the digests of the whole body;
+/// `what` names the write in the error for an answer that came too soon.
+pub(crate) async fn send_streamed(
+    client: &S3Client,
+    mut req: Request<'_>,
+    body: ByteStream,
+    expect: Expectations,
+    trailer: Option<ChecksumAlgorithm>,
+    len: u64,
+    what: &str,
+) -> StoreResult<(reqwest::Response, HashResult)> {
+    let shared = SharedOutcome::default();
+    let expect = Expectations {
+        len: Some(len),
+        ..expect
+    };
+    let stream = upload_body(body, expect, trailer, shared.clone());
+    let (wire_len, payload) = match trailer {
+        None => (len, UNSIGNED_PAYLOAD),
+        Some(a) => {
+            aws_chunked_headers(&mut req.headers, len, a);
+            (chunked_len(len, a), "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+        }
+    };
+    let req = req.body(Body::Stream {
+        body: reqwest::Body::wrap_stream(stream),
+        len: wire_len,
+        payload,
+    });
+    let result = client.send(req).await;
+    let outcome = take_outcome(&shared);
+    if let Some(failure) = outcome.failure {
+        return Err(failure);
+    }
+    let resp = result?;
+    let hash = outcome
+        .hash
+        .ok_or_else(|| StoreError::Corrupt(format!("S3 acknowledged a {what} before its body ended")))?;
+    Ok((resp, hash))
+}
+
+/// Marks a request body as aws-chunked with a `trailer` checksum.
+fn aws_chunked_headers(headers: &mut Vec<(String, String)>, len: u64, trailer: ChecksumAlgorithm) {
+    // A stored Content-Encoding follows aws-chunked, which S3 strips.
+    let stored = headers
+        .iter()
+        .position(|(n, _)| n == "content-encoding")
+        .map(|i| headers.remove(i).1);
+    let encoding = match stored {
+        Some(e) => format!("aws-chunked,{e}"),
+        None => "aws-chunked".to_owned(),
+    };
+    headers.push(("content-encoding".into(), encoding));
+    headers.push(("x-amz-decoded-content-length".into(), len.to_string()));
+    headers.push(("x-amz-trailer".into(), trailer.header_name().to_owned()));
 }
 
 #[cfg(test)]

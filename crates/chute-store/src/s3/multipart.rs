@@ -4,10 +4,9 @@
 //! [`AbortGuard`], which aborts an upload a failed put leaves behind.
 
 use super::S3Store;
-use super::body::{Expectations, SharedOutcome, chunked_len, take_outcome, upload_body};
+use super::body::{Expectations, send_streamed};
 use super::client::{Body, Request, S3Client, unquote};
 use super::headers::{checksum_header, date_of, etag_of, md5_header, response_checksum, write_headers};
-use super::put::aws_chunked_headers;
 use super::xml::{self, EtagResult, InitiateResult, ListPartsResult, ListUploadsResult, timestamp};
 use crate::expect::{algorithms, verify};
 use crate::{
@@ -15,7 +14,6 @@ use crate::{
     PartOptions, PutOptions, StoreError, StoreResult,
 };
 use bytes::{Bytes, BytesMut};
-use chute_core::sigv4::UNSIGNED_PAYLOAD;
 use chute_core::{Checksum, ChecksumAlgorithm, Hasher, ObjectKey};
 use futures::StreamExt as _;
 use reqwest::{Method, StatusCode};
@@ -287,39 +285,16 @@ impl S3Store {
         len: u64,
     ) -> StoreResult<PartMeta> {
         let trailer = algorithm.filter(|a| opts.expected_checksum.as_ref().is_none_or(|c| c.algorithm != *a));
-        let shared = SharedOutcome::default();
         let expect = Expectations {
-            len: Some(len),
             md5: opts.expected_md5,
             checksum: opts.expected_checksum.clone(),
-            algorithms: Vec::new(),
+            ..Expectations::default()
         };
-        let stream = upload_body(body, expect, trailer, shared.clone());
         let mut req = part_request(key, upload_id, number);
         req.headers.extend(opts.expected_md5.as_ref().map(md5_header));
         req.headers
             .extend(opts.expected_checksum.as_ref().map(checksum_header));
-        let (wire_len, payload) = match trailer {
-            None => (len, UNSIGNED_PAYLOAD),
-            Some(a) => {
-                aws_chunked_headers(&mut req.headers, len, a);
-                (chunked_len(len, a), "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
-            }
-        };
-        let req = req.body(Body::Stream {
-            body: reqwest::Body::wrap_stream(stream),
-            len: wire_len,
-            payload,
-        });
-        let result = self.client().send(req).await;
-        let outcome = take_outcome(&shared);
-        if let Some(failure) = outcome.failure {
-            return Err(failure);
-        }
-        let resp = result?;
-        let hash = outcome
-            .hash
-            .ok_or_else(|| StoreError::Corrupt("S3 acknowledged a part before its body ended".into()))?;
+        let (resp, hash) = send_streamed(self.client(), req, body, expect, trailer, len, "part").await?;
         let wanted = opts.expected_checksum.as_ref().map(|c| c.algorithm).or(algorithm);
         Ok(PartMeta {
             part_number: number,

@@ -5,14 +5,13 @@
 //! multipart upload that is aborted on any failure.
 
 use super::S3Store;
-use super::body::{Expectations, SharedOutcome, chunked_len, take_outcome, upload_body};
+use super::body::{Expectations, send_streamed};
 use super::client::{Body, Request};
 use super::headers::{checksum_header, date_of, etag_of, md5_header, write_headers};
 use super::multipart::{AbortGuard, SentPart};
 use crate::expect::{algorithms, stored_checksum, verify};
 use crate::{ByteStream, MAX_PART_NUMBER, ObjectMeta, PutOptions, StoreError, StoreResult};
 use bytes::{Bytes, BytesMut};
-use chute_core::sigv4::UNSIGNED_PAYLOAD;
 use chute_core::{Checksum, ChecksumAlgorithm, Hasher, ObjectKey};
 use futures::StreamExt as _;
 use reqwest::Method;
@@ -126,14 +125,12 @@ impl S3Store {
             Some(_) => None,
             None => opts.checksum_algorithm,
         };
-        let shared = SharedOutcome::default();
         let expect = Expectations {
-            len: Some(len),
             md5: opts.expected_md5,
             checksum: opts.expected_checksum.clone(),
             algorithms: opts.checksum_algorithm.into_iter().collect(),
+            ..Expectations::default()
         };
-        let stream = upload_body(body, expect, trailer, shared.clone());
         let mut req = Request::new(Method::PUT, Some(key));
         req.headers = write_headers(&opts.headers, &opts.metadata);
         req.headers.extend(opts.expected_md5.as_ref().map(md5_header));
@@ -142,27 +139,7 @@ impl S3Store {
         if opts.if_none_match {
             req.headers.push(("if-none-match".into(), "*".into()));
         }
-        let (wire_len, payload) = match trailer {
-            None => (len, UNSIGNED_PAYLOAD),
-            Some(a) => {
-                aws_chunked_headers(&mut req.headers, len, a);
-                (chunked_len(len, a), "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
-            }
-        };
-        let req = req.body(Body::Stream {
-            body: reqwest::Body::wrap_stream(stream),
-            len: wire_len,
-            payload,
-        });
-        let result = self.client().send(req).await;
-        let outcome = take_outcome(&shared);
-        if let Some(failure) = outcome.failure {
-            return Err(failure);
-        }
-        let resp = result?;
-        let hash = outcome
-            .hash
-            .ok_or_else(|| StoreError::Corrupt("S3 acknowledged a put before its body ended".into()))?;
+        let (resp, hash) = send_streamed(self.client(), req, body, expect, trailer, len, "put").await?;
         Ok(ObjectMeta {
             key: key.clone(),
             size: hash.len,
@@ -317,20 +294,4 @@ impl Drop for PartTasks {
             t.abort();
         }
     }
-}
-
-/// Marks a request body as aws-chunked with a `trailer` checksum.
-pub(super) fn aws_chunked_headers(headers: &mut Vec<(String, String)>, len: u64, trailer: ChecksumAlgorithm) {
-    // A stored Content-Encoding follows aws-chunked, which S3 strips.
-    let stored = headers
-        .iter()
-        .position(|(n, _)| n == "content-encoding")
-        .map(|i| headers.remove(i).1);
-    let encoding = match stored {
-        Some(e) => format!("aws-chunked,{e}"),
-        None => "aws-chunked".to_owned(),
-    };
-    headers.push(("content-encoding".into(), encoding));
-    headers.push(("x-amz-decoded-content-length".into(), len.to_string()));
-    headers.push(("x-amz-trailer".into(), trailer.header_name().to_owned()));
 }
