@@ -227,21 +227,46 @@ pub async fn reap_with(
         ..ReapReport::default()
     };
     abort_stale_uploads(lifecycle, now, settings.upload_ttl, options, &mut report).await?;
-    delete_unpromoted(
-        lifecycle,
+    let old_tmp = Old {
+        prefix: TMP_PREFIX,
+        what: "temporary objects",
+        one: "a temporary object",
         now,
-        settings.upload_ttl.saturating_add(settings.receipt_ttl),
+        ttl: settings.upload_ttl.saturating_add(settings.receipt_ttl),
+    };
+    delete_old(
+        lifecycle,
+        &old_tmp,
         options,
         &mut report,
+        |report, object, dry_run| {
+            report.objects_deleted += 1;
+            report.bytes_deleted += object.size;
+            if !dry_run {
+                expired(
+                    lifecycle,
+                    &object.key,
+                    serde_json::json!({
+                        "reason": "not_promoted",
+                        "size": object.size,
+                        "last_modified": rfc3339(object.last_modified.unix_timestamp()),
+                    }),
+                );
+            }
+        },
     )
     .await?;
-    delete_grant_counters(
-        lifecycle,
+    let counters = format!("{STATE_PREFIX}{GRANT_COUNTERS}");
+    let old_counters = Old {
+        prefix: &counters,
+        what: "grant counters",
+        one: "a grant counter",
         now,
-        settings.upload_ttl.saturating_add(options.grant_counter_ttl),
-        options,
-        &mut report,
-    )
+        ttl: settings.upload_ttl.saturating_add(options.grant_counter_ttl),
+    };
+    delete_old(lifecycle, &old_counters, options, &mut report, |report, _, _| {
+        report.grant_counters_deleted += 1;
+    })
     .await?;
     Ok(report)
 }
@@ -293,64 +318,44 @@ async fn abort_stale_uploads(
     Ok(())
 }
 
-async fn delete_unpromoted(
-    lifecycle: &Lifecycle,
+/// The objects a [`delete_old`] walk removes.
+struct Old<'a> {
+    /// Where they are listed.
+    prefix: &'a str,
+    /// What they are, for a listing error.
+    what: &'static str,
+    /// What one of them is, for a failed deletion's log line.
+    one: &'static str,
     now: OffsetDateTime,
+    /// Older than this (last modified) is removed.
     ttl: Duration,
-    options: &ReapOptions,
-    report: &mut ReapReport,
-) -> Result<(), ReapError> {
-    let mut pages = Pages::new(TMP_PREFIX, options.page_size);
-    while let Some(page) = pages.next(lifecycle, "temporary objects").await? {
-        for object in page.iter().filter(|o| older_than(now, o.last_modified, ttl)) {
-            if options.dry_run {
-                report.objects_deleted += 1;
-                report.bytes_deleted += object.size;
-                continue;
-            }
-            match lifecycle.store().delete(&object.key).await {
-                Ok(()) => {
-                    report.objects_deleted += 1;
-                    report.bytes_deleted += object.size;
-                    expired(
-                        lifecycle,
-                        &object.key,
-                        serde_json::json!({
-                            "reason": "not_promoted",
-                            "size": object.size,
-                            "last_modified": rfc3339(object.last_modified.unix_timestamp()),
-                        }),
-                    );
-                }
-                Err(e) => {
-                    report.failed += 1;
-                    tracing::warn!(key = %object.key, error = %e, "reaper: could not delete a temporary object");
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
-async fn delete_grant_counters(
+/// Deletes the objects under `old.prefix` last modified more than
+/// `old.ttl` before `old.now`, page by page; `deleted(report, object,
+/// dry_run)` runs for each one removed (in a dry run: that would be).
+async fn delete_old(
     lifecycle: &Lifecycle,
-    now: OffsetDateTime,
-    ttl: Duration,
+    old: &Old<'_>,
     options: &ReapOptions,
     report: &mut ReapReport,
+    mut deleted: impl FnMut(&mut ReapReport, &chute_store::ObjectMeta, bool),
 ) -> Result<(), ReapError> {
-    let mut pages = Pages::new(&format!("{STATE_PREFIX}{GRANT_COUNTERS}"), options.page_size);
-    while let Some(page) = pages.next(lifecycle, "grant counters").await? {
-        for object in page.iter().filter(|o| older_than(now, o.last_modified, ttl)) {
+    let mut pages = Pages::new(old.prefix, options.page_size);
+    while let Some(page) = pages.next(lifecycle, old.what).await? {
+        for object in page
+            .iter()
+            .filter(|o| older_than(old.now, o.last_modified, old.ttl))
+        {
             if options.dry_run {
-                report.grant_counters_deleted += 1;
+                deleted(report, object, true);
                 continue;
             }
             match lifecycle.store().delete(&object.key).await {
-                Ok(()) => report.grant_counters_deleted += 1,
+                Ok(()) => deleted(report, object, false),
                 Err(e) => {
                     report.failed += 1;
-                    tracing::warn!(key = %object.key, error = %e, "reaper: could not delete a grant counter");
+                    tracing::warn!(key = %object.key, error = %e, "reaper: could not delete {}", old.one);
                 }
             }
         }
