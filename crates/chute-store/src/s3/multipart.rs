@@ -8,12 +8,13 @@ use super::body::{Expectations, send_streamed};
 use super::client::{Body, Request, S3Client, unquote};
 use super::headers::{checksum_header, date_of, etag_of, md5_header, response_checksum, write_headers};
 use super::xml::{self, EtagResult, InitiateResult, ListPartsResult, ListUploadsResult, timestamp};
-use crate::expect::{algorithms, verify};
+use crate::expect::verify;
 use crate::{
     ByteStream, CompletedPart, MAX_PART_NUMBER, MIN_PART_SIZE, MultipartUpload, ObjectMeta, PartMeta,
     PartOptions, PutOptions, StoreError, StoreResult,
 };
 use bytes::{Bytes, BytesMut};
+use chute_core::checksum::HashResult;
 use chute_core::{Checksum, ChecksumAlgorithm, Hasher, ObjectKey};
 use futures::StreamExt as _;
 use reqwest::{Method, StatusCode};
@@ -45,7 +46,19 @@ pub(super) async fn send_part(
 ) -> StoreResult<SentPart> {
     let mut hasher = Hasher::new(&algorithm.into_iter().collect::<Vec<_>>());
     hasher.update(&data);
-    let hash = hasher.finish();
+    send_hashed_part(client, key, upload_id, number, data, hasher.finish()).await
+}
+
+/// Uploads one part held in memory whose digests `hash` holds (MD5 and at
+/// most the one checksum to send).
+async fn send_hashed_part(
+    client: &S3Client,
+    key: &ObjectKey,
+    upload_id: &str,
+    number: u32,
+    data: Bytes,
+    hash: HashResult,
+) -> StoreResult<SentPart> {
     let checksum = hash.checksums.first().cloned();
     let mut req = part_request(key, upload_id, number);
     req.headers.push(md5_header(&hash.md5));
@@ -251,7 +264,9 @@ impl S3Store {
                 )));
             }
         }
-        let mut hasher = Hasher::new(&algorithms(opts.expected_checksum.as_ref(), None));
+        // One hash serves the check and the part's Content-MD5 and checksum.
+        let algorithm = opts.expected_checksum.as_ref().map(|c| c.algorithm).or(algorithm);
+        let mut hasher = Hasher::new(&algorithm.into_iter().collect::<Vec<_>>());
         hasher.update(&buf);
         let hash = hasher.finish();
         verify(
@@ -260,10 +275,9 @@ impl S3Store {
             opts.expected_md5,
             opts.expected_checksum.as_ref(),
         )?;
-        let algorithm = opts.expected_checksum.as_ref().map(|c| c.algorithm).or(algorithm);
         let size = buf.len() as u64;
         let (part, checksum) =
-            send_part(self.client(), key, upload_id, number, buf.freeze(), algorithm).await?;
+            send_hashed_part(self.client(), key, upload_id, number, buf.freeze(), hash).await?;
         Ok(PartMeta {
             part_number: number,
             size,
