@@ -259,7 +259,7 @@ impl IntoResponse for CompanionError {
     }
 }
 
-/// Resolves the grant and creates an upload under it.
+/// Creates an upload as `POST /api/uploads` does.
 async fn create(
     state: &AppState,
     parts: &Parts,
@@ -268,12 +268,6 @@ async fn create(
     size: u64,
     method: UploadMethod,
 ) -> Result<Created, ApiError> {
-    let grant_req = GrantRequest {
-        filename: filename.clone(),
-        size,
-        content_type: content_type.clone().unwrap_or_default(),
-    };
-    let grant = state.grants.resolve(parts, &grant_req).await?;
     let req = CreateRequest {
         filename,
         size,
@@ -283,7 +277,7 @@ async fn create(
         checksum: None,
         part_checksum_algorithm: None,
     };
-    state.lifecycle.create(grant, req).await
+    crate::api::create_upload(state, parts, req).await
 }
 
 /// The multipart upload a later call names: the grant is resolved first

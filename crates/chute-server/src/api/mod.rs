@@ -8,7 +8,7 @@
 
 use crate::app::AppState;
 use crate::grants::{GrantRequest, bearer};
-use crate::lifecycle::{ApiError, CreateRequest, PromoteRequest, UploadClaims, UploadMethod};
+use crate::lifecycle::{ApiError, CreateRequest, Created, PromoteRequest, UploadClaims, UploadMethod};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
 use axum::http::StatusCode;
@@ -79,14 +79,24 @@ async fn create(
     parts: Parts,
     ApiJson(create): ApiJson<CreateRequest>,
 ) -> Result<Response, ApiError> {
-    let grant_req = GrantRequest {
-        filename: create.filename.clone(),
-        size: create.size,
-        content_type: create.content_type.clone().unwrap_or_default(),
-    };
-    let grant = state.grants.resolve(&parts, &grant_req).await?;
-    let created = state.lifecycle.create(grant, create).await?;
+    let created = create_upload(&state, &parts, create).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Resolves the grant for `req` and creates the upload under it: how both
+/// `POST /api/uploads` and the Companion routes start an upload.
+pub(crate) async fn create_upload(
+    state: &AppState,
+    parts: &Parts,
+    req: CreateRequest,
+) -> Result<Created, ApiError> {
+    let grant_req = GrantRequest {
+        filename: req.filename.clone(),
+        size: req.size,
+        content_type: req.content_type.clone().unwrap_or_default(),
+    };
+    let grant = state.grants.resolve(parts, &grant_req).await?;
+    state.lifecycle.create(grant, req).await
 }
 
 async fn status(
