@@ -7,7 +7,6 @@
 
 use crate::config::{Config, Mode};
 use std::fmt;
-use std::path::Path;
 
 /// Access keys and secrets published in documentation and defaults; a
 /// store or server using one is open to anyone who has read the docs.
@@ -133,30 +132,18 @@ fn credentials(config: &Config, problems: &mut Vec<Problem>) {
             "is a published example secret; choose a random one",
         ));
     }
-    if printed_credentials(&config.data_dir)
-        .is_some_and(|(access, secret)| access == creds.access_key || secret == creds.secret_key)
+    if crate::credentials::kept(&config.data_dir)
+        .is_some_and(|kept| kept.access_key == creds.access_key || kept.secret_key == creds.secret_key)
     {
         problems.push(Problem::new(
             "s3_access_key",
             format!(
                 "these are the development credentials `chute serve` generated and printed (kept in {}); \
                  choose new ones",
-                config.data_dir.join("credentials.json").display()
+                config.data_dir.join(crate::credentials::FILE).display()
             ),
         ));
     }
-}
-
-/// The development credentials kept in `data_dir`, if any.
-fn printed_credentials(data_dir: &Path) -> Option<(String, String)> {
-    #[derive(serde::Deserialize)]
-    struct Stored {
-        access_key: String,
-        secret_key: String,
-    }
-    let bytes = std::fs::read(data_dir.join("credentials.json")).ok()?;
-    let stored: Stored = serde_json::from_slice(&bytes).ok()?;
-    Some((stored.access_key, stored.secret_key))
 }
 
 fn urls(config: &Config, problems: &mut Vec<Problem>) {

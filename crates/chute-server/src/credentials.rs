@@ -16,10 +16,24 @@ struct Stored {
     secret_key: String,
 }
 
+/// The file in the data dir that keeps them.
+pub(crate) const FILE: &str = "credentials.json";
+
+/// The development credentials kept in `data_dir`, if there are any and
+/// they parse.
+pub(crate) fn kept(data_dir: &Path) -> Option<StoreCredentials> {
+    let bytes = std::fs::read(data_dir.join(FILE)).ok()?;
+    let s: Stored = serde_json::from_slice(&bytes).ok()?;
+    Some(StoreCredentials {
+        access_key: s.access_key,
+        secret_key: s.secret_key,
+    })
+}
+
 /// Loads the kept development credentials, or generates and keeps new ones.
 /// Returns them with `true` when they were generated just now.
 pub(crate) fn load_or_generate(data_dir: &Path) -> io::Result<(StoreCredentials, bool)> {
-    let path = data_dir.join("credentials.json");
+    let path = data_dir.join(FILE);
     match std::fs::read(&path) {
         Ok(bytes) => {
             let s: Stored = serde_json::from_slice(&bytes).map_err(|e| {
