@@ -256,6 +256,23 @@ impl S3Client {
         Err(self.map_error(req, status, parsed, content_range.as_deref()))
     }
 
+    /// Reads the XML answer of `what`; an S3 error inside a 200 answer
+    /// maps as one to `ctx` would.
+    pub(crate) async fn read_xml<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: Response,
+        ctx: &Request<'_>,
+        what: &str,
+    ) -> StoreResult<T> {
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| StoreError::Io(io::Error::other(e)))?;
+        xml::parsed(xml::parse(&text, what), |e| {
+            self.map_error(ctx, StatusCode::OK, Some(e), None)
+        })
+    }
+
     /// The one mapping from an S3 error answer to a [`StoreError`].
     pub(crate) fn map_error(
         &self,

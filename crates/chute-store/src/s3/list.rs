@@ -8,9 +8,9 @@
 use super::S3Store;
 use super::client::{Request, unquote};
 use super::xml::{self, ListBucketResult, timestamp};
-use crate::{ListOptions, ListResult, ObjectMeta, StoreError, StoreResult};
+use crate::{ListOptions, ListResult, ObjectMeta, StoreResult};
 use chute_core::ObjectKey;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 
 /// One listing entry: an object, or a common prefix (`None`).
 type Entry = (String, Option<xml::ListEntry>);
@@ -38,17 +38,9 @@ impl S3Store {
                 (None, Some(sa)) if !sa.is_empty() => req = req.query("start-after", sa),
                 _ => {}
             }
-            let text = self
-                .client()
-                .send(req)
-                .await?
-                .text()
-                .await
-                .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
             let ctx = Request::new(Method::GET, None);
-            let page: ListBucketResult = xml::parsed(xml::parse(&text, "ListObjectsV2"), |e| {
-                self.client().map_error(&ctx, StatusCode::OK, Some(e), None)
-            })?;
+            let resp = self.client().send(req).await?;
+            let page: ListBucketResult = self.client().read_xml(resp, &ctx, "ListObjectsV2").await?;
             let mut merged: Vec<Entry> = page
                 .contents
                 .into_iter()

@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use chute_core::checksum::HashResult;
 use chute_core::{Checksum, ChecksumAlgorithm, Hasher, ObjectKey};
 use futures::StreamExt as _;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use time::OffsetDateTime;
 
 /// Refuses an upload id S3 could read as something else (an empty
@@ -151,14 +151,11 @@ impl S3Store {
                 .push(("x-amz-checksum-algorithm".into(), a.as_str().to_owned()));
         }
         let resp = self.client().send(req).await?;
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         let ctx = Request::new(Method::POST, Some(key));
-        let result: InitiateResult = xml::parsed(xml::parse(&text, "CreateMultipartUpload"), |e| {
-            self.client().map_error(&ctx, StatusCode::OK, Some(e), None)
-        })?;
+        let result: InitiateResult = self
+            .client()
+            .read_xml(resp, &ctx, "CreateMultipartUpload")
+            .await?;
         if let Ok(mut cache) = self.inner.upload_algorithms.lock() {
             if cache.len() > 10_000 {
                 cache.clear();
@@ -194,17 +191,9 @@ impl S3Store {
                 .query("key-marker", k.clone())
                 .query("upload-id-marker", u.clone());
         }
-        let text = self
-            .client()
-            .send(req)
-            .await?
-            .text()
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
+        let resp = self.client().send(req).await?;
         let ctx = Request::new(Method::GET, None);
-        xml::parsed(xml::parse(&text, "ListMultipartUploads"), |e| {
-            self.client().map_error(&ctx, StatusCode::OK, Some(e), None)
-        })
+        self.client().read_xml(resp, &ctx, "ListMultipartUploads").await
     }
 
     /// The upload's checksum algorithm: remembered from its creation, or
@@ -337,16 +326,8 @@ impl S3Store {
                 req = req.query("part-number-marker", m.clone());
             }
             let ctx = Request::new(Method::GET, Some(key)).query("uploadId", upload_id);
-            let text = self
-                .client()
-                .send(req)
-                .await?
-                .text()
-                .await
-                .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
-            let page: ListPartsResult = xml::parsed(xml::parse(&text, "ListParts"), |e| {
-                self.client().map_error(&ctx, StatusCode::OK, Some(e), None)
-            })?;
+            let resp = self.client().send(req).await?;
+            let page: ListPartsResult = self.client().read_xml(resp, &ctx, "ListParts").await?;
             algorithm = algorithm.or_else(|| {
                 page.checksum_algorithm
                     .as_deref()
@@ -441,14 +422,11 @@ impl S3Store {
             .send(req.body(Body::Bytes(Bytes::from(body))))
             .await?;
         let date = date_of(&resp);
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| StoreError::Io(std::io::Error::other(e)))?;
         let ctx = Request::new(Method::POST, Some(key)).query("uploadId", upload_id);
-        let result: EtagResult = xml::parsed(xml::parse(&text, "CompleteMultipartUpload"), |e| {
-            self.client().map_error(&ctx, StatusCode::OK, Some(e), None)
-        })?;
+        let result: EtagResult = self
+            .client()
+            .read_xml(resp, &ctx, "CompleteMultipartUpload")
+            .await?;
         if let Ok(mut cache) = self.inner.upload_algorithms.lock() {
             cache.remove(upload_id);
         }

@@ -7,7 +7,7 @@ use super::S3Store;
 use super::client::{Body, Request};
 use super::headers::{object_meta, write_headers};
 use super::multipart::AbortGuard;
-use super::xml::{self, EtagResult};
+use super::xml::EtagResult;
 use crate::{
     ByteRange, ByteStream, CompletedPart, CopyOptions, GetResult, MAX_PART_NUMBER, MIN_PART_SIZE, ObjectMeta,
     PutOptions, StoreError, StoreResult,
@@ -196,14 +196,8 @@ impl S3Store {
         to: &ObjectKey,
         what: &str,
     ) -> StoreResult<EtagResult> {
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| StoreError::Io(io::Error::other(e)))?;
         let ctx = Request::new(Method::PUT, Some(to));
-        xml::parsed(xml::parse(&text, what), |e| {
-            self.client().map_error(&ctx, StatusCode::OK, Some(e), None)
-        })
+        self.client().read_xml(resp, &ctx, what).await
     }
 
     /// A copy too large for CopyObject: UploadPartCopy in parts of about
