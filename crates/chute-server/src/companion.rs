@@ -23,7 +23,7 @@
 use crate::api::ApiJson;
 use crate::app::AppState;
 use crate::grants::GrantRequest;
-use crate::lifecycle::{ApiError, CreateRequest, Created, Lifecycle, Signer, UploadClaims, UploadMethod};
+use crate::lifecycle::{ApiError, CreateRequest, Created, Lifecycle, UploadClaims, UploadMethod};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -32,7 +32,6 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chute_core::sigv4::canonical::canonical_uri;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -217,7 +216,7 @@ async fn complete(
     let claims = upload(&state, &parts, &path(upload_id)?).await?;
     let done = state.lifecycle.complete(&claims).await?;
     Ok(Json(json!({
-        "location": object_url(state.lifecycle.signer(), &claims.key),
+        "location": state.lifecycle.signer().object_url(&claims.key),
         "key": claims.key,
         "bucket": done.object.bucket,
         "receipt": done.receipt,
@@ -339,17 +338,6 @@ fn presign_seconds(lifecycle: &Lifecycle, claims: &UploadClaims) -> u64 {
         .min(u64::try_from(remaining).unwrap_or(0))
 }
 
-/// The object's URL, as S3 states a completed upload's `Location`.
-fn object_url(signer: &Signer, key: &str) -> String {
-    let path = canonical_uri(key);
-    match signer.endpoint.split_once("://") {
-        Some((scheme, authority)) if !signer.path_style => {
-            format!("{scheme}://{}.{authority}/{path}", signer.bucket)
-        }
-        _ => format!("{}/{}/{path}", signer.endpoint, signer.bucket),
-    }
-}
-
 /// Comma-separated part numbers, each 1 to 10,000.
 fn parse_part_numbers(s: &str) -> Result<Vec<u32>, ApiError> {
     let bad = || {
@@ -417,6 +405,7 @@ fn internal(message: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lifecycle::Signer;
     use chute_core::{BucketName, Credentials};
 
     #[test]
@@ -464,7 +453,7 @@ mod tests {
             creds.clone(),
         );
         assert_eq!(
-            object_url(&path, "tmp/abc/a b+c.png"),
+            path.object_url("tmp/abc/a b+c.png"),
             "http://127.0.0.1:9000/uploads/tmp/abc/a%20b%2Bc.png"
         );
         let host = Signer::new(
@@ -475,7 +464,7 @@ mod tests {
             creds,
         );
         assert_eq!(
-            object_url(&host, "tmp/x/y.png"),
+            host.object_url("tmp/x/y.png"),
             "https://uploads.s3.example.com/tmp/x/y.png"
         );
     }

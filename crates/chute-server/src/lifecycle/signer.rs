@@ -168,6 +168,17 @@ impl Signer {
         })
     }
 
+    /// The object's unsigned URL, as S3 states a completed upload's
+    /// `Location`.
+    pub(crate) fn object_url(&self, key: &str) -> String {
+        let path = chute_core::sigv4::canonical::canonical_uri(key);
+        if !self.path_style && self.endpoint.contains("://") {
+            format!("{}/{path}", self.virtual_host_url())
+        } else {
+            format!("{}/{}/{path}", self.endpoint, self.bucket)
+        }
+    }
+
     fn virtual_host_url(&self) -> String {
         match self.endpoint.split_once("://") {
             Some((scheme, authority)) => format!("{scheme}://{}.{authority}", self.bucket),
