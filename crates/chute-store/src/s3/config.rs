@@ -126,11 +126,14 @@ impl S3StoreConfig {
             ));
         }
         if self.region.trim().is_empty() {
-            return Err(StoreError::Config("the S3 region is empty".into()));
+            return Err(StoreError::Config(
+                "the S3 region is empty: set it (AWS_REGION; for Garage its s3_region)".into(),
+            ));
         }
         if self.credentials.access_key.is_empty() || self.credentials.secret_key.is_empty() {
             return Err(StoreError::Config(
-                "the S3 access key or secret key is empty".into(),
+                "the S3 access key or secret key is empty: set both (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+                    .into(),
             ));
         }
         let scheme = if https { "https" } else { "http" };

@@ -249,7 +249,8 @@ impl S3Store {
             }
             if buf.len() > limit {
                 return Err(StoreError::Unsupported(format!(
-                    "take a part of unknown length above {limit} bytes: S3 needs the length first"
+                    "take a part of unknown length above {limit} bytes: S3 needs the length first; \
+                     give it in PartOptions::expected_len"
                 )));
             }
         }

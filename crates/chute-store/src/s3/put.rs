@@ -23,7 +23,9 @@ const MAX_PUT_OBJECT: u64 = 5 << 30;
 
 pub(super) fn unsupported_create_only() -> StoreError {
     StoreError::Unsupported(
-        "write an object only if its key is free: this S3 peer ignores If-None-Match on PutObject".into(),
+        "write an object only if its key is free: this S3 peer ignores If-None-Match on PutObject; \
+         check StoreCapabilities::create_only before asking for if_none_match"
+            .into(),
     )
 }
 
@@ -228,7 +230,8 @@ impl S3Store {
                 number += 1;
                 if number > MAX_PART_NUMBER {
                     return Err(StoreError::Unsupported(format!(
-                        "store a body of unknown length above {} bytes (10000 parts of {part_size})",
+                        "store a body of unknown length above {} bytes (10000 parts of {part_size}): \
+                         give its length in PutOptions::expected_len, or raise part_size",
                         part_size as u64 * u64::from(MAX_PART_NUMBER)
                     )));
                 }
