@@ -441,7 +441,12 @@ impl TryFrom<RawConfig> for Config {
             if let Some(url) = url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {
-                return Err(ConfigError::new(name, format!("{url:?} is not an http(s) URL")));
+                return Err(ConfigError::new(
+                    name,
+                    format!(
+                        "{url:?} is not an http(s) URL; give the full URL, like https://uploads.example.com"
+                    ),
+                ));
             }
         }
         let grant_keys = match &raw.grant_secret {
@@ -465,7 +470,9 @@ impl TryFrom<RawConfig> for Config {
         {
             return Err(ConfigError::new(
                 "grant_webhook_url",
-                format!("{url:?} is not an http(s) URL"),
+                format!(
+                    "{url:?} is not an http(s) URL; give the full URL, like https://app.example.com/chute/grant"
+                ),
             ));
         }
         let grant_webhook_timeout = raw.grant_webhook_timeout_seconds.unwrap_or(5);

@@ -104,10 +104,12 @@ impl WebhookConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     /// The secret is shorter than [`MIN_SECRET_LEN`].
-    #[error("the webhook secret must be at least {MIN_SECRET_LEN} bytes")]
+    #[error(
+        "the webhook secret must be at least {MIN_SECRET_LEN} bytes; generate one with `openssl rand -hex 32`"
+    )]
     ShortSecret,
     /// A URL is not an absolute http(s) URL.
-    #[error("{0:?} is not an http(s) URL")]
+    #[error("{0:?} is not an absolute http(s) URL; give one like https://app.example.com/chute/events")]
     BadUrl(String),
     /// The HTTP client could not be built (TLS set-up).
     #[error("cannot build the HTTP client: {0}")]
