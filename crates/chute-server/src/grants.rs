@@ -123,7 +123,10 @@ impl Grants {
         let now = OffsetDateTime::now_utc();
         let grant = if let Some(token) = bearer(parts)? {
             let jwt = self.jwt.as_ref().ok_or_else(|| {
-                ApiError::unauthorized("a bearer grant was sent but no grant secret is configured")
+                ApiError::unauthorized(
+                    "a bearer grant was sent but no grant secret is configured; set grant_secret \
+                     (CHUTE_GRANT_SECRET) on the server to accept grant tokens",
+                )
             })?;
             jwt.verify(token, now)?
         } else if let Some(hook) = &self.webhook {
