@@ -208,6 +208,39 @@ pub(crate) fn upload_body(
     })
 }
 
+/// A body read into memory by [`buffer_up_to`].
+pub(crate) enum Buffered {
+    /// All of it.
+    Whole(BytesMut),
+    /// What was read once it passed the limit; the rest is still unread.
+    Over(BytesMut),
+}
+
+/// Reads `body` into memory until it ends or passes `limit` bytes,
+/// refusing it as soon as it is longer than `expected_len`.
+pub(crate) async fn buffer_up_to(
+    body: &mut ByteStream,
+    limit: usize,
+    expected_len: Option<u64>,
+) -> StoreResult<Buffered> {
+    let mut buf = BytesMut::new();
+    while let Some(item) = body.next().await {
+        buf.extend_from_slice(&item.map_err(StoreError::Body)?);
+        if let Some(expected) = expected_len
+            && buf.len() as u64 > expected
+        {
+            return Err(StoreError::LengthMismatch {
+                expected,
+                received: buf.len() as u64,
+            });
+        }
+        if buf.len() > limit {
+            return Ok(Buffered::Over(buf));
+        }
+    }
+    Ok(Buffered::Whole(buf))
+}
+
 /// Sends `req` with `body` streamed as exactly `len` bytes and checked
 /// against `expect` on the way; with a `trailer`, framed as aws-chunked
 /// carrying that checksum. The answer and the digests of the whole body;

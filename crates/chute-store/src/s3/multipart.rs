@@ -4,7 +4,7 @@
 //! [`AbortGuard`], which aborts an upload a failed put leaves behind.
 
 use super::S3Store;
-use super::body::{Expectations, send_streamed};
+use super::body::{Buffered, Expectations, buffer_up_to, send_streamed};
 use super::client::{Body, Request, S3Client, unquote};
 use super::headers::{checksum_header, date_of, etag_of, md5_header, response_checksum, write_headers};
 use super::xml::{self, EtagResult, InitiateResult, ListPartsResult, ListUploadsResult, timestamp};
@@ -13,10 +13,9 @@ use crate::{
     ByteStream, CompletedPart, MAX_PART_NUMBER, MIN_PART_SIZE, MultipartUpload, ObjectMeta, PartMeta,
     PartOptions, PutOptions, StoreError, StoreResult,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chute_core::checksum::HashResult;
 use chute_core::{Checksum, ChecksumAlgorithm, Hasher, ObjectKey};
-use futures::StreamExt as _;
 use reqwest::Method;
 use time::OffsetDateTime;
 
@@ -236,24 +235,12 @@ impl S3Store {
                 .put_part_streamed(key, upload_id, number, body, opts, algorithm, len)
                 .await;
         }
-        let mut buf = BytesMut::new();
-        while let Some(item) = body.next().await {
-            buf.extend_from_slice(&item.map_err(StoreError::Body)?);
-            if let Some(expected) = opts.expected_len
-                && buf.len() as u64 > expected
-            {
-                return Err(StoreError::LengthMismatch {
-                    expected,
-                    received: buf.len() as u64,
-                });
-            }
-            if buf.len() > limit {
-                return Err(StoreError::Unsupported(format!(
-                    "take a part of unknown length above {limit} bytes: S3 needs the length first; \
-                     give it in PartOptions::expected_len"
-                )));
-            }
-        }
+        let Buffered::Whole(buf) = buffer_up_to(&mut body, limit, opts.expected_len).await? else {
+            return Err(StoreError::Unsupported(format!(
+                "take a part of unknown length above {limit} bytes: S3 needs the length first; \
+                 give it in PartOptions::expected_len"
+            )));
+        };
         // One hash serves the check and the part's Content-MD5 and checksum.
         let algorithm = opts.expected_checksum.as_ref().map(|c| c.algorithm).or(algorithm);
         let mut hasher = Hasher::new(&algorithm.into_iter().collect::<Vec<_>>());

@@ -5,7 +5,7 @@
 //! multipart upload that is aborted on any failure.
 
 use super::S3Store;
-use super::body::{Expectations, send_streamed};
+use super::body::{Buffered, Expectations, buffer_up_to, send_streamed};
 use super::client::{Body, Request};
 use super::headers::{checksum_header, date_of, etag_of, md5_header, write_headers};
 use super::multipart::{AbortGuard, SentPart};
@@ -57,22 +57,10 @@ impl S3Store {
                 self.put_multipart(key, BytesMut::new(), body, opts).await
             };
         }
-        let mut buf = BytesMut::new();
-        while let Some(item) = body.next().await {
-            buf.extend_from_slice(&item.map_err(StoreError::Body)?);
-            if let Some(expected) = opts.expected_len
-                && buf.len() as u64 > expected
-            {
-                return Err(StoreError::LengthMismatch {
-                    expected,
-                    received: buf.len() as u64,
-                });
-            }
-            if buf.len() > part {
-                return self.put_multipart(key, buf, body, opts).await;
-            }
+        match buffer_up_to(&mut body, part, opts.expected_len).await? {
+            Buffered::Whole(buf) => self.put_buffered(key, buf.freeze(), opts).await,
+            Buffered::Over(buf) => self.put_multipart(key, buf, body, opts).await,
         }
-        self.put_buffered(key, buf.freeze(), opts).await
     }
 
     /// One PutObject of a body in memory, checked before it is sent.
