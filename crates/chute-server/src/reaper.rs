@@ -184,16 +184,8 @@ pub async fn gc(config: &crate::Config, dry_run: bool) -> Result<ReapReport, GcE
     }
     // Webhooks hear of what gc removes as they hear of the server's own
     // passes; queued deliveries get a bounded time before gc exits.
-    let sink = config
-        .webhooks
-        .clone()
-        .map(crate::webhooks::WebhookSink::start)
-        .transpose()
-        .map_err(|e| GcError::Open(crate::ServeError::Webhooks(e)))?;
-    let mut hooks = crate::hooks::Hooks::new();
-    if let Some(sink) = &sink {
-        hooks.add(std::sync::Arc::new(sink.clone()));
-    }
+    let (sink, hooks) =
+        crate::serve::webhook_hooks(config).map_err(|e| GcError::Open(crate::ServeError::Webhooks(e)))?;
     let lifecycle = crate::open_lifecycle(config, hooks).await?;
     let options = ReapOptions {
         dry_run,

@@ -243,14 +243,7 @@ impl Server {
                 },
             )
         };
-        let webhooks = (config.webhooks.clone())
-            .map(WebhookSink::start)
-            .transpose()
-            .map_err(ServeError::Webhooks)?;
-        let mut hooks = Hooks::new();
-        if let Some(sink) = &webhooks {
-            hooks.add(Arc::new(sink.clone()));
-        }
+        let (webhooks, hooks) = webhook_hooks(&config).map_err(ServeError::Webhooks)?;
         let lifecycle = new_lifecycle(&config, &store, &creds, token_keys, &s3_url, hooks).await?;
         let router = app(AppState {
             lifecycle: lifecycle.clone(),
@@ -483,6 +476,17 @@ async fn new_lifecycle(
         config.lifecycle.clone(),
         hooks,
     ))
+}
+
+/// Starts the configured event webhooks, if any; the sink (to shut down
+/// at the end) and the hooks that feed it.
+pub(crate) fn webhook_hooks(config: &Config) -> Result<(Option<WebhookSink>, Hooks), WebhookError> {
+    let sink = config.webhooks.clone().map(WebhookSink::start).transpose()?;
+    let mut hooks = Hooks::new();
+    if let Some(sink) = &sink {
+        hooks.add(Arc::new(sink.clone()));
+    }
+    Ok((sink, hooks))
 }
 
 /// The reaper's options from the configuration.
