@@ -138,11 +138,32 @@ async fn abort_request(client: &S3Client, key: &ObjectKey, upload_id: &str) -> S
 }
 
 impl S3Store {
+    /// Creates an upload and reads its start time back from the listing.
     pub(super) async fn create_upload(
         &self,
         key: &ObjectKey,
         opts: &PutOptions,
     ) -> StoreResult<MultipartUpload> {
+        let upload_id = self.initiate_upload(key, opts).await?;
+        // The answer has no time: take S3's from the listing, so the
+        // upload compares equal to what list_multipart_uploads shows.
+        let initiated = self
+            .uploads_page(key.as_str(), None)
+            .await
+            .ok()
+            .and_then(|page| page.uploads.into_iter().find(|u| u.upload_id == upload_id))
+            .map_or_else(OffsetDateTime::now_utc, |u| timestamp(&u.initiated));
+        Ok(MultipartUpload {
+            key: key.clone(),
+            upload_id,
+            initiated,
+        })
+    }
+
+    /// Sends CreateMultipartUpload; the new upload's id. Puts and copies
+    /// that finish the upload themselves need no more (nor its start time,
+    /// which costs a listing).
+    pub(super) async fn initiate_upload(&self, key: &ObjectKey, opts: &PutOptions) -> StoreResult<String> {
         let mut req = Request::new(Method::POST, Some(key)).query("uploads", "");
         req.headers = write_headers(&opts.headers, &opts.metadata);
         if let Some(a) = opts.checksum_algorithm {
@@ -161,19 +182,7 @@ impl S3Store {
             }
             cache.insert(result.upload_id.clone(), opts.checksum_algorithm);
         }
-        // The answer has no time: take S3's from the listing, so the
-        // upload compares equal to what list_multipart_uploads shows.
-        let initiated = self
-            .uploads_page(key.as_str(), None)
-            .await
-            .ok()
-            .and_then(|page| page.uploads.into_iter().find(|u| u.upload_id == result.upload_id))
-            .map_or_else(OffsetDateTime::now_utc, |u| timestamp(&u.initiated));
-        Ok(MultipartUpload {
-            key: key.clone(),
-            upload_id: result.upload_id,
-            initiated,
-        })
+        Ok(result.upload_id)
     }
 
     /// One page of ListMultipartUploads.

@@ -231,9 +231,9 @@ impl S3Store {
             .min(size / MIN_PART_SIZE)
             .clamp(1, u64::from(MAX_PART_NUMBER));
         let part_len = size.div_ceil(count);
-        let upload = self.create_upload(to, &upload_opts).await?;
-        let guard = AbortGuard::new(self.client().clone(), to.clone(), upload.upload_id.clone());
-        let id = upload.upload_id.as_str();
+        let upload_id = self.initiate_upload(to, &upload_opts).await?;
+        let guard = AbortGuard::new(self.client().clone(), to.clone(), upload_id.clone());
+        let id = upload_id.as_str();
         let copies = (0..count).map(|i| {
             let first = i * part_len;
             let last = (first + part_len).min(size) - 1;

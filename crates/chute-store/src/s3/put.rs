@@ -158,17 +158,17 @@ impl S3Store {
             checksum_algorithm: algorithm,
             ..PutOptions::default()
         };
-        let upload = self.create_upload(key, &upload_opts).await?;
-        let guard = AbortGuard::new(self.client().clone(), key.clone(), upload.upload_id.clone());
+        let upload_id = self.initiate_upload(key, &upload_opts).await?;
+        let guard = AbortGuard::new(self.client().clone(), key.clone(), upload_id.clone());
         let result = self
-            .send_parts(key, &upload.upload_id, first, body, &opts, algorithm)
+            .send_parts(key, &upload_id, first, body, &opts, algorithm)
             .await;
         let (parts, size) = match result {
             Ok(sent) => sent,
             Err(e) => return Err(guard.abort(e).await),
         };
         let done = self
-            .finish_upload(key, &upload.upload_id, &parts, opts.if_none_match)
+            .finish_upload(key, &upload_id, &parts, opts.if_none_match)
             .await;
         let mut meta = match done {
             Ok(meta) => meta,
