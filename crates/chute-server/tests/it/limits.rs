@@ -11,12 +11,8 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = crate::test_config(dir.path());
     config.max_connections = 2;
-    let server = chute_server::Server::bind(config).await.expect("server binds");
-    let s3 = server.s3_addr().expect("the embedded store has an S3 listener");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async move {
-        let _ = stop_rx.await;
-    }));
+    let running = crate::run(config, dir).await;
+    let s3 = running.s3.expect("the embedded store has an S3 listener");
 
     // Accepted in the order they connect: these two take both slots.
     let first = TcpStream::connect(s3).await.unwrap();
@@ -41,6 +37,5 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     assert!((200..600).contains(&status), "{text}");
 
     drop(second);
-    stop_tx.send(()).unwrap();
-    running.await.unwrap().expect("server stops cleanly");
+    running.stop().await;
 }

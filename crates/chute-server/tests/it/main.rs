@@ -58,6 +58,8 @@ pub async fn bind(data_dir: &std::path::Path) -> Server {
 pub struct Running {
     /// The API listener's address.
     pub app: std::net::SocketAddr,
+    /// The embedded store's S3 listener address.
+    pub s3: Option<std::net::SocketAddr>,
     /// Send to shut the server down.
     pub stop: tokio::sync::oneshot::Sender<()>,
     /// The server task; it ends after `stop`.
@@ -77,12 +79,14 @@ impl Running {
 pub async fn run(config: Config, dir: tempfile::TempDir) -> Running {
     let server = Server::bind(config).await.expect("server binds");
     let app = server.app_addr();
+    let s3 = server.s3_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
     Running {
         app,
+        s3,
         stop,
         task,
         _dir: dir,
