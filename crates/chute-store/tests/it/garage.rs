@@ -55,9 +55,13 @@ pub fn shared() -> Arc<Garage> {
     g
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("no free loopback port: {e}"));
-    l.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"))
+/// Three distinct free loopback ports: all bound at once, so the kernel
+/// cannot hand out one twice.
+fn free_ports() -> (u16, u16, u16) {
+    let bind = || TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("no free loopback port: {e}"));
+    let (a, b, c) = (bind(), bind(), bind());
+    let port = |l: &TcpListener| l.local_addr().map(|a| a.port()).unwrap_or_else(|e| panic!("{e}"));
+    (port(&a), port(&b), port(&c))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -81,7 +85,7 @@ impl Garage {
             bin.display()
         );
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let (rpc, s3, admin) = (free_port(), free_port(), free_port());
+        let (rpc, s3, admin) = free_ports();
         let config = format!(
             r#"metadata_dir = "{root}/meta"
 data_dir = "{root}/data"
