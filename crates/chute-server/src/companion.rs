@@ -26,7 +26,7 @@ use crate::grants::GrantRequest;
 use crate::lifecycle::{ApiError, CreateRequest, Created, Lifecycle, UploadClaims, UploadMethod};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -130,10 +130,8 @@ async fn create_multipart(
 /// `GET /s3/multipart/{uploadId}?key=`: the parts stored so far.
 async fn list_parts(
     State(state): State<AppState>,
-    parts: Parts,
-    upload_id: Result<Path<String>, PathRejection>,
+    NamedUpload(claims): NamedUpload,
 ) -> Result<Response, CompanionError> {
-    let claims = upload(&state, &parts, &path(upload_id)?).await?;
     let stored = state.lifecycle.stored_parts(&claims).await?;
     let listed: Vec<Value> = stored
         .iter()
@@ -153,10 +151,9 @@ async fn list_parts(
 /// by part number.
 async fn sign_batch(
     State(state): State<AppState>,
+    NamedUpload(claims): NamedUpload,
     parts: Parts,
-    upload_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, CompanionError> {
-    let claims = upload(&state, &parts, &path(upload_id)?).await?;
     let query = query_pairs(&parts)?;
     let numbers = parse_part_numbers(required(&query, "partNumbers")?)?;
     let urls = state.lifecycle.part_urls(&claims, &numbers)?;
@@ -170,11 +167,10 @@ async fn sign_batch(
 /// `GET /s3/multipart/{uploadId}/{partNumber}?key=`: `{url, expires}`.
 async fn sign_part(
     State(state): State<AppState>,
-    parts: Parts,
+    NamedUpload(claims): NamedUpload,
     params: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, CompanionError> {
-    let (upload_id, number) = path(params)?;
-    let claims = upload(&state, &parts, &upload_id).await?;
+    let (_, number) = path(params)?;
     let numbers = parse_part_numbers(&number)?;
     let url = state
         .lifecycle
@@ -227,10 +223,8 @@ async fn complete(
 /// `DELETE /s3/multipart/{uploadId}?key=`: aborts, answers `{}`.
 async fn abort(
     State(state): State<AppState>,
-    parts: Parts,
-    upload_id: Result<Path<String>, PathRejection>,
+    NamedUpload(claims): NamedUpload,
 ) -> Result<Response, CompanionError> {
-    let claims = upload(&state, &parts, &path(upload_id)?).await?;
     state.lifecycle.abort(&claims).await?;
     Ok(Json(json!({})).into_response())
 }
@@ -277,6 +271,23 @@ async fn create(
         part_checksum_algorithm: None,
     };
     crate::api::create_upload(state, parts, req).await
+}
+
+/// The multipart upload the `{upload_id}` of the path names, checked by
+/// [`upload`]. (`complete` calls [`upload`] itself, after reading its body.)
+struct NamedUpload(UploadClaims);
+
+impl FromRequestParts<AppState> for NamedUpload {
+    type Rejection = CompanionError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, CompanionError> {
+        let params = Path::<Vec<(String, String)>>::from_request_parts(parts, state).await;
+        let upload_id = path(params)?
+            .into_iter()
+            .find_map(|(name, value)| (name == "upload_id").then_some(value))
+            .unwrap_or_default();
+        Ok(Self(upload(state, parts, &upload_id).await?))
+    }
 }
 
 /// The multipart upload a later call names: the grant is resolved first
