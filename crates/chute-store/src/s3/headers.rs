@@ -64,6 +64,15 @@ pub(crate) fn date_of(resp: &reqwest::Response) -> Option<OffsetDateTime> {
         .and_then(http_date)
 }
 
+/// The header that asks S3 to keep checksums of `algorithm` for an
+/// upload or copy.
+pub(crate) fn checksum_algorithm_header(algorithm: ChecksumAlgorithm) -> (String, String) {
+    (
+        "x-amz-checksum-algorithm".to_owned(),
+        algorithm.as_str().to_owned(),
+    )
+}
+
 /// The header carrying checksum `c`.
 pub(crate) fn checksum_header(c: &Checksum) -> (String, String) {
     (c.algorithm.header_name().to_owned(), c.to_header_value())

@@ -6,7 +6,10 @@
 use super::S3Store;
 use super::body::{Buffered, Expectations, buffer_up_to, send_streamed};
 use super::client::{Body, Request, S3Client, unquote};
-use super::headers::{checksum_header, date_of, etag_of, md5_header, response_checksum, write_headers};
+use super::headers::{
+    checksum_algorithm_header, checksum_header, date_of, etag_of, md5_header, response_checksum,
+    write_headers,
+};
 use super::xml::{self, EtagResult, InitiateResult, ListPartsResult, ListUploadsResult, timestamp};
 use crate::expect::verify;
 use crate::{
@@ -166,10 +169,8 @@ impl S3Store {
     pub(super) async fn initiate_upload(&self, key: &ObjectKey, opts: &PutOptions) -> StoreResult<String> {
         let mut req = Request::new(Method::POST, Some(key)).query("uploads", "");
         req.headers = write_headers(&opts.headers, &opts.metadata);
-        if let Some(a) = opts.checksum_algorithm {
-            req.headers
-                .push(("x-amz-checksum-algorithm".into(), a.as_str().to_owned()));
-        }
+        req.headers
+            .extend(opts.checksum_algorithm.map(checksum_algorithm_header));
         let resp = self.client().send(req).await?;
         let ctx = Request::new(Method::POST, Some(key));
         let result: InitiateResult = self

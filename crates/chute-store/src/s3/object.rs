@@ -5,7 +5,7 @@
 
 use super::S3Store;
 use super::client::{Body, Request};
-use super::headers::{object_meta, write_headers};
+use super::headers::{checksum_algorithm_header, object_meta, write_headers};
 use super::multipart::AbortGuard;
 use super::xml::EtagResult;
 use crate::{
@@ -178,10 +178,8 @@ impl S3Store {
                 req.headers
                     .push(("x-amz-metadata-directive".into(), "REPLACE".into()));
                 req.headers.extend(write_headers(&o.headers, &o.metadata));
-                if let Some(a) = o.checksum_algorithm {
-                    req.headers
-                        .push(("x-amz-checksum-algorithm".into(), a.as_str().to_owned()));
-                }
+                req.headers
+                    .extend(o.checksum_algorithm.map(checksum_algorithm_header));
             }
         }
         self.copy_answer(self.client().send(req).await?, to, "CopyObject")
