@@ -339,7 +339,7 @@ impl Lifecycle {
     /// Counts one use of a grant with `max_files`: claims the first free
     /// slot `.chute/grants/<grant hash>/<n>` with a create-only write, so
     /// concurrent requests on any instance never over-count.
-    async fn claim_file_slot(&self, grant: &Grant) -> Result<Option<ObjectKey>, ApiError> {
+    pub(super) async fn claim_file_slot(&self, grant: &Grant) -> Result<Option<ObjectKey>, ApiError> {
         let Some(max) = grant.max_files else {
             return Ok(None);
         };
@@ -572,7 +572,7 @@ pub(crate) fn new_upload_id() -> String {
 
 /// A media type checked for shape (`type/subtype`, token characters,
 /// optional parameters) and lowercased.
-fn normalize_type(t: &str) -> Result<String, ApiError> {
+pub(super) fn normalize_type(t: &str) -> Result<String, ApiError> {
     let bad = || ApiError::bad_request("bad_type", format!("{t:?} is not a media type like image/png"));
     if t.len() > 255 || t.bytes().any(|b| b.is_ascii_control() || !b.is_ascii()) {
         return Err(bad());

@@ -13,6 +13,7 @@ mod complete;
 mod create;
 mod error;
 mod promote;
+mod server_side;
 pub mod signer;
 mod sniff;
 
@@ -22,6 +23,7 @@ pub(crate) use create::rfc3339;
 pub use create::{ChecksumSpec, CreateRequest, Created, MultipartInfo, OrderedFields, PartUrl, PostForm};
 pub use error::ApiError;
 pub use promote::{PromoteRequest, Promoted};
+pub use server_side::ServerUpload;
 pub use signer::{SignedRequest, Signer};
 
 use crate::hooks::{Event, EventKind, Hooks};
