@@ -1,0 +1,201 @@
+// tus-js-client (the reference tus 1.0 client) in Node against Chute's
+// /files/ endpoint, once on the embedded store and once on Garage: a 20 MB
+// upload aborted after 1 MiB and resumed by a new Upload found through
+// findPreviousUploads; chunk sizes that do not divide the file; and
+// parallelUploads (the concatenation extension). Every object is read back
+// over S3 and compared by SHA-256; every upload ends with a Chute-Receipt.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tus from 'tus-js-client';
+import { MiB, mintGrant, receiptClaims, sha256, startBackend, storedObject, verifyReceipt } from './tus-support.mjs';
+
+const SIZE = 20 * 1000 * 1000; // 20 MB: not a multiple of any chunk size below
+const RETRIES = [0, 200, 500, 1000, 2000];
+
+let work;
+let file;
+before(() => {
+  work = mkdtempSync(join(tmpdir(), 'chute-tus-node-'));
+  file = randomBytes(SIZE);
+});
+after(() => { if (work) rmSync(work, { recursive: true, force: true }); });
+
+/**
+ * Runs one tus-js-client Upload of `data` to completion. Records every
+ * request as `{method, url, offset, length, concat}` and every response's
+ * status and Chute-Receipt. Answers `{upload, requests, responses, last}`.
+ */
+function runUpload(data, options, hooks = {}) {
+  const requests = [];
+  const responses = [];
+  return new Promise((ok, fail) => {
+    const upload = new tus.Upload(data, {
+      retryDelays: RETRIES,
+      ...options,
+      onBeforeRequest(req) {
+        requests.push({
+          method: req.getMethod(),
+          url: req.getURL(),
+          offset: req.getHeader('Upload-Offset') ?? null,
+          concat: req.getHeader('Upload-Concat') ?? null,
+        });
+      },
+      onAfterResponse(req, res) {
+        responses.push({
+          method: req.getMethod(),
+          url: req.getURL(),
+          status: res.getStatus(),
+          offset: res.getHeader('Upload-Offset') ?? null,
+          receipt: res.getHeader('Chute-Receipt') ?? null,
+          body: res.getStatus() >= 400 ? res.getBody() : undefined,
+        });
+      },
+      onProgress: (sent, total) => hooks.onProgress?.(upload, sent, total),
+      onSuccess: ({ lastResponse }) => ok({ upload, requests, responses, last: lastResponse }),
+      onError: (err) => fail(Object.assign(err, { requests, responses })),
+    });
+    hooks.start ? hooks.start(upload) : upload.start();
+  });
+}
+
+for (const backendName of ['embedded', 'garage']) {
+  describe(`tus-js-client on ${backendName}`, () => {
+    let b;
+    before(async () => { b = await startBackend(backendName); });
+    after(async () => {
+      const problems = await b?.stop();
+      assert.deepEqual(problems ?? [], []);
+    });
+
+    const context = (extra) => `${extra ? `${JSON.stringify(extra, null, 1)}\n` : ''}--- chute ---\n${b.chute.output()}`;
+
+    /** The receipt verifies, names tmp/<id>/<name>, and the stored object is `data`. */
+    async function checkStored(receipt, name, data, sub) {
+      assert.ok(receipt, context('no Chute-Receipt on the completing response'));
+      const claims = receiptClaims(receipt);
+      assert.match(claims.key, new RegExp(`^tmp/[^/]+/${name.replace('.', '\\.')}$`), JSON.stringify(claims));
+      assert.equal(claims.size, data.length, JSON.stringify(claims));
+      assert.ok(claims.etag, JSON.stringify(claims));
+      if (sub) assert.equal(claims.sub, sub);
+      const verified = await verifyReceipt(b.chute.appUrl, receipt);
+      assert.equal(verified.valid, true, JSON.stringify(verified));
+      const stored = await storedObject(b.store, claims.key);
+      assert.equal(stored.size, data.length, claims.key);
+      assert.equal(stored.sha256, sha256(data), `${claims.key}: content differs`);
+      return claims;
+    }
+
+    test('a 20 MB upload aborted after 1 MiB resumes through findPreviousUploads, byte-identical', async () => {
+      const urlStorage = new tus.FileUrlStorage(join(work, `urls-${backendName}.json`));
+      const grant = mintGrant({ sub: 'tus-node' });
+      const options = {
+        endpoint: b.filesUrl,
+        headers: { authorization: `Bearer ${grant}` },
+        metadata: { filename: 'resumed.bin', filetype: 'application/octet-stream' },
+        urlStorage,
+      };
+
+      // First Upload: the whole file in one PATCH (no chunkSize), aborted
+      // once more than 1 MiB has left the client.
+      const first = { requests: [], url: null, progress: 0 };
+      await new Promise((ok, fail) => {
+        const upload = new tus.Upload(file, {
+          ...options,
+          retryDelays: null,
+          onBeforeRequest: (req) => first.requests.push(`${req.getMethod()} ${req.getURL()}`),
+          onProgress(sent) {
+            first.progress = sent;
+            if (sent > MiB && first.url === null) {
+              first.url = upload.url;
+              upload.abort().then(ok, fail);
+            }
+          },
+          onSuccess: () => fail(new Error('the first upload finished before it was aborted')),
+          onError: fail,
+        });
+        upload.start();
+      });
+      assert.ok(first.url?.startsWith(b.filesUrl), `upload URL ${first.url} is not under ${b.filesUrl}`);
+      assert.deepEqual(first.requests.map((r) => r.split(' ')[0]), ['POST', 'PATCH'], JSON.stringify(first.requests));
+
+      // Second Upload: a new object that knows only what the URL storage kept.
+      const { upload, requests, responses, last } = await runUpload(file, options, {
+        async start(upload) {
+          const previous = await upload.findPreviousUploads();
+          assert.equal(previous.length, 1, JSON.stringify(previous));
+          assert.equal(previous[0].uploadUrl, first.url);
+          upload.resumeFromPreviousUpload(previous[0]);
+          upload.start();
+        },
+      });
+      assert.equal(upload.url, first.url);
+      // It asked the server where to continue, and continued there: the
+      // server kept part of the aborted PATCH, and did not claim more than
+      // the client had sent.
+      assert.equal(requests[0].method, 'HEAD', JSON.stringify(requests));
+      const head = responses[0];
+      assert.equal(head.status, 200, context(responses));
+      const resumedAt = Number(head.offset);
+      assert.ok(resumedAt > 0 && resumedAt <= first.progress, `server offset ${resumedAt} after ${first.progress} bytes were sent`);
+      const patches = requests.filter((r) => r.method === 'PATCH');
+      assert.equal(patches[0].offset, String(resumedAt), JSON.stringify(requests));
+      assert.ok(responses.every((r) => r.status < 400), context(responses));
+      console.log(`# ${backendName}: aborted after ${first.progress} bytes sent; server offset ${resumedAt}`);
+
+      await checkStored(last.getHeader('Chute-Receipt'), 'resumed.bin', file, 'tus-node');
+    });
+
+    for (const chunkSize of [3 * MiB + 7, 5 * MiB + 1]) {
+      test(`chunkSize ${chunkSize} on a 20 MB file: every PATCH at the right offset, byte-identical`, async () => {
+        const name = `chunks-${chunkSize}.bin`;
+        const { requests, responses, last } = await runUpload(file, {
+          endpoint: b.filesUrl,
+          chunkSize,
+          headers: { authorization: `Bearer ${mintGrant({ sub: 'tus-node' })}` },
+          metadata: { filename: name, filetype: 'application/octet-stream' },
+        });
+        assert.ok(responses.every((r) => r.status < 400), context(responses));
+        const patches = requests.filter((r) => r.method === 'PATCH');
+        const want = [];
+        for (let at = 0; at < SIZE; at += chunkSize) want.push(String(at));
+        assert.deepEqual(patches.map((p) => p.offset), want, 'one PATCH per chunk, no retries');
+        // Each PATCH answered the new offset.
+        const answered = responses.filter((r) => r.method === 'PATCH').map((r) => r.offset);
+        assert.deepEqual(answered, [...want.slice(1), String(SIZE)]);
+        // Only the last PATCH completed the upload.
+        const receipts = responses.filter((r) => r.receipt);
+        assert.equal(receipts.length, 1, context(responses));
+        assert.equal(last.getHeader('Chute-Receipt'), receipts[0].receipt);
+        await checkStored(receipts[0].receipt, name, file, 'tus-node');
+      });
+    }
+
+    test('parallelUploads: three partial uploads concatenated into a final upload', async () => {
+      const opt = await fetch(b.filesUrl, { method: 'OPTIONS', headers: { 'Tus-Resumable': '1.0.0' } });
+      const extensions = (opt.headers.get('tus-extension') ?? '').split(',').map((s) => s.trim());
+      // Issue 5: concatenation on every store.
+      assert.ok(extensions.includes('concatenation'), `Tus-Extension: ${opt.headers.get('tus-extension')}`);
+
+      // Boundaries on 5 MiB multiples except the last, plus uneven ones.
+      const name = 'concatenated.bin';
+      const grant = mintGrant({ sub: 'tus-node' });
+      const { requests, responses, last } = await runUpload(file, {
+        endpoint: b.filesUrl,
+        parallelUploads: 3,
+        chunkSize: 4 * MiB + 3,
+        headers: { authorization: `Bearer ${grant}` },
+        metadata: { filename: name, filetype: 'application/octet-stream' },
+      });
+      assert.ok(responses.every((r) => r.status < 400), context(responses));
+      const posts = requests.filter((r) => r.method === 'POST');
+      assert.equal(posts.filter((p) => p.concat === 'partial').length, 3);
+      const final = posts.find((p) => p.concat?.startsWith('final;'));
+      assert.ok(final, JSON.stringify(posts));
+      await checkStored(last.getHeader('Chute-Receipt'), name, file, 'tus-node');
+    });
+  });
+}

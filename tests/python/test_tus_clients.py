@@ -1,0 +1,123 @@
+"""tuspy, the Python tus 1.0 client, against Chute's `/files/` endpoint on
+the embedded store and on Garage.
+
+The resume test is the one issue 5 asks for: a first client uploads part of
+a file chunk by chunk and stops; a fresh `TusClient`, knowing nothing but the
+upload URL, asks the server for the offset (HEAD), sends the rest and gets
+the receipt on the final PATCH. The object is read back over S3 and compared
+byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+
+import jwt
+import requests
+from tusclient import client as tus
+
+from conftest import GRANT_KID, GRANT_SECRET
+
+MiB = 1024 * 1024
+
+
+def grant(**claims) -> str:
+    body = {"aud": "chute", "exp": int(time.time()) + 600, "jti": uuid.uuid4().hex}
+    body.update(claims)
+    return jwt.encode(body, GRANT_SECRET, algorithm="HS256", headers={"kid": GRANT_KID})
+
+
+def random_file(tmp_path, name: str, size: int):
+    data = os.urandom(size)
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path, data
+
+
+def files_url(server) -> str:
+    return f"{server.app_url}/files/"
+
+
+def receipt_claims(receipt: str) -> dict:
+    return jwt.decode(receipt, GRANT_SECRET, algorithms=["HS256"], audience="chute-receipt")
+
+
+def stored(server, key: str) -> bytes:
+    return server.client().get_object(Bucket=server.bucket, Key=key)["Body"].read()
+
+
+def check_object(server, receipt: str | None, data: bytes, name: str) -> dict:
+    """The receipt verifies, names tmp/<id>/<name>, and the object is `data`."""
+    assert receipt, f"no Chute-Receipt header on the final PATCH\n{server.output()}"
+    claims = receipt_claims(receipt)
+    assert claims["key"].startswith("tmp/") and claims["key"].endswith(f"/{name}"), claims
+    assert claims["size"] == len(data), claims
+    v = requests.post(f"{server.app_url}/api/receipts/verify", json={"receipt": receipt}, timeout=30)
+    assert v.status_code == 200 and v.json()["valid"] is True, v.text
+    body = stored(server, claims["key"])
+    assert len(body) == len(data)
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest(), "stored object differs"
+    return claims
+
+
+def test_tuspy_uploads_in_uneven_chunks(backend, tmp_path):
+    """One uploader, chunks that do not divide the file, sha1 Upload-Checksum on each."""
+    path, data = random_file(tmp_path, "tuspy-whole.bin", 12 * MiB + 12345)
+    c = tus.TusClient(files_url(backend), headers={"Authorization": f"Bearer {grant(sub='tuspy')}"})
+    up = c.uploader(
+        file_path=str(path),
+        chunk_size=2 * MiB + 3,
+        metadata={"filename": path.name, "filetype": "application/octet-stream"},
+        upload_checksum=True,
+    )
+    up.upload()
+    assert up.offset == len(data)
+    assert up.request.status_code == 204, up.request.response_content
+    claims = check_object(backend, up.request.response_headers.get("chute-receipt"), data, path.name)
+    assert claims.get("sub") == "tuspy", claims
+
+
+def test_tuspy_fresh_client_resumes_from_server_offset(backend, tmp_path):
+    path, data = random_file(tmp_path, "tuspy-resume.bin", 9 * MiB + 777)
+    token = grant(sub="tuspy-resume")
+
+    # First client: creates the upload and sends three uneven chunks, then
+    # goes away (its uploader, client and any local state are dropped).
+    first = tus.TusClient(files_url(backend), headers={"Authorization": f"Bearer {token}"})
+    up1 = first.uploader(
+        file_path=str(path),
+        chunk_size=MiB + 1,
+        metadata={"filename": path.name, "filetype": "application/octet-stream"},
+    )
+    for _ in range(3):
+        up1.upload_chunk()
+    sent = up1.offset
+    assert sent == 3 * (MiB + 1)
+    url = up1.url
+    assert url.startswith(files_url(backend)), url
+    del up1, first
+
+    # The server holds exactly what was sent.
+    head = requests.head(url, headers={"Tus-Resumable": "1.0.0"}, timeout=30)
+    assert head.status_code == 200, head.text
+    assert head.headers["Upload-Offset"] == str(sent), head.headers
+    assert head.headers["Upload-Length"] == str(len(data)), head.headers
+
+    # A fresh client with only the URL: tuspy HEADs for the offset and
+    # continues from there, with larger chunks and checksums this time.
+    fresh = tus.TusClient(files_url(backend))
+    up2 = fresh.uploader(file_path=str(path), url=url, chunk_size=4 * MiB - 5, upload_checksum=True)
+    assert up2.offset == sent, "the fresh client read a different offset than the server reported"
+    offsets = []
+    while up2.offset < len(data):
+        offsets.append(up2.offset)
+        up2.upload_chunk()
+    assert offsets == list(range(sent, len(data), 4 * MiB - 5)), offsets
+    assert up2.offset == len(data)
+    assert up2.request.status_code == 204, up2.request.response_content
+    claims = check_object(backend, up2.request.response_headers.get("chute-receipt"), data, path.name)
+    assert claims.get("sub") == "tuspy-resume", claims
+
