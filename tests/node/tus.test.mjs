@@ -7,7 +7,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Readable, Transform } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tus from 'tus-js-client';
@@ -17,12 +18,45 @@ const SIZE = 20 * 1000 * 1000; // 20 MB: not a multiple of any chunk size below
 const RETRIES = [0, 200, 500, 1000, 2000];
 
 let work;
-let file;
+let file; // the bytes, a Buffer: tus-js-client sends Buffer slices with Transfer-Encoding: chunked
+let filePath; // the same bytes on disk: an fs.ReadStream's slices go with Content-Length
 before(() => {
   work = mkdtempSync(join(tmpdir(), 'chute-tus-node-'));
   file = randomBytes(SIZE);
+  filePath = join(work, 'resumed.bin');
+  writeFileSync(filePath, file);
 });
 after(() => { if (work) rmSync(work, { recursive: true, force: true }); });
+
+/**
+ * tus-js-client's Node HTTP stack, but request bodies go out at about 6 MB/s
+ * (32 KiB every 5 ms), so that on loopback an abort lands near the progress
+ * at which it was asked for (progress events come at most every 100 ms).
+ */
+class SlowHttpStack extends tus.DefaultHttpStack {
+  createRequest(method, url) {
+    const req = super.createRequest(method, url);
+    const send = req.send.bind(req);
+    req.send = (body) => {
+      if (!(body instanceof Readable)) return send(body);
+      const slow = body.pipe(new Transform({
+        transform(chunk, _enc, done) {
+          const pieces = [];
+          for (let at = 0; at < chunk.length; at += 32 * 1024) pieces.push(chunk.subarray(at, at + 32 * 1024));
+          const next = () => {
+            if (pieces.length === 0) { done(); return; }
+            this.push(pieces.shift());
+            setTimeout(next, 5);
+          };
+          next();
+        },
+      }));
+      slow.size = body.size; // keeps Content-Length
+      return send(slow);
+    };
+    return req;
+  }
+}
 
 /**
  * Runs one tus-js-client Upload of `data` to completion. Records every
@@ -99,12 +133,13 @@ for (const backendName of ['embedded', 'garage']) {
         urlStorage,
       };
 
-      // First Upload: the whole file in one PATCH (no chunkSize), aborted
-      // once more than 1 MiB has left the client.
+      // First Upload: the whole file in one PATCH (no chunkSize), sent
+      // slowly and aborted once more than 1 MiB has left the client.
       const first = { requests: [], url: null, progress: 0 };
       await new Promise((ok, fail) => {
-        const upload = new tus.Upload(file, {
+        const upload = new tus.Upload(createReadStream(filePath), {
           ...options,
+          httpStack: new SlowHttpStack(),
           retryDelays: null,
           onBeforeRequest: (req) => first.requests.push(`${req.getMethod()} ${req.getURL()}`),
           onProgress(sent) {
@@ -122,8 +157,21 @@ for (const backendName of ['embedded', 'garage']) {
       assert.ok(first.url?.startsWith(b.filesUrl), `upload URL ${first.url} is not under ${b.filesUrl}`);
       assert.deepEqual(first.requests.map((r) => r.split(' ')[0]), ['POST', 'PATCH'], JSON.stringify(first.requests));
 
+      // The server notices the broken-off body and keeps what arrived (tus
+      // core: "SHOULD store as much of the received data as possible").
+      // It may take a moment: until then a HEAD still answers the old offset.
+      let kept = 0;
+      for (const until = Date.now() + 15_000; kept === 0 && Date.now() < until;) {
+        const h = await fetch(first.url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+        assert.equal(h.status, 200, context(`HEAD ${first.url} -> ${h.status}`));
+        kept = Number(h.headers.get('upload-offset'));
+        if (kept === 0) await new Promise((r) => setTimeout(r, 100));
+      }
+      // (Progress events are throttled, so more than `first.progress` may have left.)
+      assert.ok(kept > 0 && kept < SIZE, `server offset ${kept} after ${first.progress} bytes were sent`);
+
       // Second Upload: a new object that knows only what the URL storage kept.
-      const { upload, requests, responses, last } = await runUpload(file, options, {
+      const { upload, requests, responses, last } = await runUpload(createReadStream(filePath), options, {
         async start(upload) {
           const previous = await upload.findPreviousUploads();
           assert.equal(previous.length, 1, JSON.stringify(previous));
@@ -133,14 +181,13 @@ for (const backendName of ['embedded', 'garage']) {
         },
       });
       assert.equal(upload.url, first.url);
-      // It asked the server where to continue, and continued there: the
-      // server kept part of the aborted PATCH, and did not claim more than
-      // the client had sent.
+      // It asked the server where to continue, and continued there.
       assert.equal(requests[0].method, 'HEAD', JSON.stringify(requests));
       const head = responses[0];
       assert.equal(head.status, 200, context(responses));
       const resumedAt = Number(head.offset);
-      assert.ok(resumedAt > 0 && resumedAt <= first.progress, `server offset ${resumedAt} after ${first.progress} bytes were sent`);
+      assert.ok(first.progress < 4 * MiB, `the abort came late, after ${first.progress} bytes`);
+      assert.equal(resumedAt, kept);
       const patches = requests.filter((r) => r.method === 'PATCH');
       assert.equal(patches[0].offset, String(resumedAt), JSON.stringify(requests));
       assert.ok(responses.every((r) => r.status < 400), context(responses));
