@@ -121,3 +121,10 @@ def test_tuspy_fresh_client_resumes_from_server_offset(backend, tmp_path):
     claims = check_object(backend, up2.request.response_headers.get("chute-receipt"), data, path.name)
     assert claims.get("sub") == "tuspy-resume", claims
 
+
+    # The finished upload still answers HEAD with its full offset and the
+    # same receipt, for a client that lost the final PATCH's response.
+    head = requests.head(url, headers={"Tus-Resumable": "1.0.0"}, timeout=30)
+    assert head.status_code == 200, head.text
+    assert head.headers["Upload-Offset"] == str(len(data)), head.headers
+    assert head.headers.get("Chute-Receipt") == up2.request.response_headers.get("chute-receipt")
