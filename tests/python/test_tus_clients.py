@@ -4,22 +4,29 @@ the embedded store and on Garage.
 The resume test is the one issue 5 asks for: a first client uploads part of
 a file chunk by chunk and stops; a fresh `TusClient`, knowing nothing but the
 upload URL, asks the server for the offset (HEAD), sends the rest and gets
-the receipt on the final PATCH. The object is read back over S3 and compared
-byte for byte.
+the receipt on the final PATCH. The crash test SIGKILLs the server in the
+middle of a tuspy upload and restarts it over the same store: a fresh client
+resumes from what the store kept. Objects are read back over S3 and
+compared byte for byte.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
+import threading
 import time
 import uuid
+from pathlib import Path
 
 import jwt
+import pytest
 import requests
 from tusclient import client as tus
 
-from conftest import GRANT_KID, GRANT_SECRET
+from conftest import GRANT_KID, GRANT_SECRET, ChuteServer
 
 MiB = 1024 * 1024
 
@@ -128,3 +135,84 @@ def test_tuspy_fresh_client_resumes_from_server_offset(backend, tmp_path):
     assert head.status_code == 200, head.text
     assert head.headers["Upload-Offset"] == str(len(data)), head.headers
     assert head.headers.get("Chute-Receipt") == up2.request.response_headers.get("chute-receipt")
+
+
+@pytest.fixture(params=["embedded", "garage"])
+def crashable(request):
+    """A server of its own (the test SIGKILLs it) on the embedded store or
+    on the session's Garage."""
+    work = Path(tempfile.mkdtemp(prefix="chute-tus-crash-"))
+    srv = ChuteServer(work)
+    if request.param == "garage":
+        e = request.getfixturevalue("garage").env
+        srv.access_key, srv.secret_key = e["CHUTE_TEST_S3_ACCESS_KEY"], e["CHUTE_TEST_S3_SECRET_KEY"]
+        srv.store_endpoint = e["CHUTE_TEST_S3_ENDPOINT"]
+        srv.region = e["CHUTE_TEST_S3_REGION"]
+        srv.bucket = e["CHUTE_TEST_S3_BUCKET"]
+        srv.extra_env = {
+            "CHUTE_STORE": "s3",
+            "CHUTE_S3_ENDPOINT": srv.store_endpoint,
+            "CHUTE_S3_PATH_STYLE": "true",
+            "CHUTE_REGION": srv.region,
+            "CHUTE_BUCKET": srv.bucket,
+        }
+    srv.start()
+    yield srv
+    srv.kill()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def test_tuspy_resumes_after_the_server_is_killed_mid_upload(crashable, tmp_path):
+    srv = crashable
+    path, data = random_file(tmp_path, "tuspy-crash.bin", 24 * MiB + 4321)
+    c = tus.TusClient(files_url(srv), headers={"Authorization": f"Bearer {grant(sub='tuspy-crash')}"})
+    up1 = c.uploader(
+        file_path=str(path),
+        chunk_size=MiB + 17,
+        metadata={"filename": path.name, "filetype": "application/octet-stream"},
+    )
+    up1.upload_chunk()
+    upload_path = up1.url[len(srv.app_url):]
+    assert upload_path.startswith("/files/"), up1.url
+
+    # tuspy goes on in a thread; once the server holds more than 7 MiB
+    # (a stored 5 MiB part and a tail), SIGKILL it, PATCH or no PATCH in
+    # flight.
+    failure: list[BaseException] = []
+
+    def go_on():
+        try:
+            up1.upload()
+        except BaseException as e:  # the server dies under it
+            failure.append(e)
+
+    t = threading.Thread(target=go_on, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 60
+    while True:
+        h = requests.head(up1.url, headers={"Tus-Resumable": "1.0.0"}, timeout=10)
+        assert h.status_code == 200, h.text
+        if int(h.headers["Upload-Offset"]) > 7 * MiB:
+            break
+        assert time.monotonic() < deadline and t.is_alive(), f"no progress past 7 MiB\n{srv.output()}"
+        time.sleep(0.02)
+    srv.kill()
+    t.join(30)
+    assert not t.is_alive()
+    assert failure, "the upload finished before the server was killed"
+
+    # Same store, new process (and new ports): a fresh client with only the
+    # upload's path continues from the offset the store kept.
+    srv.start()
+    url = f"{srv.app_url}{upload_path}"
+    head = requests.head(url, headers={"Tus-Resumable": "1.0.0"}, timeout=30)
+    assert head.status_code == 200, f"{head.status_code} {head.text}\n{srv.output()}"
+    kept = int(head.headers["Upload-Offset"])
+    assert 7 * MiB < kept < len(data), kept
+    fresh = tus.TusClient(files_url(srv))
+    up2 = fresh.uploader(file_path=str(path), url=url, chunk_size=3 * MiB + 1, upload_checksum=True)
+    assert up2.offset == kept
+    up2.upload()
+    assert up2.offset == len(data)
+    assert up2.request.status_code == 204, up2.request.response_content
+    check_object(srv, up2.request.response_headers.get("chute-receipt"), data, path.name)
