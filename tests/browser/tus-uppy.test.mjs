@@ -124,6 +124,28 @@ for (const backendName of ['embedded', 'garage']) {
       await page.close();
     });
 
+    test("without a grant, or past the grant's size, Uppy fails with the server's reason, readable across origins", async () => {
+      const { page, settled, context } = await openPage();
+      await page.setInputFiles('#files', [files.five.path]);
+      const none = await page.evaluate((a) => window.uploadWithTus(a), { endpoint: b.filesUrl, grant: null });
+      assert.equal(none.successful.length, 0, context(none));
+      assert.equal(none.failed.length, 1, context(none));
+      // tus-js-client puts the status and body in its error: the refusal
+      // carried CORS headers (a CORS failure would read "response code: n/a").
+      assert.match(none.failed[0].error, /response code: 401/, context(none));
+      assert.deepEqual(none.statuses, ['POST 401'], context(none));
+
+      await page.setInputFiles('#files', [files.five.path]);
+      const small = mintGrant({ sub: 'uppy-tus', max_size: MiB });
+      const tooBig = await page.evaluate((a) => window.uploadWithTus(a), { endpoint: b.filesUrl, grant: small });
+      assert.equal(tooBig.successful.length, 0, context(tooBig));
+      assert.match(tooBig.failed[0]?.error ?? '', /response code: 413/, context(tooBig));
+      assert.deepEqual(tooBig.statuses, ['POST 413'], context(tooBig));
+      const calls = (await settled()).filter((c) => c.method === 'POST');
+      assert.equal(calls.length, 2, JSON.stringify(calls));
+      await page.close();
+    });
+
     test('a 100 MiB file in 7 MiB + 3 byte chunks through @uppy/tus is byte-identical', async () => {
       const { page, context } = await openPage();
       const grant = mintGrant({ sub: 'uppy-tus', max_size: 128 * MiB });

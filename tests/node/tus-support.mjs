@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { spawnChute } from './server.mjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -144,14 +144,36 @@ export async function startBackend(backend, { env = {} } = {}) {
   };
 }
 
-/** Reads `key` from `store`'s bucket; answers `{size, sha256}` of its bytes. */
-export async function storedObject(store, key) {
-  const s3 = new S3Client({
+function s3Client(store) {
+  return new S3Client({
     endpoint: store.endpoint,
     region: store.region,
     forcePathStyle: true,
     credentials: { accessKeyId: store.accessKey, secretAccessKey: store.secretKey },
   });
+}
+
+/**
+ * The keys of `store`'s objects and of its open multipart uploads under
+ * `prefix`: `{objects, uploads}` (first page of each, enough for tests).
+ */
+export async function storedKeys(store, prefix) {
+  const s3 = s3Client(store);
+  try {
+    const objects = await s3.send(new ListObjectsV2Command({ Bucket: store.bucket, Prefix: prefix }));
+    const uploads = await s3.send(new ListMultipartUploadsCommand({ Bucket: store.bucket, Prefix: prefix }));
+    return {
+      objects: (objects.Contents ?? []).map((o) => o.Key),
+      uploads: (uploads.Uploads ?? []).map((u) => u.Key),
+    };
+  } finally {
+    s3.destroy();
+  }
+}
+
+/** Reads `key` from `store`'s bucket; answers `{size, sha256}` of its bytes. */
+export async function storedObject(store, key) {
+  const s3 = s3Client(store);
   try {
     const got = await s3.send(new GetObjectCommand({ Bucket: store.bucket, Key: key }));
     const hash = createHash('sha256');

@@ -12,7 +12,7 @@ import { Readable, Transform } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tus from 'tus-js-client';
-import { MiB, mintGrant, receiptClaims, sha256, startBackend, storedObject, verifyReceipt } from './tus-support.mjs';
+import { MiB, mintGrant, receiptClaims, sha256, startBackend, storedKeys, storedObject, verifyReceipt } from './tus-support.mjs';
 
 const SIZE = 20 * 1000 * 1000; // 20 MB: not a multiple of any chunk size below
 const RETRIES = [0, 200, 500, 1000, 2000];
@@ -235,6 +235,57 @@ for (const backendName of ['embedded', 'garage']) {
       }
       console.log(`# ${backendName}: resumed at once: ${responses.map((r) => `${r.method} ${r.status} ${r.offset ?? ''}`).join(', ')}`);
       await checkStored(last.getHeader('Chute-Receipt'), 'at-once.bin', file, 'tus-node');
+    });
+
+    test('tus.Upload.terminate: the server forgets the upload and the store keeps nothing of it', async () => {
+      const grant = mintGrant({ sub: 'tus-node' });
+      const options = {
+        endpoint: b.filesUrl,
+        chunkSize: 6 * MiB,
+        headers: { authorization: `Bearer ${grant}` },
+        metadata: { filename: 'terminated.bin', filetype: 'application/octet-stream' },
+        retryDelays: null,
+      };
+      // Pause after the first 6 MiB chunk (a stored part and a tail).
+      let url = null;
+      await new Promise((ok, fail) => {
+        const upload = new tus.Upload(file, {
+          ...options,
+          onChunkComplete(_size, sent) {
+            if (sent >= 6 * MiB && url === null) {
+              url = upload.url;
+              upload.abort().then(ok, fail);
+            }
+          },
+          onSuccess: () => fail(new Error('the upload finished before it was paused')),
+          onError: fail,
+        });
+        upload.start();
+      });
+      assert.ok(url?.startsWith(b.filesUrl), url);
+      const id = url.slice(b.filesUrl.length);
+      // The upload's state lives in the store, next to its multipart upload
+      // (see crates/chute-tus/src/state.rs, STATE_PREFIX).
+      const state = `.chute/tus/${id}/`;
+      const mine = (k) => k.endsWith('/terminated.bin');
+      const before = await storedKeys(b.store, state);
+      assert.ok(before.objects.length > 0, `no tus state under ${state}: ${JSON.stringify(before)}`);
+      assert.equal((await storedKeys(b.store, 'tmp/')).uploads.filter(mine).length, 1, 'one open multipart upload');
+
+      await tus.Upload.terminate(url, options); // DELETE
+      const head = await fetch(url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
+      assert.ok([404, 410].includes(head.status), `HEAD after termination -> ${head.status}`);
+      const patch = await fetch(url, {
+        method: 'PATCH',
+        headers: { 'Tus-Resumable': '1.0.0', 'Upload-Offset': String(6 * MiB), 'Content-Type': 'application/offset+octet-stream' },
+        body: file.subarray(6 * MiB, 6 * MiB + 10),
+      });
+      assert.ok([404, 410].includes(patch.status), `PATCH after termination -> ${patch.status}`);
+      // Nothing of it is left: no state, no object, no open multipart upload.
+      assert.deepEqual(await storedKeys(b.store, state), { objects: [], uploads: [] });
+      const left = await storedKeys(b.store, 'tmp/');
+      assert.deepEqual(left.objects.filter(mine), [], JSON.stringify(left));
+      assert.deepEqual(left.uploads.filter(mine), [], JSON.stringify(left));
     });
 
     for (const chunkSize of [3 * MiB + 7, 5 * MiB + 1]) {
