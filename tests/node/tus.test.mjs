@@ -313,6 +313,60 @@ for (const backendName of ['embedded', 'garage']) {
       });
     }
 
+    test('creation-with-upload: the POST carries the first chunk', async () => {
+      const name = 'with-upload.bin';
+      const chunkSize = 4 * MiB + 1;
+      const { requests, responses, last } = await runUpload(file, {
+        endpoint: b.filesUrl,
+        chunkSize,
+        uploadDataDuringCreation: true,
+        headers: { authorization: `Bearer ${mintGrant({ sub: 'tus-node' })}` },
+        metadata: { filename: name, filetype: 'application/octet-stream' },
+      });
+      assert.ok(responses.every((r) => r.status < 400), context(responses));
+      assert.equal(requests[0].method, 'POST');
+      assert.equal(responses[0].status, 201);
+      assert.equal(responses[0].offset, String(chunkSize), 'the POST answered the offset of the bytes it took');
+      const patches = requests.filter((r) => r.method === 'PATCH').map((r) => r.offset);
+      const want = [];
+      for (let at = chunkSize; at < SIZE; at += chunkSize) want.push(String(at));
+      assert.deepEqual(patches, want);
+      await checkStored(last.getHeader('Chute-Receipt'), name, file, 'tus-node');
+    });
+
+    test('creation-defer-length: a stream of unknown length, its length sent with the last PATCH', async () => {
+      const name = 'deferred.bin';
+      // A plain Readable (not a file): tus-js-client cannot know its size.
+      const stream = Readable.from((function* () {
+        for (let at = 0; at < SIZE; at += 1_000_000) yield file.subarray(at, at + 1_000_000);
+      })());
+      const { requests, responses, last } = await runUpload(stream, {
+        endpoint: b.filesUrl,
+        chunkSize: 5 * MiB + 3,
+        uploadLengthDeferred: true,
+        headers: { authorization: `Bearer ${mintGrant({ sub: 'tus-node' })}` },
+        metadata: { filename: name, filetype: 'application/octet-stream' },
+      });
+      assert.ok(responses.every((r) => r.status < 400), context(responses));
+      assert.equal(requests[0].method, 'POST');
+      await checkStored(last.getHeader('Chute-Receipt'), name, file, 'tus-node');
+    });
+
+    test('X-HTTP-Method-Override: PATCHes sent as POSTs', async () => {
+      const name = 'override.bin';
+      const { requests, responses, last } = await runUpload(file, {
+        endpoint: b.filesUrl,
+        chunkSize: 6 * MiB + 5,
+        overridePatchMethod: true,
+        headers: { authorization: `Bearer ${mintGrant({ sub: 'tus-node' })}` },
+        metadata: { filename: name, filetype: 'application/octet-stream' },
+      });
+      assert.ok(responses.every((r) => r.status < 400), context(responses));
+      assert.equal(requests.filter((r) => r.method === 'PATCH').length, 0);
+      assert.equal(requests.filter((r) => r.method === 'POST').length, 1 + Math.ceil(SIZE / (6 * MiB + 5)));
+      await checkStored(last.getHeader('Chute-Receipt'), name, file, 'tus-node');
+    });
+
     test('parallelUploads: three partial uploads concatenated into a final upload', async () => {
       const opt = await fetch(b.filesUrl, { method: 'OPTIONS', headers: { 'Tus-Resumable': '1.0.0' } });
       const extensions = (opt.headers.get('tus-extension') ?? '').split(',').map((s) => s.trim());
