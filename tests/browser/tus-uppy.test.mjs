@@ -60,9 +60,9 @@ for (const backendName of ['embedded', 'garage']) {
       assert.deepEqual(problems ?? [], []);
     });
 
-    /** A page on the test site recording the requests that reach Chute's /files/. */
-    async function openPage() {
-      const page = await browser.newPage();
+    /** A page on the test site (in `context`, or a new one) recording the requests that reach Chute's /files/. */
+    async function openPage(browserContext) {
+      const page = await (browserContext ?? browser).newPage();
       const logs = [];
       const calls = [];
       page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
@@ -70,7 +70,7 @@ for (const backendName of ['embedded', 'garage']) {
       const pending = [];
       page.on('request', (req) => {
         if (!req.url().startsWith(b.filesUrl)) return;
-        pending.push(req.allHeaders().then((h) => calls.push({ method: req.method(), url: req.url(), origin: h.origin ?? null, authorization: h.authorization ?? null })));
+        pending.push(req.allHeaders().then((h) => calls.push({ method: req.method(), url: req.url(), origin: h.origin ?? null, authorization: h.authorization ?? null })).catch(() => { /* the page was closed */ }));
       });
       await page.goto(site.url);
       await page.waitForFunction(() => window.uppyReady === true);
@@ -144,6 +144,39 @@ for (const backendName of ['embedded', 'garage']) {
       const calls = (await settled()).filter((c) => c.method === 'POST');
       assert.equal(calls.length, 2, JSON.stringify(calls));
       await page.close();
+    });
+
+    test('a tab closed mid-upload: the next page resumes from the server offset (Uppy finds the URL in localStorage)', async () => {
+      const ctx = await browser.newContext(); // one profile: localStorage survives the tab
+      try {
+        const grant = mintGrant({ sub: 'uppy-tus', max_size: 128 * MiB });
+        const chunkSize = 5 * MiB;
+        const first = await openPage(ctx);
+        await first.page.setInputFiles('#files', [files.big.path]);
+        const stopped = await first.page.evaluate((a) => window.uploadWithTus(a), { endpoint: b.filesUrl, grant, chunkSize, stopAt: 30 * MiB });
+        await first.page.close(); // the tab goes away with a PATCH in flight
+        assert.ok(stopped.stopped >= 30 * MiB && stopped.stopped < files.big.size, JSON.stringify(stopped));
+
+        const second = await openPage(ctx);
+        await second.page.setInputFiles('#files', [files.big.path]);
+        const result = await second.page.evaluate((a) => window.uploadWithTus(a), { endpoint: b.filesUrl, grant, chunkSize });
+        assert.deepEqual(result.failed, [], second.context(result));
+        // No new upload: a HEAD, then PATCHes from where the server was.
+        assert.equal(result.sent[0], 'HEAD', second.context(result));
+        assert.ok(!result.sent.includes('POST'), second.context(result));
+        const resumedAt = Number(result.sent.find((r) => r.startsWith('PATCH')).split(' ')[1]);
+        // (Where the server was: the chunks it acknowledged, and what arrived of the one cut off.)
+        assert.ok(resumedAt >= 30 * MiB - chunkSize && resumedAt < files.big.size, second.context(result));
+        const [entry] = result.successful;
+        assert.ok(entry?.receipt, second.context(result));
+        const claims = receiptClaims(entry.receipt);
+        assert.equal(claims.size, files.big.size);
+        const stored = await storedObject(b.store, claims.key);
+        assert.equal(stored.sha256, files.big.sha256, `${claims.key}: content differs`);
+        console.log(`# ${backendName}: tab closed after ${stopped.stopped} bytes; resumed at ${resumedAt}`);
+      } finally {
+        await ctx.close();
+      }
     });
 
     test('a 100 MiB file in 7 MiB + 3 byte chunks through @uppy/tus is byte-identical', async () => {

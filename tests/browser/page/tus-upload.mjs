@@ -6,15 +6,21 @@
 import Uppy from '@uppy/core';
 import Tus from '@uppy/tus';
 
-window.uploadWithTus = async ({ endpoint, grant, chunkSize }) => {
+// `stopAt`: answer as soon as that many bytes are up, leaving the upload
+// running (the test then closes the page, as a user closing the tab).
+window.uploadWithTus = async ({ endpoint, grant, chunkSize, stopAt }) => {
   const uppy = new Uppy({ autoProceed: false });
   const receipts = {}; // upload URL -> receipt seen by onAfterResponse
   const statuses = []; // `${method} ${status}` of every tus response
+  const sent = []; // `${method} ${Upload-Offset}` of every tus request
   uppy.use(Tus, {
     endpoint,
     headers: grant ? { authorization: `Bearer ${grant}` } : {},
     ...(chunkSize ? { chunkSize } : {}),
     retryDelays: [0, 500, 1000],
+    onBeforeRequest(req) {
+      sent.push(`${req.getMethod()} ${req.getHeader('Upload-Offset') ?? ''}`.trim());
+    },
     onAfterResponse(req, res) {
       statuses.push(`${req.getMethod()} ${res.getStatus()}`);
       const receipt = res.getHeader('Chute-Receipt');
@@ -32,6 +38,14 @@ window.uploadWithTus = async ({ endpoint, grant, chunkSize }) => {
   for (const file of document.getElementById('files').files) {
     uppy.addFile({ name: file.name, type: file.type, data: file, source: 'test' });
   }
+  if (stopAt) {
+    return new Promise((resolve) => {
+      uppy.on('upload-progress', (file, progress) => {
+        if (progress.bytesUploaded >= stopAt) resolve({ stopped: progress.bytesUploaded, sent, statuses });
+      });
+      uppy.upload();
+    });
+  }
   const result = await uppy.upload();
   const out = {
     successful: (result?.successful ?? []).map((f) => ({
@@ -43,6 +57,7 @@ window.uploadWithTus = async ({ endpoint, grant, chunkSize }) => {
     })),
     failed: (result?.failed ?? []).map((f) => ({ name: f.name, error: String(f.error) })),
     statuses,
+    sent,
   };
   uppy.destroy();
   return out;
