@@ -12,6 +12,7 @@ compared byte for byte.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -71,20 +72,46 @@ def check_object(server, receipt: str | None, data: bytes, name: str) -> dict:
 
 
 def test_tuspy_uploads_in_uneven_chunks(backend, tmp_path):
-    """One uploader, chunks that do not divide the file, sha1 Upload-Checksum on each."""
+    """One uploader, chunks that do not divide the file, sha1 Upload-Checksum
+    on each; a non-ASCII filename in Upload-Metadata (UTF-8, base64)."""
     path, data = random_file(tmp_path, "tuspy-whole.bin", 12 * MiB + 12345)
+    name = "Grüße aus Köln (v2).bin"
     c = tus.TusClient(files_url(backend), headers={"Authorization": f"Bearer {grant(sub='tuspy')}"})
     up = c.uploader(
         file_path=str(path),
         chunk_size=2 * MiB + 3,
-        metadata={"filename": path.name, "filetype": "application/octet-stream"},
+        metadata={"filename": name, "filetype": "application/octet-stream"},
         upload_checksum=True,
     )
     up.upload()
     assert up.offset == len(data)
     assert up.request.status_code == 204, up.request.response_content
-    claims = check_object(backend, up.request.response_headers.get("chute-receipt"), data, path.name)
+    # The key and the receipt hold the sanitised name, as for direct
+    # uploads (chute_core::sanitize_filename).
+    claims = check_object(backend, up.request.response_headers.get("chute-receipt"), data, "Grüße_aus_Köln_v2_.bin")
     assert claims.get("sub") == "tuspy", claims
+    assert claims["filename"] == "Grüße_aus_Köln_v2_.bin", claims
+    assert claims["declared_type"] == "application/octet-stream", claims
+
+
+def test_tuspy_async_uploader(backend, tmp_path):
+    """tuspy's aiohttp uploader, chunk by chunk."""
+    path, data = random_file(tmp_path, "tuspy-async.bin", 7 * MiB + 1)
+
+    async def run():
+        c = tus.TusClient(files_url(backend), headers={"Authorization": f"Bearer {grant(sub='tuspy-async')}"})
+        up = c.async_uploader(
+            file_path=str(path),
+            chunk_size=3 * MiB - 1,
+            metadata={"filename": path.name, "filetype": "application/octet-stream"},
+        )
+        await up.upload()
+        return up
+
+    up = asyncio.run(run())
+    assert up.offset == len(data)
+    assert up.request.status_code == 204, up.request.response_content
+    check_object(backend, up.request.response_headers.get("chute-receipt"), data, path.name)
 
 
 def test_tuspy_fresh_client_resumes_from_server_offset(backend, tmp_path):
