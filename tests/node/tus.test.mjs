@@ -237,6 +237,47 @@ for (const backendName of ['embedded', 'garage']) {
       await checkStored(last.getHeader('Chute-Receipt'), 'at-once.bin', file, 'tus-node');
     });
 
+    test('two Upload objects on one URL at once (two tabs): the per-upload lock keeps the object intact', async () => {
+      const grant = mintGrant({ sub: 'tus-node' });
+      const options = {
+        endpoint: b.filesUrl,
+        chunkSize: 2 * MiB + 1,
+        headers: { authorization: `Bearer ${grant}` },
+        metadata: { filename: 'two-tabs.bin', filetype: 'application/octet-stream' },
+      };
+      // Create the upload with its first chunk, then let two clients race.
+      let url = null;
+      await new Promise((ok, fail) => {
+        const upload = new tus.Upload(file, {
+          ...options,
+          retryDelays: null,
+          onChunkComplete() {
+            if (url === null) {
+              url = upload.url;
+              upload.abort().then(ok, fail);
+            }
+          },
+          onError: fail,
+        });
+        upload.start();
+      });
+      const racers = await Promise.all([0, 1].map(() => runUpload(file, { ...options, uploadUrl: url, retryDelays: [0, 100, 200, 400, 800, 1600, 3200] })));
+      const all = racers.flatMap((r) => r.responses);
+      for (const r of all.filter((x) => x.status >= 400)) {
+        assert.ok([409, 423].includes(r.status), context(all));
+      }
+      // Exactly one PATCH completed the upload; the other client learnt it
+      // was done from a HEAD (with the same receipt) or a 409.
+      const completing = all.filter((r) => r.method === 'PATCH' && r.receipt);
+      assert.equal(completing.length, 1, context(all));
+      for (const r of racers) {
+        const receipt = r.last.getHeader('Chute-Receipt');
+        if (receipt) assert.equal(receipt, completing[0].receipt);
+      }
+      console.log(`# ${backendName}: two racers: ${racers.map((r) => r.responses.map((x) => `${x.method[0]}${x.status}`).join(' ')).join(' | ')}`);
+      await checkStored(completing[0].receipt, 'two-tabs.bin', file, 'tus-node');
+    });
+
     test('tus.Upload.terminate: the server forgets the upload and the store keeps nothing of it', async () => {
       const grant = mintGrant({ sub: 'tus-node' });
       const options = {
