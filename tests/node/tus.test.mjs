@@ -1,9 +1,12 @@
 // tus-js-client (the reference tus 1.0 client) in Node against Chute's
 // /files/ endpoint, once on the embedded store and once on Garage: a 20 MB
 // upload aborted after 1 MiB and resumed by a new Upload found through
-// findPreviousUploads; chunk sizes that do not divide the file; and
-// parallelUploads (the concatenation extension). Every object is read back
-// over S3 and compared by SHA-256; every upload ends with a Chute-Receipt.
+// findPreviousUploads, and one resumed the instant after its abort; two
+// clients racing on one upload; termination; chunk sizes that do not
+// divide the file; creation-with-upload, creation-defer-length,
+// X-HTTP-Method-Override; and parallelUploads (concatenation). Every object
+// is read back over S3 and compared by SHA-256; every upload ends with a
+// Chute-Receipt that verifies.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
