@@ -4,8 +4,11 @@
 // stays on). For each store (embedded, and Garage started here) it uploads a
 // 5 MiB and a 100 MiB file, checks the Chute-Receipt header reached the page
 // (so CORS exposes it), verifies the receipt, and reads both objects back
-// over S3 to compare SHA-256s. Chute and Garage are started by
-// ../node/tus-support.mjs (scripts/test installs tests/node's packages first).
+// over S3 to compare SHA-256s. Also: a 100 MiB file in uneven chunks, a tab
+// closed mid-upload and resumed by the next page (Uppy keeps the URL in
+// localStorage), and grant refusals (401, 413) readable across origins.
+// Chute and Garage are started by ../node/tus-support.mjs (scripts/test
+// installs tests/node's packages first).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
