@@ -160,6 +160,14 @@ pub(super) async fn create(
         if progress.length == Some(progress.offset(&info.plan)) {
             headers.extend(finish(state, tus, &info, &progress).await?);
         }
+    } else if creation.length == Some(0) {
+        // Nothing to send: complete now, as no PATCH will come.
+        let progress = Progress {
+            length: Some(0),
+            ..Progress::default()
+        };
+        headers.push(("upload-offset", "0".into()));
+        headers.extend(finish(state, tus, &info, &progress).await?);
     }
     Ok(reply(StatusCode::CREATED, headers))
 }

@@ -11,7 +11,10 @@
 //! status codes the tus specification gives.
 
 mod create;
+mod reap;
 mod upload;
+
+pub use reap::{TusReaped, reap_expired};
 
 use crate::app::{AppState, Origins};
 use crate::lifecycle::{ApiError, ServerUpload};
