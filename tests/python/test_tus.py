@@ -398,6 +398,7 @@ def test_concatenating_someone_elses_partials_is_403(backend):
     assert create(backend, token=alice, headers={"Upload-Concat": f"final;{plain}"}).status_code == 400
     assert create(backend, token=alice, headers={"Upload-Concat": "final;/files/nosuchupload"}).status_code == 404
     assert create(backend, token=alice, headers={"Upload-Concat": "final;/files/..%2Fetc"}).status_code == 400
+    assert create(backend, token=alice, headers={"Upload-Concat": f"final;{url} {url}"}).status_code == 400
 
 
 def test_huge_headers_are_refused(backend):

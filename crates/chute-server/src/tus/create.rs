@@ -217,6 +217,13 @@ async fn concatenate(
     creation: &Creation,
     ids: &[String],
 ) -> Result<Response, TusError> {
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    if unique.len() != ids.len() {
+        return Err(TusError::new(
+            StatusCode::BAD_REQUEST,
+            "a partial upload is named twice",
+        ));
+    }
     let mut partials = Vec::with_capacity(ids.len());
     let mut guards = Vec::with_capacity(ids.len());
     let mut total: u64 = 0;

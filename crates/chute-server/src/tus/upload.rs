@@ -74,9 +74,33 @@ fn describe(info: &UploadInfo, status: &Status) -> Vec<(&'static str, String)> {
 }
 
 /// `HEAD /files/{id}` (also GET, with no body: tus has no download).
-pub(super) async fn head(_state: &AppState, tus: &Tus, id: &str, _get: bool) -> Result<Response, TusError> {
+pub(super) async fn head(state: &AppState, tus: &Tus, id: &str, _get: bool) -> Result<Response, TusError> {
     let info = load(tus, id).await?;
-    let status = status(tus, &info).await?;
+    let mut status = status(tus, &info).await?;
+    if let Status::Open(p) = &status
+        && p.length == Some(p.offset(&info.plan))
+    {
+        // All bytes are in but completion failed (a store error or a
+        // crash after the last PATCH): finish now, so a client that only
+        // checks the offset still gets its receipt.
+        let _guard = tus
+            .locks
+            .lock(id, tus.settings.lock_wait)
+            .await
+            .map_err(|_| TusError::new(StatusCode::LOCKED, "the upload is busy; retry"))?;
+        status = match self::status(tus, &info).await? {
+            Status::Open(p) if p.length == Some(p.offset(&info.plan)) => {
+                let headers = finish(state, tus, &info, &p).await?;
+                let receipt = headers
+                    .into_iter()
+                    .find(|(n, _)| *n == RECEIPT_HEADER)
+                    .map(|(_, v)| v);
+                let size = p.offset(&info.plan);
+                Status::Done(serde_json::json!({"size": size, "receipt": receipt}))
+            }
+            other => other,
+        };
+    }
     Ok(reply(StatusCode::OK, describe(&info, &status)))
 }
 
