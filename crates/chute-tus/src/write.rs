@@ -69,7 +69,9 @@ impl TusStore {
         let mut body = body;
         let mut parts = progress.parts;
         let mut offset = progress.offset(&info.plan);
-        let mut buf = BytesMut::from(&progress.tail[..]);
+        // Each part's buffer is allocated once at its full size, so
+        // filling it never reallocates (a doubling BytesMut would).
+        let mut buf = part_buffer(info.plan.part_len(parts + 1), &progress.tail);
         let mut hasher = opts.checksum.as_ref().map(|c| BodyHasher::new(c.algorithm));
         let mut in_flight: Option<(u32, InFlight)> = None;
         let mut failure = None;
@@ -91,7 +93,10 @@ impl TusStore {
             }
             buf.extend_from_slice(&chunk);
             while buf.len() as u64 >= info.plan.part_len(parts + 1) {
-                let part = buf.split_to(info.plan.part_len(parts + 1) as usize).freeze();
+                let len = info.plan.part_len(parts + 1);
+                let rest = buf.split_off(len as usize);
+                let part =
+                    std::mem::replace(&mut buf, part_buffer(info.plan.part_len(parts + 2), &rest)).freeze();
                 parts += 1;
                 // One part in flight: wait for the previous before sending
                 // the next, and commit it (unless a checksum must hold first).
@@ -163,4 +168,13 @@ impl TusStore {
             Err(join) => Err(StoreError::Io(std::io::Error::other(join.to_string()))),
         }
     }
+}
+
+/// An empty part buffer of `capacity` bytes (bounded: the tail is
+/// smaller than a part) holding `start`.
+fn part_buffer(capacity: u64, start: &[u8]) -> BytesMut {
+    let cap = usize::try_from(capacity).unwrap_or(usize::MAX).max(start.len());
+    let mut buf = BytesMut::with_capacity(cap);
+    buf.extend_from_slice(start);
+    buf
 }
