@@ -26,6 +26,8 @@ import jwt
 import pytest
 import requests
 from tusclient import client as tus
+from tusclient.exceptions import TusUploadFailed
+from tusclient.uploader import Uploader
 
 from conftest import GRANT_KID, GRANT_SECRET, ChuteServer
 
@@ -243,3 +245,40 @@ def test_tuspy_resumes_after_the_server_is_killed_mid_upload(crashable, tmp_path
     assert up2.offset == len(data)
     assert up2.request.status_code == 204, up2.request.response_content
     check_object(srv, up2.request.response_headers.get("chute-receipt"), data, path.name)
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "md5"])
+def test_tuspy_checksums_with_other_algorithms(backend, tmp_path, algorithm):
+    """tuspy sends sha1 Upload-Checksums; its uploader class names the pair
+    to use, so a subclass sends the other algorithms the server advertises."""
+
+    class ChecksumUploader(Uploader):
+        CHECKSUM_ALGORITHM_PAIR = (algorithm, getattr(hashlib, algorithm))
+
+    opts = requests.options(files_url(backend), headers={"Tus-Resumable": "1.0.0"}, timeout=30)
+    assert algorithm in opts.headers.get("Tus-Checksum-Algorithm", "").split(","), opts.headers
+    path, data = random_file(tmp_path, f"tuspy-{algorithm}.bin", 6 * MiB + 99)
+    c = tus.TusClient(files_url(backend), headers={"Authorization": f"Bearer {grant(sub='tuspy')}"})
+    up = ChecksumUploader(
+        file_path=str(path),
+        client=c,
+        chunk_size=2 * MiB - 7,
+        metadata={"filename": path.name, "filetype": "application/octet-stream"},
+        upload_checksum=True,
+    )
+    up.upload()
+    assert up.request.status_code == 204, up.request.response_content
+    check_object(backend, up.request.response_headers.get("chute-receipt"), data, path.name)
+
+    # The server did check them: a digest of other bytes is refused with 460.
+    class WrongUploader(Uploader):
+        CHECKSUM_ALGORITHM_PAIR = (algorithm, lambda chunk: getattr(hashlib, algorithm)(chunk + b"!"))
+
+    bad = WrongUploader(file_path=str(path), client=c, chunk_size=MiB,
+                        metadata={"filename": path.name, "filetype": "application/octet-stream"},
+                        upload_checksum=True)
+    with pytest.raises(TusUploadFailed) as failed:
+        bad.upload_chunk()
+    assert failed.value.status_code == 460, failed.value
+    head = requests.head(bad.url, headers={"Tus-Resumable": "1.0.0"}, timeout=30)
+    assert head.headers["Upload-Offset"] == "0", head.headers
