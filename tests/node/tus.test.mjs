@@ -411,6 +411,24 @@ for (const backendName of ['embedded', 'garage']) {
       await checkStored(last.getHeader('Chute-Receipt'), name, file, 'tus-node');
     });
 
+    test('sizes around the 5 MiB part size, 0 and 1 byte, at once: each byte-identical with a receipt', async () => {
+      const sizes = [0, 1, 5 * MiB - 1, 5 * MiB, 5 * MiB + 1, 10 * MiB, 10 * MiB + 1];
+      const grant = mintGrant({ sub: 'tus-node' });
+      const results = await Promise.all(sizes.map((size) => runUpload(file.subarray(0, size), {
+        endpoint: b.filesUrl,
+        chunkSize: 5 * MiB,
+        headers: { authorization: `Bearer ${grant}` },
+        metadata: { filename: `size-${size}.bin`, filetype: 'application/octet-stream' },
+      })));
+      for (const [i, size] of sizes.entries()) {
+        const { responses, last } = results[i];
+        assert.ok(responses.every((r) => r.status < 400), context(responses));
+        // An empty upload completes at creation: the receipt is on the POST.
+        if (size === 0) assert.equal(last.getStatus(), 201, context(responses));
+        await checkStored(last.getHeader('Chute-Receipt'), `size-${size}.bin`, file.subarray(0, size), 'tus-node');
+      }
+    });
+
     test('parallelUploads: three partial uploads concatenated into a final upload', async () => {
       const opt = await fetch(b.filesUrl, { method: 'OPTIONS', headers: { 'Tus-Resumable': '1.0.0' } });
       const extensions = (opt.headers.get('tus-extension') ?? '').split(',').map((s) => s.trim());
