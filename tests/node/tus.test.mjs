@@ -429,6 +429,40 @@ for (const backendName of ['embedded', 'garage']) {
       }
     });
 
+    test("the grant's types apply to Upload-Metadata's filetype and to the bytes", async () => {
+      const PNG = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c63f8ffff3f0005fe02fea73581840000000049454e44ae426082', 'hex');
+      const grant = mintGrant({ sub: 'tus-node', types: ['image/*'] });
+      const upload = (data, filename, filetype) => runUpload(data, {
+        endpoint: b.filesUrl,
+        headers: { authorization: `Bearer ${grant}` },
+        metadata: { filename, filetype },
+        retryDelays: null,
+      }).then((r) => ({ ok: true, ...r }), (e) => ({ ok: false, status: e.originalResponse?.getStatus(), body: e.originalResponse?.getBody(), responses: e.responses }));
+      const show = (r) => context({ ok: r.ok, status: r.status, body: r.body, responses: r.responses });
+
+      const png = await upload(PNG, 'pixel.png', 'image/png');
+      assert.ok(png.ok, show(png));
+      const claims = await checkStored(png.last.getHeader('Chute-Receipt'), 'pixel.png', PNG, 'tus-node');
+      assert.equal(claims.type, 'image/png');
+
+      // A type the grant does not allow is refused at creation.
+      const pdf = await upload(Buffer.from('%PDF-1.4\n%âãÏÓ\n1 0 obj\n'), 'doc.pdf', 'application/pdf');
+      assert.equal(pdf.ok, false, show(pdf));
+      assert.deepEqual(pdf.responses.map((r) => r.method), ['POST'], show(pdf));
+      assert.ok(pdf.status >= 400 && pdf.status < 500, show(pdf));
+
+      // Bytes that are not the declared image: the completing PATCH is
+      // refused and nothing is stored.
+      const fake = await upload(file.subarray(0, 70_000), 'fake.png', 'image/png');
+      assert.equal(fake.ok, false, show(fake));
+      assert.equal(fake.responses.at(-1).method, 'PATCH', show(fake));
+      assert.equal(fake.status, 422, show(fake));
+      assert.ok(fake.responses.every((r) => !r.receipt));
+      const left = await storedKeys(b.store, 'tmp/');
+      assert.deepEqual(left.objects.filter((k) => k.endsWith('/fake.png')), [], JSON.stringify(left));
+      assert.deepEqual(left.uploads.filter((k) => k.endsWith('/fake.png')), [], JSON.stringify(left));
+    });
+
     test('parallelUploads: three partial uploads concatenated into a final upload', async () => {
       const opt = await fetch(b.filesUrl, { method: 'OPTIONS', headers: { 'Tus-Resumable': '1.0.0' } });
       const extensions = (opt.headers.get('tus-extension') ?? '').split(',').map((s) => s.trim());
