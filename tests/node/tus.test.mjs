@@ -62,9 +62,11 @@ class SlowHttpStack extends tus.DefaultHttpStack {
 }
 
 /**
- * Runs one tus-js-client Upload of `data` to completion. Records every
- * request as `{method, url, offset, length, concat}` and every response's
- * status and Chute-Receipt. Answers `{upload, requests, responses, last}`.
+ * Runs one tus-js-client Upload of `data` to completion (`hooks.start`, if
+ * given, starts it). Records every request as `{method, url, offset,
+ * concat}` and every response's status, offset, Chute-Receipt (and body if
+ * an error). Answers `{upload, requests, responses, last}`; an error
+ * carries `requests` and `responses` too.
  */
 function runUpload(data, options, hooks = {}) {
   const requests = [];
@@ -91,7 +93,6 @@ function runUpload(data, options, hooks = {}) {
           body: res.getStatus() >= 400 ? res.getBody() : undefined,
         });
       },
-      onProgress: (sent, total) => hooks.onProgress?.(upload, sent, total),
       onSuccess: ({ lastResponse }) => ok({ upload, requests, responses, last: lastResponse }),
       onError: (err) => fail(Object.assign(err, { requests, responses })),
     });
