@@ -245,8 +245,9 @@ def test_kill_mid_patch_then_resume(fresh_chute):
     _kill_mid_patch_then_resume(fresh_chute)
 
 
-def test_kill_mid_patch_then_resume_on_garage(garage, tmp_path):
-    srv = ChuteServer(tmp_path)
+def garage_server(garage, workdir, extra_env=None) -> ChuteServer:
+    """A `chute serve` of its own on the session's Garage."""
+    srv = ChuteServer(workdir)
     e = garage.env
     srv.access_key, srv.secret_key = e["CHUTE_TEST_S3_ACCESS_KEY"], e["CHUTE_TEST_S3_SECRET_KEY"]
     srv.store_endpoint = e["CHUTE_TEST_S3_ENDPOINT"]
@@ -258,8 +259,14 @@ def test_kill_mid_patch_then_resume_on_garage(garage, tmp_path):
         "CHUTE_S3_PATH_STYLE": "true",
         "CHUTE_REGION": srv.region,
         "CHUTE_BUCKET": srv.bucket,
+        **(extra_env or {}),
     }
     srv.start()
+    return srv
+
+
+def test_kill_mid_patch_then_resume_on_garage(garage, tmp_path):
+    srv = garage_server(garage, tmp_path)
     try:
         _kill_mid_patch_then_resume(srv)
     finally:
@@ -452,6 +459,17 @@ def test_body_larger_than_the_grant_is_413(backend):
     assert offset(url) == 0
 
 
+def test_object_failing_the_grant_is_rejected_and_removed(backend):
+    token = grant(types=["image/png"])
+    data = b"GIF89a" + os.urandom(100)  # declared PNG, sniffed GIF
+    url = url_of(backend, create(backend, len(data), token=token, meta=metadata("pic.png", "image/png")))
+    r = patch(url, data, 0)
+    assert r.status_code == 422, r.text
+    assert "Chute-Receipt" not in r.headers
+    assert head(url).status_code == 404
+    assert stored_under(backend, upload_id(url)) == []
+
+
 def test_unknown_upload_is_404(backend):
     for path in ("/files/nosuchupload", "/files/a%2F..%2Fb"):
         assert head(backend.app_url + path).status_code == 404
@@ -497,10 +515,15 @@ def test_slow_client_is_cut_off(tmp_path):
         srv.kill()
 
 
-def test_reaper_removes_expired_uploads(tmp_path):
-    srv = ChuteServer(tmp_path)
-    srv.extra_env = {"CHUTE_REAP_INTERVAL_SECONDS": "10"}
-    srv.start()
+@pytest.mark.parametrize("store", ["embedded", "garage"])
+def test_reaper_removes_expired_uploads(request, tmp_path, store):
+    env = {"CHUTE_REAP_INTERVAL_SECONDS": "10"}
+    if store == "garage":
+        srv = garage_server(request.getfixturevalue("garage"), tmp_path, env)
+    else:
+        srv = ChuteServer(tmp_path)
+        srv.extra_env = env
+        srv.start()
     try:
         data = os.urandom(9 * MiB)
         url = url_of(srv, create(srv, 20 * MiB))
