@@ -148,7 +148,7 @@ pub(super) async fn create(
             &info,
             progress,
             &parts.headers,
-            body.into_data_stream(),
+            super::body_stream(body, &tus.settings),
         )
         .await;
         let progress = match written {

@@ -30,6 +30,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+/// The slowest average a PATCH body may keep up over each
+/// `body_idle_timeout` window before it is cut off (its bytes are kept).
+pub const MIN_BODY_RATE: u64 = 1024;
+
 /// Where tus uploads are created; an upload lives at `<this><id>`.
 pub const BASE_PATH: &str = "/files/";
 
@@ -256,6 +260,37 @@ async fn dispatch(
         Endpoint::Patch(id) => upload::patch(state, tus, &id, &parts.headers, body).await,
         Endpoint::Delete(id) => upload::delete(state, tus, &id).await,
     }
+}
+
+/// A request body as a stream of chunks that fails once it trickles: less
+/// than [`MIN_BODY_RATE`] bytes a second on average over a window of
+/// `body_idle_timeout` (pauses longer than that fail already in
+/// `TimeoutBody`).
+fn body_stream(
+    body: Body,
+    settings: &TusSettings,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, String>> + Send + Unpin + use<> {
+    use futures::StreamExt as _;
+    let window = settings.body_idle_timeout;
+    let mut start = tokio::time::Instant::now();
+    let mut got: u64 = 0;
+    body.into_data_stream().map(move |item| {
+        let chunk = item.map_err(|e| e.to_string())?;
+        got = got.saturating_add(chunk.len() as u64);
+        let elapsed = start.elapsed();
+        if elapsed >= window {
+            let need = (MIN_BODY_RATE as f64 * elapsed.as_secs_f64()) as u64;
+            if got < need {
+                return Err(format!(
+                    "the body sent {got} bytes in {:.1} s, under {MIN_BODY_RATE} bytes a second",
+                    elapsed.as_secs_f64()
+                ));
+            }
+            start = tokio::time::Instant::now();
+            got = 0;
+        }
+        Ok(chunk)
+    })
 }
 
 /// What this server offers: version, size limit, extensions (from the

@@ -198,7 +198,15 @@ pub(super) async fn patch(
             }
         }
     }
-    let progress = write_body(state, tus, &info, progress, headers, body.into_data_stream()).await?;
+    let progress = write_body(
+        state,
+        tus,
+        &info,
+        progress,
+        headers,
+        super::body_stream(body, &tus.settings),
+    )
+    .await?;
     let offset = progress.offset(&info.plan);
     let mut out = vec![
         ("upload-offset", offset.to_string()),
