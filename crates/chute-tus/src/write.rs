@@ -98,14 +98,11 @@ impl TusStore {
                 let part =
                     std::mem::replace(&mut buf, part_buffer(info.plan.part_len(parts + 2), &rest)).freeze();
                 parts += 1;
-                // One part in flight: wait for the previous before sending
-                // the next, and commit it (unless a checksum must hold first).
-                if let Some(done) = self.settle(&mut in_flight).await?
-                    && hasher.is_none()
-                {
-                    self.commit(info, done, Bytes::new()).await?;
-                }
-                in_flight = Some((parts, self.spawn_part(info, parts, part)));
+                // One part in flight: wait for the previous (stored and,
+                // without a checksum, committed) before sending the next,
+                // so commits happen in order while the socket is read.
+                self.settle(&mut in_flight).await?;
+                in_flight = Some((parts, self.spawn_part(info, parts, part, hasher.is_none())));
             }
         }
         let settled = self.settle(&mut in_flight).await;
@@ -135,16 +132,17 @@ impl TusStore {
         })
     }
 
-    fn spawn_part(&self, info: &UploadInfo, number: u32, part: Bytes) -> InFlight {
-        let store = self.store().clone();
-        let key = info.key.clone();
-        let mpu = info.multipart.clone();
+    /// Stores part `number` on a task; with `commit`, then records it as
+    /// the commit point (with an empty tail: the bytes before it are in it).
+    fn spawn_part(&self, info: &UploadInfo, number: u32, part: Bytes, commit: bool) -> InFlight {
+        let tus = self.clone();
+        let info = info.clone();
         tokio::spawn(async move {
             let len = part.len() as u64;
-            store
+            tus.store()
                 .upload_part(
-                    &key,
-                    &mpu,
+                    &info.key,
+                    &info.multipart,
                     number,
                     once(part),
                     PartOptions {
@@ -152,8 +150,11 @@ impl TusStore {
                         ..Default::default()
                     },
                 )
-                .await
-                .map(|_| ())
+                .await?;
+            if commit {
+                tus.commit(&info, number, Bytes::new()).await?;
+            }
+            Ok(())
         })
     }
 
