@@ -269,6 +269,11 @@ async fn concatenate(
         ));
     }
     let plan = PartPlan::new(Some(total), tus.settings.part_size);
+    // The partial uploads give their `max_files` uses to the final one:
+    // N partial uploads need a grant for N files, not N + 1.
+    for (partial, _) in &partials {
+        state.lifecycle.release_server_upload(partial).await;
+    }
     let upload = state
         .lifecycle
         .begin_server_upload(grant, &filename, content_type.as_deref(), Some(total))
@@ -325,11 +330,10 @@ async fn concatenate(
         ("upload-offset", total.to_string()),
     ];
     headers.extend(finish(state, tus, &info, &progress).await?);
-    for (partial, pinfo) in &partials {
+    for (_, pinfo) in &partials {
         if let Err(e) = tus.store.remove(pinfo, false).await {
             tracing::warn!(upload = %pinfo.id, error = %e, "could not remove a joined partial upload");
         }
-        state.lifecycle.release_server_upload(partial).await;
     }
     drop(guards);
     Ok(reply(StatusCode::CREATED, headers))
