@@ -403,6 +403,35 @@ mod tests {
         assert_eq!(http_date(1_445_412_480), "Wed, 21 Oct 2015 07:28:00 GMT");
     }
 
+    /// A body of `n` one-byte chunks, `gap` apart.
+    fn trickle(n: usize, gap: Duration) -> Body {
+        Body::from_stream(futures::stream::unfold(0, move |i| async move {
+            if i == n {
+                return None;
+            }
+            tokio::time::sleep(gap).await;
+            Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"x")), i + 1))
+        }))
+    }
+
+    #[tokio::test]
+    async fn trickling_bodies_fail_once_a_window_has_passed() {
+        use futures::StreamExt as _;
+        let settings = TusSettings {
+            body_idle_timeout: Duration::from_millis(200),
+            ..TusSettings::default()
+        };
+        let items: Vec<_> = body_stream(trickle(10, Duration::from_millis(60)), &settings)
+            .collect()
+            .await;
+        assert!(items.iter().any(Result::is_err), "the trickle is cut off");
+        // A fast body of the same size passes.
+        let fast: Vec<_> = body_stream(trickle(10, Duration::ZERO), &settings)
+            .collect()
+            .await;
+        assert!(fast.iter().all(Result::is_ok));
+    }
+
     #[test]
     fn endpoints() {
         assert!(matches!(endpoint(&Method::POST, None), Ok(Endpoint::Create)));
