@@ -1,4 +1,5 @@
-//! The app listener's router: the upload API (`/api`), health checks, and
+//! The app listener's router: the upload API (`/api`), tus (`/files/`),
+//! health checks, and
 //! the page at `/` (the demo in development, see `demo.rs`).
 //! Browser CORS for the API is decided here, from the same origins the
 //! store's CORS rule allows.
@@ -81,9 +82,16 @@ fn valid_port(s: &str) -> bool {
         .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Builds the app router over `state`.
+/// Builds the app router over `state`, with the tus endpoint's defaults.
 pub fn app(state: AppState) -> Router {
+    app_with(state, crate::tus::TusSettings::default())
+}
+
+/// Builds the app router over `state`, the tus endpoint (`/files/`) with
+/// `tus` settings.
+pub fn app_with(state: AppState, tus: crate::tus::TusSettings) -> Router {
     let cors = cors_layer(&state.origins);
+    let files = crate::tus::routes(&state, tus);
     let api = api::routes()
         .merge(companion::routes())
         .merge(crate::openapi::routes())
@@ -94,6 +102,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::widget::routes())
         .route("/readyz", get(readyz))
         .merge(api)
+        .merge(files)
         .with_state(state)
 }
 

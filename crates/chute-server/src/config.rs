@@ -144,10 +144,15 @@ pub struct RawConfig {
     /// kernel's backlog (default 1024, 1 to 65536).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// The smallest multipart part a tus upload is cut into, in bytes
+    /// (default 8 MiB, 5 MiB to 5 GiB); raised for uploads above 80 GiB
+    /// so 10,000 parts suffice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tus_part_size: Option<u64>,
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 37] = [
+const ENV_KEYS: [&str; 38] = [
     "store",
     "s3_endpoint",
     "s3_path_style",
@@ -185,6 +190,7 @@ const ENV_KEYS: [&str; 37] = [
     "max_post_form_fields_bytes",
     "body_idle_timeout_seconds",
     "max_connections",
+    "tus_part_size",
 ];
 
 impl RawConfig {
@@ -295,6 +301,8 @@ pub struct Config {
     pub body_idle_timeout: Duration,
     /// Connections the S3 listener serves at once.
     pub max_connections: usize,
+    /// The smallest part of a tus upload.
+    pub tus_part_size: u64,
 }
 
 /// A setting that failed validation.
@@ -400,6 +408,13 @@ impl TryFrom<RawConfig> for Config {
             return Err(ConfigError::new(
                 "body_idle_timeout_seconds",
                 "must be 1 to 3600 seconds",
+            ));
+        }
+        let tus_part_size = raw.tus_part_size.unwrap_or(chute_tus::DEFAULT_PART_SIZE);
+        if !(chute_store::MIN_PART_SIZE..=5 * 1024 * 1024 * 1024).contains(&tus_part_size) {
+            return Err(ConfigError::new(
+                "tus_part_size",
+                "must be 5 MiB (5242880) to 5 GiB (5368709120) bytes",
             ));
         }
         let max_connections = raw.max_connections.unwrap_or(1024);
@@ -509,6 +524,7 @@ impl TryFrom<RawConfig> for Config {
             max_post_form_fields_bytes,
             body_idle_timeout: Duration::from_secs(body_idle_timeout_seconds),
             max_connections,
+            tus_part_size,
         })
     }
 }
@@ -746,6 +762,7 @@ mod tests {
         assert!(c.grant_keys.is_none());
         assert_eq!(c.body_idle_timeout, Duration::from_secs(60));
         assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.tus_part_size, 8 * 1024 * 1024);
         assert_eq!(c.reap_interval, Some(Duration::from_secs(600)));
     }
 
@@ -870,6 +887,24 @@ mod tests {
                 "max_connections",
             );
         }
+    }
+
+    #[test]
+    fn tus_part_size_is_bounded() {
+        for n in [5 * 1024 * 1024 - 1, 5 * 1024 * 1024 * 1024 + 1] {
+            let err = Config::try_from(RawConfig {
+                tus_part_size: Some(n),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(err.setting, "tus_part_size", "{err}");
+        }
+        let c = Config::try_from(RawConfig {
+            tus_part_size: Some(5 * 1024 * 1024),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.tus_part_size, 5 * 1024 * 1024);
     }
 
     #[test]

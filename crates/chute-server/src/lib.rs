@@ -1,7 +1,8 @@
 //! Chute's HTTP server: configuration ([`config`]), the upload lifecycle
 //! ([`lifecycle`]) and its HTTP API ([`api`]), grant sources ([`grants`]),
 //! lifecycle events ([`hooks`]) and their signed HTTP delivery
-//! ([`webhooks`]), expiry ([`reaper`]), the app router ([`app()`]), and
+//! ([`webhooks`]), expiry ([`reaper`]), tus 1.0 at `/files/` ([`tus`]),
+//! the app router ([`app()`]), and
 //! [`serve`], which opens the store, binds the app and S3 listeners and
 //! shuts both down gracefully.
 //!
@@ -22,10 +23,11 @@ pub mod lifecycle;
 pub mod openapi;
 pub mod reaper;
 mod serve;
+pub mod tus;
 pub mod webhooks;
 pub mod widget;
 
-pub use app::{AppState, Origins, app, is_loopback_origin};
+pub use app::{AppState, Origins, app, app_with, is_loopback_origin};
 pub use config::StoreCredentials;
 pub use config::{Config, ConfigError, Mode, RawConfig};
 pub use serve::{ServeError, Server, open_lifecycle, reap_options, serve, shutdown_signal};

@@ -2,7 +2,7 @@
 //! left in the store, and [`run_every`] repeats it inside `chute serve`
 //! (`chute gc` runs one pass from cron).
 //!
-//! A pass has three steps, each bounded in memory (listings go page by
+//! A pass has four steps, each bounded in memory (listings go page by
 //! page) and each safe to run on several instances at once (deleting a
 //! missing object and aborting a gone upload are no-ops):
 //!
@@ -18,6 +18,10 @@
 //!    assumes grants with `max_files` live less than `grant_counter_ttl`
 //!    (default 7 days): a grant still valid after its counters go could
 //!    be used `max_files` times more.
+//!
+//! 4. tus uploads past their `Upload-Expires` lose their state under
+//!    `.chute/tus/`, their multipart upload and, when unfinished, their
+//!    object (`crate::tus::reap_expired`).
 //!
 //! Each removed upload emits `upload.expired` (at least once: two
 //! instances reaping at the same moment may both report it).
@@ -77,6 +81,8 @@ pub struct ReapReport {
     pub bytes_deleted: u64,
     /// Grant `max_files` counters deleted.
     pub grant_counters_deleted: u64,
+    /// Expired tus uploads removed (state, parts, unfinished objects).
+    pub tus_expired: u64,
     /// Removals that failed (logged; retried by the next pass).
     pub failed: u64,
 }
@@ -89,6 +95,9 @@ impl fmt::Display for ReapReport {
             "{verb} {} stale multipart upload(s), {} temporary object(s) ({} bytes), {} grant counter(s)",
             self.multipart_aborted, self.objects_deleted, self.bytes_deleted, self.grant_counters_deleted
         )?;
+        if self.tus_expired > 0 {
+            write!(f, ", {} expired tus upload(s)", self.tus_expired)?;
+        }
         if self.failed > 0 {
             write!(f, "; {} removal(s) failed (see the log)", self.failed)?;
         }
@@ -260,6 +269,14 @@ pub async fn reap_with(
         report.grant_counters_deleted += 1;
     })
     .await?;
+    let tus = crate::tus::reap_expired(lifecycle, now, options.dry_run, options.page_size)
+        .await
+        .map_err(|source| ReapError::List {
+            what: "tus uploads",
+            source,
+        })?;
+    report.tus_expired = tus.removed;
+    report.failed += tus.failed;
     Ok(report)
 }
 
@@ -491,6 +508,7 @@ mod tests {
             objects_deleted: 2,
             bytes_deleted: 30,
             grant_counters_deleted: 4,
+            tus_expired: 0,
             failed: 0,
         };
         assert_eq!(

@@ -1,7 +1,7 @@
 //! [`serve`]: open the store, bind both listeners, run until a shutdown
 //! signal, then let in-flight requests finish within the grace period.
 
-use crate::app::{AppState, Origins, app};
+use crate::app::{AppState, Origins, app_with};
 use crate::config::{Config, Mode, StoreCredentials};
 use crate::credentials;
 use crate::grants::{GrantSource, Grants, JwtGrants, WebhookGrants};
@@ -245,11 +245,19 @@ impl Server {
         };
         let (webhooks, hooks) = webhook_hooks(&config).map_err(ServeError::Webhooks)?;
         let lifecycle = new_lifecycle(&config, &store, &creds, token_keys, &s3_url, hooks).await?;
-        let router = app(AppState {
-            lifecycle: lifecycle.clone(),
-            grants: Arc::new(grants(&config).map_err(ServeError::Webhooks)?),
-            origins,
-        });
+        let tus = crate::tus::TusSettings {
+            part_size: config.tus_part_size,
+            body_idle_timeout: config.body_idle_timeout,
+            ..crate::tus::TusSettings::default()
+        };
+        let router = app_with(
+            AppState {
+                lifecycle: lifecycle.clone(),
+                grants: Arc::new(grants(&config).map_err(ServeError::Webhooks)?),
+                origins,
+            },
+            tus,
+        );
 
         let (stop_tx, stop_rx) = watch::channel(false);
         if let Some(every) = config.reap_interval {

@@ -1,0 +1,366 @@
+//! An upload's state, kept in the store itself so any instance can carry
+//! on after a restart (no database):
+//!
+//! | object | written | holds |
+//! |---|---|---|
+//! | `.chute/tus/<id>/info` | once, at creation | [`UploadInfo`]: target key, length or deferred, metadata, multipart upload id, part plan, concatenation role, the server's ticket |
+//! | `.chute/tus/<id>/length` | once, when a deferred length is declared | the length in decimal |
+//! | `.chute/tus/<id>/tail` | at every commit | metadata `parts=N` (committed multipart parts) and, as its body, the bytes after them (less than one part) |
+//! | `.chute/tus/<id>/done` | once, on completion | the server's completion document (the receipt) |
+//!
+//! The offset is `plan.bytes_in(N) + tail length`. Parts numbered above N
+//! are leftovers of an interrupted PATCH; they are overwritten by later
+//! ones and never named on completion.
+
+use crate::plan::PartPlan;
+use bytes::Bytes;
+use chute_core::ObjectKey;
+use chute_store::{ByteStream, MultipartStore, PutOptions, StoreError, StoreResult};
+use futures::{StreamExt as _, TryStreamExt as _};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Where the state of every tus upload lives.
+pub const STATE_PREFIX: &str = ".chute/tus/";
+
+/// The most bytes of `info`, `length` and `done` read back (they are
+/// small JSON documents Chute wrote itself).
+const MAX_STATE_DOC: usize = 1024 * 1024;
+
+/// What role an upload plays in the concatenation extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcatRole {
+    /// A partial upload, joined later by a final one; it gets no receipt.
+    Partial,
+    /// A final upload joining these partial uploads, in order.
+    Final(Vec<String>),
+}
+
+/// What is fixed at creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadInfo {
+    /// The upload id (the last segment of its URL).
+    pub id: String,
+    /// The key the bytes complete to.
+    pub key: ObjectKey,
+    /// The media type the object gets.
+    pub content_type: String,
+    /// `Upload-Length`, unless deferred.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+    /// `Upload-Metadata` as received (re-encoded), echoed by HEAD.
+    #[serde(default)]
+    pub metadata: String,
+    /// The multipart upload the parts go to.
+    pub multipart: String,
+    /// How the bytes are cut into parts.
+    pub plan: PartPlan,
+    /// The concatenation role, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concat: Option<ConcatRole>,
+    /// When the upload expires (Unix seconds).
+    pub expires_at: i64,
+    /// The server's own description of the upload (grant, key, ...),
+    /// opaque to this crate.
+    pub ticket: serde_json::Value,
+}
+
+/// The committed progress of an unfinished upload.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Committed multipart parts, `1..=parts`, each of its planned size.
+    pub parts: u32,
+    /// The bytes after them.
+    pub tail: Bytes,
+    /// The length, once known (given at creation or declared later).
+    pub length: Option<u64>,
+}
+
+impl Progress {
+    /// The upload offset under `plan`.
+    pub fn offset(&self, plan: &PartPlan) -> u64 {
+        plan.bytes_in(self.parts).saturating_add(self.tail.len() as u64)
+    }
+}
+
+/// An upload as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Still receiving bytes.
+    Open(Progress),
+    /// Complete; the server's completion document.
+    Done(serde_json::Value),
+}
+
+/// The tus upload state over one store.
+#[derive(Debug, Clone)]
+pub struct TusStore {
+    store: Arc<dyn MultipartStore>,
+}
+
+fn state_key(id: &str, name: &str) -> StoreResult<ObjectKey> {
+    ObjectKey::parse(&format!("{STATE_PREFIX}{id}/{name}"))
+        .map_err(|e| StoreError::Corrupt(format!("tus state key for {id:?}: {e}")))
+}
+
+/// A body of one chunk.
+pub fn once(bytes: Bytes) -> ByteStream {
+    futures::stream::once(async move { Ok(bytes) }).boxed()
+}
+
+impl TusStore {
+    /// Keeps tus state in `store`.
+    pub fn new(store: Arc<dyn MultipartStore>) -> Self {
+        Self { store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn MultipartStore> {
+        &self.store
+    }
+
+    async fn read_small(&self, key: &ObjectKey) -> StoreResult<Option<(Bytes, chute_store::ObjectMeta)>> {
+        let got = match self.store.get(key, None).await {
+            Ok(got) => got,
+            Err(StoreError::NoSuchKey { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta = got.meta;
+        let mut body = got.body;
+        let mut buf = Vec::new();
+        while let Some(chunk) = body.try_next().await.map_err(StoreError::Io)? {
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(Some((Bytes::from(buf), meta)))
+    }
+
+    async fn read_json<T: serde::de::DeserializeOwned>(&self, key: &ObjectKey) -> StoreResult<Option<T>> {
+        match self.read_small(key).await? {
+            Some((bytes, _)) if bytes.len() <= MAX_STATE_DOC => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("{key}: {e}"))),
+            Some(_) => Err(StoreError::Corrupt(format!("{key} is too large"))),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_bytes(&self, key: &ObjectKey, bytes: Bytes, opts: PutOptions) -> StoreResult<()> {
+        self.store.put(key, once(bytes), opts).await.map(|_| ())
+    }
+
+    /// Starts an upload: opens its multipart upload and writes its info.
+    /// `info.multipart` is filled in here.
+    pub async fn create(&self, mut info: UploadInfo) -> StoreResult<UploadInfo> {
+        let opts = PutOptions {
+            headers: chute_store::ObjectHeaders {
+                content_type: Some(info.content_type.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mpu = self.store.create_multipart(&info.key, opts).await?;
+        info.multipart = mpu.upload_id;
+        let json = serde_json::to_vec(&info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if let Err(e) = self
+            .put_bytes(&state_key(&info.id, "info")?, json.into(), PutOptions::default())
+            .await
+        {
+            let _ = self.store.abort_multipart(&info.key, &info.multipart).await;
+            return Err(e);
+        }
+        Ok(info)
+    }
+
+    /// The info of upload `id`, if it exists.
+    pub async fn info(&self, id: &str) -> StoreResult<Option<UploadInfo>> {
+        if !crate::headers::is_upload_id(id) {
+            return Ok(None);
+        }
+        self.read_json(&state_key(id, "info")?).await
+    }
+
+    /// Where upload `info` stands.
+    pub async fn status(&self, info: &UploadInfo) -> StoreResult<Status> {
+        if let Some(done) = self.read_json(&state_key(&info.id, "done")?).await? {
+            return Ok(Status::Done(done));
+        }
+        let (parts, tail) = match self.read_small(&state_key(&info.id, "tail")?).await? {
+            Some((tail, meta)) => {
+                let parts = meta
+                    .metadata
+                    .get("parts")
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("tus tail of {} has no part count", info.id))
+                    })?;
+                (parts, tail)
+            }
+            None => (0, Bytes::new()),
+        };
+        let length = match info.length {
+            Some(len) => Some(len),
+            None => match self.read_small(&state_key(&info.id, "length")?).await? {
+                Some((bytes, _)) => Some(
+                    std::str::from_utf8(&bytes)
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| StoreError::Corrupt(format!("tus length of {}", info.id)))?,
+                ),
+                None => None,
+            },
+        };
+        Ok(Status::Open(Progress { parts, tail, length }))
+    }
+
+    /// Records a deferred length.
+    pub async fn set_length(&self, info: &UploadInfo, length: u64) -> StoreResult<()> {
+        self.put_bytes(
+            &state_key(&info.id, "length")?,
+            Bytes::from(length.to_string()),
+            PutOptions::default(),
+        )
+        .await
+    }
+
+    /// The commit point: `parts` committed parts and `tail` after them.
+    pub async fn commit(&self, info: &UploadInfo, parts: u32, tail: Bytes) -> StoreResult<()> {
+        let mut opts = PutOptions::default();
+        opts.metadata.insert("parts".into(), parts.to_string());
+        self.put_bytes(&state_key(&info.id, "tail")?, tail, opts).await
+    }
+
+    /// Joins the committed parts and the tail into the object at
+    /// `info.key`. Safe to call again after a crash: when the multipart
+    /// upload is gone and the object has the expected size, that is it.
+    pub async fn assemble(&self, info: &UploadInfo, progress: &Progress) -> StoreResult<u64> {
+        let size = progress.offset(&info.plan);
+        let result = self.join(info, progress).await;
+        match result {
+            Err(StoreError::NoSuchUpload { .. }) => match self.store.head(&info.key).await {
+                Ok(meta) if meta.size == size => Ok(size),
+                Ok(_) | Err(StoreError::NoSuchKey { .. }) => Err(StoreError::Corrupt(format!(
+                    "tus upload {}: the multipart upload is gone and no object of {size} bytes is there",
+                    info.id
+                ))),
+                Err(e) => Err(e),
+            },
+            other => other.map(|()| size),
+        }
+    }
+
+    async fn join(&self, info: &UploadInfo, progress: &Progress) -> StoreResult<()> {
+        let opts = PutOptions {
+            headers: chute_store::ObjectHeaders {
+                content_type: Some(info.content_type.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        if progress.parts == 0 {
+            // Too small for multipart: one plain put, and the multipart
+            // upload (still listed, so checked first) is dropped.
+            self.store.list_parts(&info.key, &info.multipart).await?;
+            self.put_bytes(&info.key, progress.tail.clone(), opts).await?;
+            return match self.store.abort_multipart(&info.key, &info.multipart).await {
+                Ok(()) | Err(StoreError::NoSuchUpload { .. }) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
+        let mut count = progress.parts;
+        if !progress.tail.is_empty() {
+            count += 1;
+            let len = progress.tail.len() as u64;
+            self.store
+                .upload_part(
+                    &info.key,
+                    &info.multipart,
+                    count,
+                    once(progress.tail.clone()),
+                    chute_store::PartOptions {
+                        expected_len: Some(len),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+        }
+        let stored = self.store.list_parts(&info.key, &info.multipart).await?;
+        let parts: Vec<chute_store::CompletedPart> = (1..=count)
+            .map(|n| {
+                stored
+                    .iter()
+                    .find(|p| p.part_number == n)
+                    .map(|p| chute_store::CompletedPart {
+                        part_number: n,
+                        etag: p.etag.clone(),
+                    })
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("tus upload {}: part {n} is missing", info.id))
+                    })
+            })
+            .collect::<StoreResult<_>>()?;
+        self.store
+            .complete_multipart(&info.key, &info.multipart, &parts)
+            .await
+            .map(|_| ())
+    }
+
+    /// Marks the upload done with the server's completion document and
+    /// drops the tail and length.
+    pub async fn mark_done(&self, info: &UploadInfo, done: &serde_json::Value) -> StoreResult<()> {
+        let json = serde_json::to_vec(done).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.put_bytes(&state_key(&info.id, "done")?, json.into(), PutOptions::default())
+            .await?;
+        for name in ["tail", "length"] {
+            self.store.delete(&state_key(&info.id, name)?).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes everything of the upload: its multipart upload, its object
+    /// (unless `keep_object`) and its state, info last so a crash halfway
+    /// leaves it findable for the next attempt.
+    pub async fn remove(&self, info: &UploadInfo, keep_object: bool) -> StoreResult<()> {
+        match self.store.abort_multipart(&info.key, &info.multipart).await {
+            Ok(()) | Err(StoreError::NoSuchUpload { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if !keep_object {
+            self.store.delete(&info.key).await?;
+        }
+        for name in ["tail", "length", "done", "info"] {
+            self.store.delete(&state_key(&info.id, name)?).await?;
+        }
+        Ok(())
+    }
+
+    /// The ids of all uploads with state, page by page (`after` is the
+    /// last id of the previous page).
+    pub async fn list_ids(
+        &self,
+        after: Option<&str>,
+        max: usize,
+    ) -> StoreResult<(Vec<String>, Option<String>)> {
+        let page = self
+            .store
+            .list(&chute_store::ListOptions {
+                prefix: STATE_PREFIX.into(),
+                delimiter: Some("/".into()),
+                start_after: after.map(|a| format!("{STATE_PREFIX}{a}/")),
+                max_keys: max,
+            })
+            .await?;
+        let ids: Vec<String> = page
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.strip_prefix(STATE_PREFIX)?.strip_suffix('/'))
+            .map(str::to_owned)
+            .collect();
+        let next = page
+            .next_start_after
+            .as_deref()
+            .and_then(|n| n.strip_prefix(STATE_PREFIX))
+            .map(|n| n.trim_end_matches('/').to_owned());
+        Ok((ids, next))
+    }
+}

@@ -1,0 +1,181 @@
+//! Appending a PATCH body to an upload: the committed tail plus the new
+//! bytes are cut into parts of the planned size; each full part is
+//! uploaded while the next one is read from the socket (at most one part
+//! in flight, so memory stays near two parts), and the rest becomes the
+//! new tail.
+//!
+//! Without a checksum every stored part is committed at once, and a body
+//! that breaks off (disconnect, idle timeout) keeps what arrived, as the
+//! tus core protocol asks. With a checksum nothing is committed until the
+//! whole body has arrived and its digest matches; otherwise the upload
+//! stays as it was.
+
+use crate::headers::{BodyHasher, UploadChecksum};
+use crate::state::{Progress, TusStore, UploadInfo, once};
+use bytes::{Bytes, BytesMut};
+use chute_store::{PartOptions, StoreError};
+use futures::{Stream, StreamExt as _};
+use tokio::task::JoinHandle;
+
+/// Why a PATCH body was not (wholly) taken.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The store failed; the committed state is what it was before the
+    /// failing step.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The body would pass `limit` bytes of upload (its length or the
+    /// grant's); bytes before that point are kept only without a checksum.
+    #[error("the body would take the upload past {limit} bytes")]
+    TooLong {
+        /// The limit.
+        limit: u64,
+    },
+    /// The body's digest is not the one in `Upload-Checksum`; nothing of
+    /// it was kept.
+    #[error("the body does not match Upload-Checksum")]
+    ChecksumMismatch,
+    /// The body broke off; what arrived before is kept (without a checksum).
+    #[error("the request body broke off: {0}")]
+    Interrupted(String),
+}
+
+/// The options of one append.
+#[derive(Debug, Clone, Default)]
+pub struct Append {
+    /// The most bytes the upload may reach.
+    pub limit: u64,
+    /// `Upload-Checksum` of the body, if given.
+    pub checksum: Option<UploadChecksum>,
+}
+
+type InFlight = JoinHandle<Result<(), StoreError>>;
+
+impl TusStore {
+    /// Appends `body` to the upload at `progress` (the caller holds the
+    /// upload's lock and checked the client's offset); returns the new
+    /// committed progress.
+    pub async fn append<S, E>(
+        &self,
+        info: &UploadInfo,
+        progress: Progress,
+        body: S,
+        opts: Append,
+    ) -> Result<Progress, WriteError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut body = body;
+        let mut parts = progress.parts;
+        let mut offset = progress.offset(&info.plan);
+        // Each part's buffer is allocated once at its full size, so
+        // filling it never reallocates (a doubling BytesMut would).
+        let mut buf = part_buffer(info.plan.part_len(parts + 1), &progress.tail);
+        let mut hasher = opts.checksum.as_ref().map(|c| BodyHasher::new(c.algorithm));
+        let mut in_flight: Option<(u32, InFlight)> = None;
+        let mut failure = None;
+        while let Some(item) = body.next().await {
+            let chunk = match item {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    failure = Some(WriteError::Interrupted(e.to_string()));
+                    break;
+                }
+            };
+            if offset.saturating_add(chunk.len() as u64) > opts.limit {
+                failure = Some(WriteError::TooLong { limit: opts.limit });
+                break;
+            }
+            offset += chunk.len() as u64;
+            if let Some(h) = &mut hasher {
+                h.update(&chunk);
+            }
+            buf.extend_from_slice(&chunk);
+            while buf.len() as u64 >= info.plan.part_len(parts + 1) {
+                let len = info.plan.part_len(parts + 1);
+                let rest = buf.split_off(len as usize);
+                let part =
+                    std::mem::replace(&mut buf, part_buffer(info.plan.part_len(parts + 2), &rest)).freeze();
+                parts += 1;
+                // One part in flight: wait for the previous (stored and,
+                // without a checksum, committed) before sending the next,
+                // so commits happen in order while the socket is read.
+                self.settle(&mut in_flight).await?;
+                in_flight = Some((parts, self.spawn_part(info, parts, part, hasher.is_none())));
+            }
+        }
+        let settled = self.settle(&mut in_flight).await;
+        if let Some(failure) = failure {
+            // Without a checksum, keep what arrived: every part through
+            // `parts` is stored, the rest becomes the tail. When the last
+            // part failed, the store still says `committed` (consistent).
+            if hasher.is_none() && settled.is_ok() {
+                self.commit(info, parts, buf.freeze()).await?;
+            }
+            return Err(failure);
+        }
+        settled?;
+        if let (Some(h), Some(expected)) = (hasher, &opts.checksum)
+            && h.finish() != expected.digest
+        {
+            return Err(WriteError::ChecksumMismatch);
+        }
+        let tail = buf.freeze();
+        if parts != progress.parts || tail != progress.tail {
+            self.commit(info, parts, tail.clone()).await?;
+        }
+        Ok(Progress {
+            parts,
+            tail,
+            length: progress.length,
+        })
+    }
+
+    /// Stores part `number` on a task; with `commit`, then records it as
+    /// the commit point (with an empty tail: the bytes before it are in it).
+    fn spawn_part(&self, info: &UploadInfo, number: u32, part: Bytes, commit: bool) -> InFlight {
+        let tus = self.clone();
+        let info = info.clone();
+        tokio::spawn(async move {
+            let len = part.len() as u64;
+            tus.store()
+                .upload_part(
+                    &info.key,
+                    &info.multipart,
+                    number,
+                    once(part),
+                    PartOptions {
+                        expected_len: Some(len),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            if commit {
+                tus.commit(&info, number, Bytes::new()).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Waits for the part in flight; its number once stored.
+    async fn settle(&self, in_flight: &mut Option<(u32, InFlight)>) -> Result<Option<u32>, StoreError> {
+        let Some((number, task)) = in_flight.take() else {
+            return Ok(None);
+        };
+        match task.await {
+            Ok(Ok(())) => Ok(Some(number)),
+            Ok(Err(e)) => Err(e),
+            Err(join) => Err(StoreError::Io(std::io::Error::other(join.to_string()))),
+        }
+    }
+}
+
+/// An empty part buffer of `capacity` bytes (bounded: the tail is
+/// smaller than a part) holding `start`.
+fn part_buffer(capacity: u64, start: &[u8]) -> BytesMut {
+    let cap = usize::try_from(capacity).unwrap_or(usize::MAX).max(start.len());
+    let mut buf = BytesMut::with_capacity(cap);
+    buf.extend_from_slice(start);
+    buf
+}
