@@ -27,6 +27,8 @@ pub struct AppState {
     pub grants: Arc<Grants>,
     /// Browser origins allowed to call the API.
     pub origins: Origins,
+    /// The stream routes' settings and crash-recovery identity.
+    pub stream: crate::stream::StreamState,
 }
 
 /// Which browser origins may call the API.
@@ -86,6 +88,7 @@ pub fn app(state: AppState) -> Router {
     let cors = cors_layer(&state.origins);
     let api = api::routes()
         .merge(companion::routes())
+        .merge(crate::stream::routes())
         .merge(crate::openapi::routes())
         .layer(cors);
     Router::new()

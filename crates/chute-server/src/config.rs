@@ -144,10 +144,25 @@ pub struct RawConfig {
     /// kernel's backlog (default 1024, 1 to 65536).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Bytes per part of a streamed upload (default 8 MiB, 5 MiB to 5 GiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_part_size: Option<u64>,
+    /// Parts of one streamed request uploading at once (default 4, 1 to 64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_parts_in_flight: Option<usize>,
+    /// Plain fields a streamed form may have (default 100, 0 to 10000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_max_fields: Option<usize>,
+    /// Bytes one plain field of a streamed form may have (default 64 KiB, 1 KiB to 16 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_max_field_bytes: Option<usize>,
+    /// Files a streamed form may have (default 20, 1 to 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_max_files: Option<usize>,
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 37] = [
+const ENV_KEYS: [&str; 42] = [
     "store",
     "s3_endpoint",
     "s3_path_style",
@@ -185,6 +200,11 @@ const ENV_KEYS: [&str; 37] = [
     "max_post_form_fields_bytes",
     "body_idle_timeout_seconds",
     "max_connections",
+    "stream_part_size",
+    "stream_parts_in_flight",
+    "stream_max_fields",
+    "stream_max_field_bytes",
+    "stream_max_files",
 ];
 
 impl RawConfig {
@@ -295,6 +315,8 @@ pub struct Config {
     pub body_idle_timeout: Duration,
     /// Connections the S3 listener serves at once.
     pub max_connections: usize,
+    /// The stream routes' limits (`stream_*`, and `body_idle_timeout`).
+    pub stream: crate::stream::StreamSettings,
 }
 
 /// A setting that failed validation.
@@ -327,6 +349,7 @@ impl TryFrom<RawConfig> for Config {
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
         let backend_raw = raw.clone();
         let lifecycle = lifecycle_settings(&raw)?;
+        let stream = stream_settings(&raw)?;
         let grant_audience = raw
             .grant_audience
             .clone()
@@ -509,6 +532,7 @@ impl TryFrom<RawConfig> for Config {
             max_post_form_fields_bytes,
             body_idle_timeout: Duration::from_secs(body_idle_timeout_seconds),
             max_connections,
+            stream,
         })
     }
 }
@@ -520,6 +544,58 @@ impl Config {
     pub fn uses_embedded_store(&self) -> bool {
         self.s3_backend.is_none()
     }
+}
+
+/// The stream routes' settings, each checked against its bounds.
+fn stream_settings(raw: &RawConfig) -> Result<crate::stream::StreamSettings, ConfigError> {
+    let defaults = crate::stream::StreamSettings::default();
+    let part_size = raw.stream_part_size.unwrap_or(defaults.part_size);
+    if !(chute_store::MIN_PART_SIZE..=FIVE_GIB).contains(&part_size) {
+        return Err(ConfigError::new(
+            "stream_part_size",
+            "must be 5 MiB to 5 GiB (S3's part sizes)",
+        ));
+    }
+    let bounded = |name: &'static str, value: Option<usize>, default: usize, min: usize, max: usize| {
+        let v = value.unwrap_or(default);
+        if (min..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::new(name, format!("must be {min} to {max}")))
+        }
+    };
+    Ok(crate::stream::StreamSettings {
+        part_size,
+        parts_in_flight: bounded(
+            "stream_parts_in_flight",
+            raw.stream_parts_in_flight,
+            defaults.parts_in_flight,
+            1,
+            64,
+        )?,
+        max_fields: bounded(
+            "stream_max_fields",
+            raw.stream_max_fields,
+            defaults.max_fields,
+            0,
+            10_000,
+        )?,
+        max_field_bytes: bounded(
+            "stream_max_field_bytes",
+            raw.stream_max_field_bytes,
+            defaults.max_field_bytes,
+            1024,
+            16 * 1024 * 1024,
+        )?,
+        max_files: bounded(
+            "stream_max_files",
+            raw.stream_max_files,
+            defaults.max_files,
+            1,
+            1000,
+        )?,
+        body_idle_timeout: Duration::from_secs(raw.body_idle_timeout_seconds.unwrap_or(60)),
+    })
 }
 
 /// The event webhooks' settings, each checked against its bounds.

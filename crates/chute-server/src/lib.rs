@@ -22,6 +22,7 @@ pub mod lifecycle;
 pub mod openapi;
 pub mod reaper;
 mod serve;
+pub mod stream;
 pub mod webhooks;
 pub mod widget;
 

@@ -245,10 +245,12 @@ impl Server {
         };
         let (webhooks, hooks) = webhook_hooks(&config).map_err(ServeError::Webhooks)?;
         let lifecycle = new_lifecycle(&config, &store, &creds, token_keys, &s3_url, hooks).await?;
+        let stream = crate::stream::StreamState::start(&config, &lifecycle).await;
         let router = app(AppState {
             lifecycle: lifecycle.clone(),
             grants: Arc::new(grants(&config).map_err(ServeError::Webhooks)?),
             origins,
+            stream,
         });
 
         let (stop_tx, stop_rx) = watch::channel(false);
