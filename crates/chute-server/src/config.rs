@@ -963,6 +963,76 @@ mod tests {
     }
 
     #[test]
+    fn stream_settings_have_defaults_and_bounds() {
+        let c = Config::try_from(RawConfig::default()).unwrap();
+        assert_eq!(c.stream, crate::stream::StreamSettings::default());
+        assert_eq!(c.stream.part_size, 8 * 1024 * 1024);
+        let c = Config::try_from(RawConfig {
+            stream_part_size: Some(5 * 1024 * 1024),
+            stream_parts_in_flight: Some(64),
+            stream_max_fields: Some(0),
+            stream_max_field_bytes: Some(1024),
+            stream_max_files: Some(1000),
+            body_idle_timeout_seconds: Some(7),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (c.stream.parts_in_flight, c.stream.max_fields, c.stream.max_files),
+            (64, 0, 1000)
+        );
+        assert_eq!(c.stream.body_idle_timeout, Duration::from_secs(7));
+        let cases = [
+            (
+                RawConfig {
+                    stream_part_size: Some(5 * 1024 * 1024 - 1),
+                    ..Default::default()
+                },
+                "stream_part_size",
+            ),
+            (
+                RawConfig {
+                    stream_part_size: Some(FIVE_GIB + 1),
+                    ..Default::default()
+                },
+                "stream_part_size",
+            ),
+            (
+                RawConfig {
+                    stream_parts_in_flight: Some(0),
+                    ..Default::default()
+                },
+                "stream_parts_in_flight",
+            ),
+            (
+                RawConfig {
+                    stream_max_fields: Some(10_001),
+                    ..Default::default()
+                },
+                "stream_max_fields",
+            ),
+            (
+                RawConfig {
+                    stream_max_field_bytes: Some(1023),
+                    ..Default::default()
+                },
+                "stream_max_field_bytes",
+            ),
+            (
+                RawConfig {
+                    stream_max_files: Some(0),
+                    ..Default::default()
+                },
+                "stream_max_files",
+            ),
+        ];
+        for (raw, setting) in cases {
+            let err = Config::try_from(raw).unwrap_err();
+            assert_eq!(err.setting, setting, "{err}");
+        }
+    }
+
+    #[test]
     fn s3_backend_settings() {
         let s3 = |endpoint: &str, allow_http: Option<bool>| RawConfig {
             store: Some("s3".into()),

@@ -6,7 +6,8 @@
 //! `parts_in_flight` at once. While that many are in flight the body is
 //! not read, so a fast client waits on TCP flow control instead of
 //! filling memory: a request holds at most `(parts_in_flight + 1)` parts
-//! (plus the store's own copy of a part being sent to S3).
+//! (plus the store's own copy of a part being sent to S3). Parts hold
+//! copies of the body's bytes, not slices of the read buffers.
 //!
 //! Size and type are enforced as the bytes arrive: past the limit the
 //! write stops with 413; the first 8 KiB are sniffed against the
@@ -79,7 +80,10 @@ impl Pending {
                 let take = usize::try_from(size - part_len)
                     .unwrap_or(usize::MAX)
                     .min(chunk.len());
-                part.push(chunk.split_to(take));
+                // A copy of exactly the bytes kept: a slice would pin the
+                // whole read buffer it came from (hyper's, multer's) for
+                // as long as the part waits to be sent.
+                part.push(Bytes::copy_from_slice(&chunk.split_to(take)));
                 part_len += take as u64;
                 if part_len == size {
                     let content_type = match &sniffed {
