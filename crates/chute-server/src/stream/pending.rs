@@ -20,6 +20,9 @@ pub(super) struct PendingFile {
     pub upload: ServerUpload,
     /// Its multipart upload id, once created.
     pub multipart: Option<String>,
+    /// Whether creating a multipart upload was asked for (its id may be
+    /// unknown if the request was dropped meanwhile).
+    pub multipart_asked: bool,
     /// Stored bytes, once the file is written.
     pub size: Option<u64>,
     /// The form field it came in.
@@ -68,6 +71,7 @@ impl Pending {
         self.files.push(PendingFile {
             upload,
             multipart: None,
+            multipart_asked: false,
             size: None,
             field,
             original_name,
@@ -144,19 +148,52 @@ async fn undo(lifecycle: Lifecycle, instance: Arc<Instance>, files: Vec<PendingF
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     for file in &files {
-        remove_upload(&lifecycle, &file.upload, file.multipart.as_deref()).await;
+        let multipart = match (&file.multipart, file.multipart_asked) {
+            (Some(id), _) => Multipart::Id(id),
+            (None, true) => Multipart::Unknown,
+            (None, false) => Multipart::None,
+        };
+        remove_upload(&lifecycle, &file.upload, multipart).await;
         lifecycle.release_server_upload(&file.upload).await;
         instance.unmark(&lifecycle, &file.upload).await;
     }
 }
 
-/// Aborts the multipart upload (when known) and deletes the object of
-/// `upload`. Best effort: failures are logged, and the reaper gets the
-/// rest after `upload_ttl`.
-pub(super) async fn remove_upload(lifecycle: &Lifecycle, upload: &ServerUpload, multipart: Option<&str>) {
+/// What is known of a file's multipart upload.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Multipart<'a> {
+    /// None was started.
+    None,
+    /// This one.
+    Id(&'a str),
+    /// One may have been: look for it under the key.
+    Unknown,
+}
+
+/// Aborts the multipart upload and deletes the object of `upload`. With
+/// the upload id unknown (a crash, or a request dropped while the store
+/// was creating it) every multipart upload of the key is aborted: the
+/// key is this upload's own. Best effort: failures are logged, and the
+/// reaper gets the rest after `upload_ttl`.
+pub(super) async fn remove_upload(lifecycle: &Lifecycle, upload: &ServerUpload, multipart: Multipart<'_>) {
     let store = lifecycle.store();
-    if let Some(id) = multipart {
-        match store.abort_multipart(&upload.key, id).await {
+    let ids = match multipart {
+        Multipart::None => Vec::new(),
+        Multipart::Id(id) => vec![id.to_owned()],
+        Multipart::Unknown => match store.list_multipart_uploads(upload.key.as_str()).await {
+            Ok(found) => found
+                .into_iter()
+                .filter(|u| u.key == upload.key)
+                .map(|u| u.upload_id)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(key = %upload.key, error = %e, "could not list a streamed upload's multipart uploads");
+                Vec::new()
+            }
+        },
+    };
+    for id in ids {
+        match store.abort_multipart(&upload.key, &id).await {
             Ok(()) | Err(StoreError::NoSuchUpload { .. }) => {}
             Err(e) => tracing::warn!(key = %upload.key, error = %e, "could not abort a streamed upload"),
         }

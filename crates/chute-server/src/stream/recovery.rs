@@ -19,7 +19,7 @@
 //! so it never touches a live process's uploads; its own crash is then
 //! left to the reaper (`upload_ttl`).
 
-use super::pending::remove_upload;
+use super::pending::{Multipart, remove_upload};
 use crate::lifecycle::{ApiError, Lifecycle, STATE_PREFIX, ServerUpload};
 use chute_core::ObjectKey;
 use chute_store::{ListOptions, PutOptions, StoreError};
@@ -195,16 +195,31 @@ async fn undo_marked(lifecycle: &Lifecycle, marker: &ObjectKey) -> Result<(), St
     };
     match serde_json::from_slice::<ServerUpload>(&body) {
         Ok(upload) => {
-            for mpu in store.list_multipart_uploads(upload.key.as_str()).await? {
-                if mpu.key == upload.key {
-                    remove_upload(lifecycle, &upload, Some(&mpu.upload_id)).await;
-                }
-            }
-            remove_upload(lifecycle, &upload, None).await;
+            remove_upload(lifecycle, &upload, Multipart::Unknown).await;
             lifecycle.release_server_upload(&upload).await;
             tracing::info!(key = %upload.key, "undid a streamed upload a stopped process left");
         }
         Err(e) => tracing::warn!(key = %marker, error = %e, "unreadable streamed upload marker; removing it"),
     }
     store.delete(marker).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_instance_id_is_kept_and_held_by_one_process_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Instance::open(dir.path());
+        assert!(first._lock.is_some());
+        let second = Instance::open(dir.path());
+        assert!(second._lock.is_none(), "the id is held");
+        assert_ne!(first.id(), second.id());
+        let id = first.id().to_owned();
+        drop(first);
+        let again = Instance::open(dir.path());
+        assert_eq!(again.id(), id, "the id outlives its process");
+        assert!(again._lock.is_some());
+    }
 }

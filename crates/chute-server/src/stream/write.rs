@@ -158,6 +158,7 @@ impl Pending {
         let mpu = match &self.files[index].multipart {
             Some(id) => id.clone(),
             None => {
+                self.files[index].multipart_asked = true;
                 let created = store
                     .create_multipart(&key, put_options(content_type))
                     .await
