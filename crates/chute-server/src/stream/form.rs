@@ -85,7 +85,7 @@ pub(super) async fn post_form(State(state): State<AppState>, req: Request) -> Re
     let mut fields = std::collections::BTreeMap::new();
     let read = read_form(&state, grant, &mut multipart, &mut pending, &credit, &mut fields).await;
     if let Err(e) = read {
-        pending.undo().await;
+        pending.undo(&e).await;
         drop(multipart);
         drain_form(&shared).await;
         return Err(e);

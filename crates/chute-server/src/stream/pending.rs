@@ -8,6 +8,7 @@
 
 use super::recovery::Instance;
 use super::{StreamState, StreamedFile};
+use crate::hooks::EventKind;
 use crate::lifecycle::{ApiError, Lifecycle, ServerUpload};
 use chute_store::{PartMeta, StoreError, StoreResult};
 use std::sync::Arc;
@@ -92,7 +93,7 @@ impl Pending {
             {
                 Ok(done) => done,
                 Err(e) => {
-                    self.undo().await;
+                    self.undo(&e).await;
                     return Err(e);
                 }
             };
@@ -110,16 +111,18 @@ impl Pending {
         Ok(out)
     }
 
-    /// Undoes every file of the request, waiting for it.
-    pub async fn undo(&mut self) {
+    /// Undoes every file of the request because of `why`, waiting for it.
+    pub async fn undo(&mut self, why: &ApiError) {
         self.finished = true;
         let files = std::mem::take(&mut self.files);
         let tasks = std::mem::take(&mut self.tasks);
+        let reason = (why.code.to_string(), why.message.clone());
         undo(
             self.lifecycle.clone(),
             Arc::clone(&self.stream.instance),
             files,
             tasks,
+            reason,
         )
         .await;
     }
@@ -136,7 +139,11 @@ impl Drop for Pending {
         let instance = Arc::clone(&self.stream.instance);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             tracing::debug!(files = files.len(), "stream request dropped; undoing its uploads");
-            rt.spawn(undo(lifecycle, instance, files, tasks));
+            let reason = (
+                "request_dropped".to_owned(),
+                "the request ended before its body did (the client went away)".to_owned(),
+            );
+            rt.spawn(undo(lifecycle, instance, files, tasks, reason));
         }
     }
 }
@@ -144,7 +151,13 @@ impl Drop for Pending {
 /// Stops the part uploads (an abort racing a part would leave the part
 /// behind on S3), then removes each file's multipart upload and object,
 /// gives back its `max_files` use and removes its marker.
-async fn undo(lifecycle: Lifecycle, instance: Arc<Instance>, files: Vec<PendingFile>, mut tasks: PartTasks) {
+async fn undo(
+    lifecycle: Lifecycle,
+    instance: Arc<Instance>,
+    files: Vec<PendingFile>,
+    mut tasks: PartTasks,
+    (code, reason): (String, String),
+) {
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     for file in &files {
@@ -156,6 +169,14 @@ async fn undo(lifecycle: Lifecycle, instance: Arc<Instance>, files: Vec<PendingF
         remove_upload(&lifecycle, &file.upload, multipart).await;
         lifecycle.release_server_upload(&file.upload).await;
         instance.unmark(&lifecycle, &file.upload).await;
+        lifecycle.emit(
+            EventKind::Rejected,
+            &file.upload.id,
+            serde_json::json!({
+                "key": file.upload.key.as_str(), "code": code, "reason": reason,
+                "subject": file.upload.grant.subject,
+            }),
+        );
     }
 }
 

@@ -59,7 +59,7 @@ pub(super) async fn put_raw(
         .map(|r| r.map_err(|e| body_failed(&e)));
     let written = pending.write(0, declared, &mut body).await;
     if let Err(e) = written {
-        pending.undo().await;
+        pending.undo(&e).await;
         drain(&mut body).await;
         return Err(e);
     }
