@@ -111,6 +111,18 @@ async fn read_form(
         credit.fetch_add(PART_OVERHEAD, Ordering::Relaxed);
         let name = field.name().unwrap_or_default().to_owned();
         match field.file_name().map(str::to_owned) {
+            // A browser sends a file input left empty as a part with an
+            // empty filename and no bytes: no file.
+            Some(original) if original.is_empty() => {
+                while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+                    if !chunk.is_empty() {
+                        return Err(ApiError::bad_request(
+                            "bad_filename",
+                            format!("file field {name:?} has content but an empty filename"),
+                        ));
+                    }
+                }
+            }
             Some(original) => {
                 if pending.files.len() >= settings.max_files {
                     return Err(ApiError::new(

@@ -176,6 +176,7 @@ async fn a_form_stores_each_file_with_a_receipt_and_answers_its_fields() {
     let big = data(12 * MIB + 123);
     let body = form(&[
         Part::Field("title", "holiday"),
+        Part::File("nothing", "", "application/octet-stream", b""),
         Part::File("photo", "a b.txt", "text/plain", b"hello"),
         Part::Field("tag", "x"),
         Part::Field("tag", "y"),
