@@ -56,9 +56,40 @@ impl StreamState {
                 tracing::warn!(error = %e, "could not look for streamed uploads a stopped process left")
             }
         }
+        let instance = Arc::new(instance);
+        if let Some(every) = config.reap_interval {
+            tokio::spawn(reap_stale_markers(
+                lifecycle.clone(),
+                Arc::clone(&instance),
+                every,
+            ));
+        }
         Self {
             settings: config.stream.clone(),
-            instance: Arc::new(instance),
+            instance,
+        }
+    }
+}
+
+/// Every `every`, undoes uploads whose markers outlived `upload_ttl`.
+/// Ends with the runtime (the server's process).
+async fn reap_stale_markers(
+    lifecycle: crate::lifecycle::Lifecycle,
+    instance: Arc<Instance>,
+    every: std::time::Duration,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        match instance.reap_stale(&lifecycle).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                uploads = n,
+                "undid streamed uploads whose process never came back"
+            ),
+            Err(e) => tracing::warn!(error = %e, "could not look for stale streamed uploads"),
         }
     }
 }

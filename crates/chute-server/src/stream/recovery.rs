@@ -13,8 +13,9 @@
 //! last holder is dead, so at start ([`Instance::recover`]) it undoes
 //! every upload marked under its id: aborts the multipart uploads under
 //! the key, deletes the object, frees the slot, drops the marker. The
-//! same pass removes markers of any instance older than `upload_ttl`
-//! (their uploads were reaped by then). A second process sharing the
+//! same pass, and one with every reaper pass ([`Instance::reap_stale`]),
+//! undo markers of any instance older than `upload_ttl` (an instance
+//! that never came back). A second process sharing the
 //! data directory finds the lock taken and runs under a fresh random id,
 //! so it never touches a live process's uploads; its own crash is then
 //! left to the reaper (`upload_ttl`).
@@ -149,6 +150,17 @@ impl Instance {
     /// instance's id (when it holds the lock), and every marker older than
     /// `upload_ttl`. Returns how many uploads were undone.
     pub async fn recover(&self, lifecycle: &Lifecycle) -> Result<usize, StoreError> {
+        self.undo_markers(lifecycle, true).await
+    }
+
+    /// Undoes the uploads of markers older than `upload_ttl`, whoever
+    /// left them (an instance that never came back): run with each
+    /// reaper pass.
+    pub async fn reap_stale(&self, lifecycle: &Lifecycle) -> Result<usize, StoreError> {
+        self.undo_markers(lifecycle, false).await
+    }
+
+    async fn undo_markers(&self, lifecycle: &Lifecycle, own_too: bool) -> Result<usize, StoreError> {
         let ttl = lifecycle.settings().upload_ttl;
         let stale_before = OffsetDateTime::now_utc() - ttl;
         let own = format!("{STATE_PREFIX}{MARKERS}{}/", self.id);
@@ -161,7 +173,7 @@ impl Instance {
         loop {
             let page = lifecycle.store().list(&opts).await?;
             for marker in &page.objects {
-                let mine = self._lock.is_some() && marker.key.as_str().starts_with(&own);
+                let mine = own_too && self._lock.is_some() && marker.key.as_str().starts_with(&own);
                 if mine || marker.last_modified < stale_before {
                     undo_marked(lifecycle, &marker.key).await?;
                     undone += 1;
