@@ -7,7 +7,8 @@
 //! not read, so a fast client waits on TCP flow control instead of
 //! filling memory: a request holds at most `(parts_in_flight + 1)` parts
 //! (plus the store's own copy of a part being sent to S3). Parts hold
-//! copies of the body's bytes, not slices of the read buffers.
+//! copies of the body's bytes, not slices of the read buffers
+//! ([`PartBuf`]).
 //!
 //! Size and type are enforced as the bytes arrive: past the limit the
 //! write stops with 413; the first 8 KiB are sniffed against the
@@ -45,8 +46,7 @@ impl Pending {
         let in_flight = self.stream.settings.parts_in_flight.max(1);
         let mut head = BytesMut::new();
         let mut sniffed: Option<String> = None;
-        let mut part: Vec<Bytes> = Vec::new();
-        let mut part_len = 0u64;
+        let mut part = PartBuf::default();
         let mut number = 1u32;
         let mut total = 0u64;
         let mut parts: Vec<CompletedPart> = Vec::new();
@@ -77,22 +77,17 @@ impl Pending {
             }
             while !chunk.is_empty() {
                 let size = part_size_for(configured, known_size, limit, number);
-                let take = usize::try_from(size - part_len)
+                let take = usize::try_from(size - part.len)
                     .unwrap_or(usize::MAX)
                     .min(chunk.len());
-                // A copy of exactly the bytes kept: a slice would pin the
-                // whole read buffer it came from (hyper's, multer's) for
-                // as long as the part waits to be sent.
-                part.push(Bytes::copy_from_slice(&chunk.split_to(take)));
-                part_len += take as u64;
-                if part_len == size {
+                part.push(&chunk.split_to(take), size);
+                if part.len == size {
                     let content_type = match &sniffed {
                         Some(t) => t.clone(),
                         None => check_type(&upload, &head)?,
                     };
-                    self.send_part(index, &content_type, number, std::mem::take(&mut part), part_len)
-                        .await?;
-                    part_len = 0;
+                    let (chunks, len) = part.take();
+                    self.send_part(index, &content_type, number, chunks, len).await?;
                     number += 1;
                     while self.tasks.len() >= in_flight {
                         self.join_part(&mut parts).await?;
@@ -115,11 +110,12 @@ impl Pending {
             ));
         }
         if self.files[index].multipart.is_none() {
-            self.put_whole(&upload, &content_type, part, total).await?;
+            self.put_whole(&upload, &content_type, part.take().0, total)
+                .await?;
         } else {
-            if part_len > 0 {
-                self.send_part(index, &content_type, number, part, part_len)
-                    .await?;
+            if part.len > 0 {
+                let (chunks, len) = part.take();
+                self.send_part(index, &content_type, number, chunks, len).await?;
             }
             while !self.tasks.is_empty() {
                 self.join_part(&mut parts).await?;
@@ -208,6 +204,60 @@ impl Pending {
     }
 }
 
+/// Bytes a part gathers as separate small copies before it moves to
+/// pieces of [`PIECE`] bytes.
+const SMALL_UNTIL: u64 = 256 * 1024;
+/// The size of the pieces a large part is gathered in.
+const PIECE: u64 = 1024 * 1024;
+
+/// The part being filled. Its bytes are copies, never slices of the read
+/// buffers (a slice would pin hyper's or multer's whole buffer while the
+/// part waits). Small copies at first, so a tiny file costs no more than
+/// itself; then pieces of 1 MiB allocated at their exact size: a store
+/// that writes as it goes (fs) frees them one by one, and one that
+/// buffers the part (S3) grows its buffer a few times only.
+#[derive(Debug, Default)]
+struct PartBuf {
+    done: Vec<Bytes>,
+    filling: BytesMut,
+    /// Bytes gathered.
+    len: u64,
+}
+
+impl PartBuf {
+    fn push(&mut self, mut data: &[u8], part_size: u64) {
+        self.len += data.len() as u64;
+        if self.len <= SMALL_UNTIL {
+            self.done.push(Bytes::copy_from_slice(data));
+            return;
+        }
+        while !data.is_empty() {
+            if self.filling.capacity() == self.filling.len() {
+                if !self.filling.is_empty() {
+                    self.done.push(self.filling.split().freeze());
+                }
+                let gathered = self.len - data.len() as u64;
+                let piece = PIECE.min(part_size.saturating_sub(gathered)).max(1);
+                self.filling = BytesMut::with_capacity(usize::try_from(piece).unwrap_or(usize::MAX));
+            }
+            let room = self.filling.capacity() - self.filling.len();
+            let (now, rest) = data.split_at(room.min(data.len()));
+            self.filling.extend_from_slice(now);
+            data = rest;
+        }
+    }
+
+    /// The gathered bytes and their length; the buffer starts over.
+    fn take(&mut self) -> (Vec<Bytes>, u64) {
+        let mut chunks = std::mem::take(&mut self.done);
+        if !self.filling.is_empty() {
+            chunks.push(self.filling.split().freeze());
+        }
+        self.filling = BytesMut::new();
+        (chunks, std::mem::take(&mut self.len))
+    }
+}
+
 /// Records a finished part upload, or turns its failure into the answer.
 fn record(
     done: Result<chute_store::StoreResult<chute_store::PartMeta>, tokio::task::JoinError>,
@@ -266,4 +316,23 @@ fn too_large(seen: u64, limit: u64) -> ApiError {
         "too_large",
         format!("the file passed the {limit} bytes this upload may have (read {seen})"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_part_keeps_every_byte_in_order() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut part = PartBuf::default();
+        for chunk in data.chunks(70_001) {
+            part.push(chunk, data.len() as u64);
+        }
+        let (chunks, len) = part.take();
+        assert_eq!(len, data.len() as u64);
+        assert_eq!(chunks.concat(), data);
+        assert!(chunks.iter().all(|c| c.len() as u64 <= PIECE));
+        assert_eq!(part.take().1, 0);
+    }
 }
