@@ -96,6 +96,56 @@ def test_a_refused_stream_is_a_json_error(backend):
     assert (r.status_code, r.json()["error"]["code"]) == (422, "type_mismatch")
 
 
+def grant(**claims) -> str:
+    import jwt
+
+    from conftest import GRANT_KID, GRANT_SECRET
+
+    body = {"aud": "chute", "exp": int(time.time()) + 600, "jti": uuid.uuid4().hex, **claims}
+    return jwt.encode(body, GRANT_SECRET, algorithm="HS256", headers={"kid": GRANT_KID})
+
+
+def wait_clean(srv: ChuteServer, tag: str, timeout: float = 15) -> tuple:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = ours(srv, tag)
+        if left == ([], [], []) or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+def test_a_cut_off_or_oversized_stream_leaves_nothing(backend):
+    tag = uuid.uuid4().hex[:12]
+    # Over the grant's max_size with no Content-Length (chunked): cut off
+    # after a part reached the store, which aborts the multipart upload.
+    def chunks():
+        block = os.urandom(MiB)
+        for _ in range(12):
+            yield block
+    headers = {"Authorization": f"Bearer {grant(max_size=10 * MiB)}"}
+    r = requests.put(f"{backend.app_url}/api/stream/over-{tag}.bin", data=chunks(), headers=headers, timeout=60)
+    assert (r.status_code, r.json()["error"]["code"]) == (413, "too_large")
+    # A client that goes away mid-file, after a first file of its form was stored.
+    boundary = "cut-" + tag
+    head = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"a\"; filename=\"first-{tag}.txt\"\r\n\r\nfirst\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"b\"; filename=\"cut-{tag}.bin\"\r\n\r\n"
+    ).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", backend.app_port, timeout=30)
+    conn.putrequest("POST", "/api/stream", skip_accept_encoding=True)
+    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+    conn.putheader("Content-Length", str(len(head) + 64 * MiB))
+    conn.endheaders()
+    conn.send(head)
+    block = os.urandom(MiB)
+    deadline = time.monotonic() + 60
+    while not ours(backend, tag)[1]:
+        conn.send(block)
+        assert time.monotonic() < deadline, "the cut file's multipart upload never started"
+    conn.close()
+    assert wait_clean(backend, tag) == ([], [], []), "the cut request was undone"
+
+
 @pytest.fixture
 def fresh_chute_on_garage(garage):
     """A `chute serve` of its own over Garage, for a crash test."""
