@@ -13,6 +13,7 @@ use crate::lifecycle::ApiError;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -35,6 +36,34 @@ const READ_AHEAD: u64 = 2 * POLL_BUDGET as u64;
 
 pub(super) async fn post_form(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
+    let (boundary, grant) = match begin(&state, &parts).await {
+        Ok(begun) => begun,
+        Err(e) => return Err(super::refuse_unread(&parts.headers, body, e).await),
+    };
+    let credit = Arc::new(AtomicU64::new(0));
+    let body = Body::new(TimeoutBody::new(state.stream.settings.body_idle_timeout, body)).into_data_stream();
+    let shared = Arc::new(Mutex::new(Some(ByteBudget::new(body, POLL_BUDGET))));
+    let guarded = OverheadGuard {
+        inner: Arc::clone(&shared),
+        pulled: 0,
+        credit: Arc::clone(&credit),
+    };
+    let mut multipart = multer::Multipart::new(guarded, boundary);
+    let mut pending = Pending::new(state.lifecycle.clone(), state.stream.clone());
+    let mut fields = std::collections::BTreeMap::new();
+    let read = read_form(&state, grant, &mut multipart, &mut pending, &credit, &mut fields).await;
+    if let Err(e) = read {
+        pending.undo(&e).await;
+        drop(multipart);
+        drain_form(&shared).await;
+        return Err(e);
+    }
+    let files = pending.finish().await?;
+    Ok((StatusCode::CREATED, Json(StreamResponse { files, fields })).into_response())
+}
+
+/// Everything before the body: the content type, its boundary, the grant.
+async fn begin(state: &AppState, parts: &Parts) -> Result<(String, Grant), ApiError> {
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -70,28 +99,8 @@ pub(super) async fn post_form(State(state): State<AppState>, req: Request) -> Re
         size: declared.unwrap_or(0),
         content_type: essence,
     };
-    let grant = state.grants.resolve(&parts, &grant_req).await?;
-
-    let credit = Arc::new(AtomicU64::new(0));
-    let body = Body::new(TimeoutBody::new(state.stream.settings.body_idle_timeout, body)).into_data_stream();
-    let shared = Arc::new(Mutex::new(Some(ByteBudget::new(body, POLL_BUDGET))));
-    let guarded = OverheadGuard {
-        inner: Arc::clone(&shared),
-        pulled: 0,
-        credit: Arc::clone(&credit),
-    };
-    let mut multipart = multer::Multipart::new(guarded, boundary);
-    let mut pending = Pending::new(state.lifecycle.clone(), state.stream.clone());
-    let mut fields = std::collections::BTreeMap::new();
-    let read = read_form(&state, grant, &mut multipart, &mut pending, &credit, &mut fields).await;
-    if let Err(e) = read {
-        pending.undo(&e).await;
-        drop(multipart);
-        drain_form(&shared).await;
-        return Err(e);
-    }
-    let files = pending.finish().await?;
-    Ok((StatusCode::CREATED, Json(StreamResponse { files, fields })).into_response())
+    let grant = state.grants.resolve(parts, &grant_req).await?;
+    Ok((boundary, grant))
 }
 
 /// Reads every part: files into the store, fields into `fields`.

@@ -200,3 +200,19 @@ where
     };
     let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
 }
+
+/// The answer `err` to a request refused before its body was read. A
+/// client that sent `Expect: 100-continue` waits for our word and has
+/// sent nothing: reading would invite the body. Any other client is
+/// sending already: a bounded remainder is read, as in [`drain`].
+async fn refuse_unread(headers: &axum::http::HeaderMap, body: axum::body::Body, err: ApiError) -> ApiError {
+    let expects = headers
+        .get(axum::http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if !expects {
+        let mut data = body.into_data_stream();
+        drain(&mut data).await;
+    }
+    err
+}

@@ -403,12 +403,21 @@ async fn bodies_larger_than_the_grant_are_cut_off() {
     let auth = format!("\r\nAuthorization: Bearer {token}");
     let big = data(8 * MIB);
 
-    // Raw, with Content-Length: refused before the body is read.
+    // Raw, with Content-Length: refused before the body is read; a client
+    // waiting for `100 Continue` never gets it.
+    let head = format!(
+        "PUT /api/stream/a.bin HTTP/1.1\r\nHost: chute\r\nExpect: 100-continue\r\nContent-Length: {}{auth}",
+        big.len()
+    );
+    let (status, text) = request(app, &head, b"").await;
+    assert_eq!((status, code_of(&text).as_str()), (413, "too_large"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    // Without Expect, the client sends at once: it reads the error, not a reset.
     let head = format!(
         "PUT /api/stream/a.bin HTTP/1.1\r\nHost: chute\r\nContent-Length: {}{auth}",
         big.len()
     );
-    let (status, text) = request(app, &head, b"").await;
+    let (status, text) = request(app, &head, &big).await;
     assert_eq!((status, code_of(&text).as_str()), (413, "too_large"), "{text}");
     // Raw, chunked: counted while streaming (after a 5 MiB part was sent).
     let head = format!("PUT /api/stream/a.bin HTTP/1.1\r\nHost: chute\r\nTransfer-Encoding: chunked{auth}");
