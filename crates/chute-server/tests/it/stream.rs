@@ -245,6 +245,36 @@ fn chunked_body(chunks: &[&[u8]]) -> Vec<u8> {
 }
 
 #[tokio::test]
+async fn the_client_never_chooses_the_key() {
+    let env = start(with_grants).await;
+    let body = form(&[Part::File("f", "../../.chute/evil\\x.txt", "text/plain", b"hi")]);
+    let (status, text) = request(env.running.app, &post_head(body.len(), ""), &body).await;
+    assert_eq!(status, 201, "{text}");
+    let key = json_of(&text)["files"][0]["object"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rest = key.strip_prefix("tmp/").unwrap();
+    let (id, name) = rest.split_once('/').unwrap();
+    assert!(
+        !id.is_empty() && !name.contains('/') && !name.contains("..") && !name.contains('\\'),
+        "{key}"
+    );
+    let head = "PUT /api/stream/..%2F..%2Fup.txt HTTP/1.1\r\nHost: chute\r\nContent-Length: 2";
+    let (status, text) = request(env.running.app, head, b"hi").await;
+    assert_eq!(status, 201, "{text}");
+    let key = json_of(&text)["files"][0]["object"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        key.starts_with("tmp/") && key.matches('/').count() == 2 && !key.contains(".."),
+        "{key}"
+    );
+    env.running.stop().await;
+}
+
+#[tokio::test]
 async fn wrong_content_types_and_missing_boundaries_are_refused() {
     let env = start(with_grants).await;
     let app = env.running.app;
