@@ -159,10 +159,14 @@ pub struct RawConfig {
     /// Files a streamed form may have (default 20, 1 to 1000).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_max_files: Option<usize>,
+    /// MiB of part buffers all streamed requests may hold together
+    /// (default 512; at least one part, at most 1 TiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_memory_mib: Option<usize>,
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 42] = [
+const ENV_KEYS: [&str; 43] = [
     "store",
     "s3_endpoint",
     "s3_path_style",
@@ -205,6 +209,7 @@ const ENV_KEYS: [&str; 42] = [
     "stream_max_fields",
     "stream_max_field_bytes",
     "stream_max_files",
+    "stream_memory_mib",
 ];
 
 impl RawConfig {
@@ -595,6 +600,13 @@ fn stream_settings(raw: &RawConfig) -> Result<crate::stream::StreamSettings, Con
             1000,
         )?,
         body_idle_timeout: Duration::from_secs(raw.body_idle_timeout_seconds.unwrap_or(60)),
+        memory_mib: bounded(
+            "stream_memory_mib",
+            raw.stream_memory_mib,
+            defaults.memory_mib,
+            usize::try_from(part_size.div_ceil(1024 * 1024)).unwrap_or(usize::MAX),
+            1024 * 1024,
+        )?,
     })
 }
 
@@ -1024,6 +1036,13 @@ mod tests {
                     ..Default::default()
                 },
                 "stream_max_files",
+            ),
+            (
+                RawConfig {
+                    stream_memory_mib: Some(7),
+                    ..Default::default()
+                },
+                "stream_memory_mib",
             ),
         ];
         for (raw, setting) in cases {

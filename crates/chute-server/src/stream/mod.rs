@@ -33,14 +33,23 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// What the stream routes share: their settings and this process's
-/// identity for crash recovery.
-#[derive(Debug, Clone, Default)]
+/// What the stream routes share: their settings, the process-wide
+/// memory budget, and this process's identity for crash recovery.
+#[derive(Debug, Clone)]
 pub struct StreamState {
     /// Limits and tunables.
     pub settings: StreamSettings,
     /// This process, as named in the store's in-progress markers.
     pub instance: Arc<Instance>,
+    /// The part buffers of all requests, in MiB permits
+    /// ([`StreamSettings::memory_mib`]).
+    pub memory: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for StreamState {
+    fn default() -> Self {
+        Self::new(StreamSettings::default(), Instance::default())
+    }
 }
 
 impl StreamState {
@@ -65,8 +74,18 @@ impl StreamState {
             ));
         }
         Self {
+            memory: Arc::new(tokio::sync::Semaphore::new(config.stream.memory_mib)),
             settings: config.stream.clone(),
             instance,
+        }
+    }
+
+    /// Stream state with `settings` under `instance`.
+    pub fn new(settings: StreamSettings, instance: Instance) -> Self {
+        Self {
+            memory: Arc::new(tokio::sync::Semaphore::new(settings.memory_mib)),
+            settings,
+            instance: Arc::new(instance),
         }
     }
 }

@@ -25,6 +25,10 @@ pub struct StreamSettings {
     pub max_files: usize,
     /// How long the body may send nothing before the request fails.
     pub body_idle_timeout: Duration,
+    /// MiB of part buffers all streamed requests of the process may hold
+    /// together; a request that would pass it waits (not reading its
+    /// body) until parts of others are stored.
+    pub memory_mib: usize,
 }
 
 impl Default for StreamSettings {
@@ -36,6 +40,7 @@ impl Default for StreamSettings {
             max_field_bytes: 64 * 1024,
             max_files: 20,
             body_idle_timeout: Duration::from_secs(60),
+            memory_mib: 512,
         }
     }
 }

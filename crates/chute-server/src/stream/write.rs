@@ -6,7 +6,9 @@
 //! `parts_in_flight` at once. While that many are in flight the body is
 //! not read, so a fast client waits on TCP flow control instead of
 //! filling memory: a request holds at most `(parts_in_flight + 1)` parts
-//! (plus the store's own copy of a part being sent to S3). Parts hold
+//! (plus the store's own copy of a part being sent to S3), and all
+//! requests together at most `stream_memory_mib`: a part past 256 KiB
+//! reserves its size from that budget first. Parts hold
 //! copies of the body's bytes, not slices of the read buffers
 //! ([`PartBuf`]).
 //!
@@ -23,6 +25,8 @@ use axum::http::StatusCode;
 use bytes::{Bytes, BytesMut};
 use chute_store::{CompletedPart, MAX_PART_NUMBER, ObjectHeaders, PartOptions, PutOptions};
 use futures::{Stream, StreamExt as _};
+use std::sync::Arc;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Why reading a body failed, as the stream routes answer it.
 pub(super) type BodyError = ApiError;
@@ -80,14 +84,18 @@ impl Pending {
                 let take = usize::try_from(size - part.len)
                     .unwrap_or(usize::MAX)
                     .min(chunk.len());
+                if part.permit.is_none() && part.len + take as u64 > SMALL_UNTIL {
+                    part.permit = Some(self.reserve(size).await?);
+                }
                 part.push(&chunk.split_to(take), size);
                 if part.len == size {
                     let content_type = match &sniffed {
                         Some(t) => t.clone(),
                         None => check_type(&upload, &head)?,
                     };
-                    let (chunks, len) = part.take();
-                    self.send_part(index, &content_type, number, chunks, len).await?;
+                    let (chunks, len, permit) = part.take();
+                    self.send_part(index, &content_type, number, (chunks, len), permit)
+                        .await?;
                     number += 1;
                     while self.tasks.len() >= in_flight {
                         self.join_part(&mut parts).await?;
@@ -110,12 +118,14 @@ impl Pending {
             ));
         }
         if self.files[index].multipart.is_none() {
-            self.put_whole(&upload, &content_type, part.take().0, total)
-                .await?;
+            let (chunks, _, permit) = part.take();
+            self.put_whole(&upload, &content_type, chunks, total).await?;
+            drop(permit);
         } else {
             if part.len > 0 {
-                let (chunks, len) = part.take();
-                self.send_part(index, &content_type, number, chunks, len).await?;
+                let (chunks, len, permit) = part.take();
+                self.send_part(index, &content_type, number, (chunks, len), permit)
+                    .await?;
             }
             while !self.tasks.is_empty() {
                 self.join_part(&mut parts).await?;
@@ -139,8 +149,8 @@ impl Pending {
         index: usize,
         content_type: &str,
         number: u32,
-        chunks: Vec<Bytes>,
-        len: u64,
+        (chunks, len): (Vec<Bytes>, u64),
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Result<(), ApiError> {
         if number > MAX_PART_NUMBER {
             return Err(ApiError::new(
@@ -149,7 +159,7 @@ impl Pending {
                 "the file needs more than 10,000 parts",
             ));
         }
-        let store = std::sync::Arc::clone(self.lifecycle.store());
+        let store = Arc::clone(self.lifecycle.store());
         let key = self.files[index].upload.key.clone();
         let mpu = match &self.files[index].multipart {
             Some(id) => id.clone(),
@@ -164,6 +174,8 @@ impl Pending {
             }
         };
         self.tasks.spawn(async move {
+            // The part's share of the memory budget, until it is stored.
+            let _permit = permit;
             let body = futures::stream::iter(chunks.into_iter().map(Ok)).boxed();
             let opts = PartOptions {
                 expected_len: Some(len),
@@ -172,6 +184,24 @@ impl Pending {
             store.upload_part(&key, &mpu, number, body, opts).await
         });
         Ok(())
+    }
+
+    /// Reserves the memory budget for a part of `size` bytes: waits
+    /// while other requests hold it (the body is not read meanwhile).
+    async fn reserve(&self, size: u64) -> Result<OwnedSemaphorePermit, ApiError> {
+        let total = self.stream.settings.memory_mib.max(1) as u64;
+        let mib = size.div_ceil(1024 * 1024).clamp(1, total);
+        let permits = u32::try_from(mib).unwrap_or(u32::MAX);
+        Arc::clone(&self.stream.memory)
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting_down",
+                    "the server is shutting down",
+                )
+            })
     }
 
     /// Waits for one part upload to end.
@@ -222,6 +252,9 @@ struct PartBuf {
     filling: BytesMut,
     /// Bytes gathered.
     len: u64,
+    /// The part's share of the memory budget, taken before it grows past
+    /// [`SMALL_UNTIL`].
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl PartBuf {
@@ -247,14 +280,15 @@ impl PartBuf {
         }
     }
 
-    /// The gathered bytes and their length; the buffer starts over.
-    fn take(&mut self) -> (Vec<Bytes>, u64) {
+    /// The gathered bytes, their length and their budget permit; the
+    /// buffer starts over.
+    fn take(&mut self) -> (Vec<Bytes>, u64, Option<OwnedSemaphorePermit>) {
         let mut chunks = std::mem::take(&mut self.done);
         if !self.filling.is_empty() {
             chunks.push(self.filling.split().freeze());
         }
         self.filling = BytesMut::new();
-        (chunks, std::mem::take(&mut self.len))
+        (chunks, std::mem::take(&mut self.len), self.permit.take())
     }
 }
 
@@ -329,7 +363,7 @@ mod tests {
         for chunk in data.chunks(70_001) {
             part.push(chunk, data.len() as u64);
         }
-        let (chunks, len) = part.take();
+        let (chunks, len, _) = part.take();
         assert_eq!(len, data.len() as u64);
         assert_eq!(chunks.concat(), data);
         assert!(chunks.iter().all(|c| c.len() as u64 <= PIECE));

@@ -632,3 +632,32 @@ async fn a_client_that_disconnects_mid_file_leaves_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_clean(env).await;
 }
+
+#[tokio::test]
+async fn requests_share_the_memory_budget_by_waiting() {
+    // Room for one 5 MiB part in the whole process: concurrent uploads
+    // take turns part by part, and all of them finish.
+    let env = start(|c| {
+        with_grants(c);
+        c.stream.memory_mib = 5;
+    })
+    .await;
+    let app = env.running.app;
+    let files: Vec<Vec<u8>> = (0..3).map(|i| data(12 * MIB + i)).collect();
+    let sends = files.iter().map(|f| {
+        let body = form(&[Part::File("f", "shared.bin", "application/octet-stream", f)]);
+        async move { request(app, &post_head(body.len(), ""), &body).await }
+    });
+    let answers = futures::future::join_all(sends).await;
+    let mut keys = Vec::new();
+    for ((status, text), f) in answers.iter().zip(&files) {
+        assert_eq!(*status, 201, "{text}");
+        let file = &json_of(text)["files"][0];
+        assert_eq!(file["file_size"], f.len() as u64);
+        keys.push(file["object"]["key"].as_str().unwrap().to_owned());
+    }
+    env.running.stop().await;
+    for (key, f) in keys.iter().zip(&files) {
+        assert!(object(&env.data, key).await == *f, "{key} is byte-identical");
+    }
+}
