@@ -28,6 +28,8 @@ pub struct AppState {
     pub grants: Arc<Grants>,
     /// Browser origins allowed to call the API.
     pub origins: Origins,
+    /// The stream routes' settings and crash-recovery identity.
+    pub stream: crate::stream::StreamState,
 }
 
 /// Which browser origins may call the API.
@@ -94,6 +96,7 @@ pub fn app_with(state: AppState, tus: crate::tus::TusSettings) -> Router {
     let files = crate::tus::routes(&state, tus);
     let api = api::routes()
         .merge(companion::routes())
+        .merge(crate::stream::routes())
         .merge(crate::openapi::routes())
         .layer(cors);
     Router::new()

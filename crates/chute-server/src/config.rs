@@ -144,6 +144,25 @@ pub struct RawConfig {
     /// kernel's backlog (default 1024, 1 to 65536).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Bytes per part of a streamed upload (default 8 MiB, 5 MiB to 5 GiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_part_size: Option<u64>,
+    /// Parts of one streamed request uploading at once (default 4, 1 to 64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_parts_in_flight: Option<usize>,
+    /// Plain fields a streamed form may have (default 100, 0 to 10000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_max_fields: Option<usize>,
+    /// Bytes one plain field of a streamed form may have (default 64 KiB, 1 KiB to 16 MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_max_field_bytes: Option<usize>,
+    /// Files a streamed form may have (default 20, 1 to 1000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_max_files: Option<usize>,
+    /// MiB of part buffers all streamed requests may hold together
+    /// (default 512; at least one part, at most 1 TiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_memory_mib: Option<usize>,
     /// The smallest multipart part a tus upload is cut into, in bytes
     /// (default 8 MiB, 5 MiB to 5 GiB); raised for uploads above 80 GiB
     /// so 10,000 parts suffice.
@@ -152,7 +171,7 @@ pub struct RawConfig {
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 38] = [
+const ENV_KEYS: [&str; 44] = [
     "store",
     "s3_endpoint",
     "s3_path_style",
@@ -190,6 +209,12 @@ const ENV_KEYS: [&str; 38] = [
     "max_post_form_fields_bytes",
     "body_idle_timeout_seconds",
     "max_connections",
+    "stream_part_size",
+    "stream_parts_in_flight",
+    "stream_max_fields",
+    "stream_max_field_bytes",
+    "stream_max_files",
+    "stream_memory_mib",
     "tus_part_size",
 ];
 
@@ -301,6 +326,8 @@ pub struct Config {
     pub body_idle_timeout: Duration,
     /// Connections the S3 listener serves at once.
     pub max_connections: usize,
+    /// The stream routes' limits (`stream_*`, and `body_idle_timeout`).
+    pub stream: crate::stream::StreamSettings,
     /// The smallest part of a tus upload.
     pub tus_part_size: u64,
 }
@@ -335,6 +362,7 @@ impl TryFrom<RawConfig> for Config {
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
         let backend_raw = raw.clone();
         let lifecycle = lifecycle_settings(&raw)?;
+        let stream = stream_settings(&raw)?;
         let grant_audience = raw
             .grant_audience
             .clone()
@@ -524,6 +552,7 @@ impl TryFrom<RawConfig> for Config {
             max_post_form_fields_bytes,
             body_idle_timeout: Duration::from_secs(body_idle_timeout_seconds),
             max_connections,
+            stream,
             tus_part_size,
         })
     }
@@ -536,6 +565,65 @@ impl Config {
     pub fn uses_embedded_store(&self) -> bool {
         self.s3_backend.is_none()
     }
+}
+
+/// The stream routes' settings, each checked against its bounds.
+fn stream_settings(raw: &RawConfig) -> Result<crate::stream::StreamSettings, ConfigError> {
+    let defaults = crate::stream::StreamSettings::default();
+    let part_size = raw.stream_part_size.unwrap_or(defaults.part_size);
+    if !(chute_store::MIN_PART_SIZE..=FIVE_GIB).contains(&part_size) {
+        return Err(ConfigError::new(
+            "stream_part_size",
+            "must be 5 MiB to 5 GiB (S3's part sizes)",
+        ));
+    }
+    let bounded = |name: &'static str, value: Option<usize>, default: usize, min: usize, max: usize| {
+        let v = value.unwrap_or(default);
+        if (min..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::new(name, format!("must be {min} to {max}")))
+        }
+    };
+    Ok(crate::stream::StreamSettings {
+        part_size,
+        parts_in_flight: bounded(
+            "stream_parts_in_flight",
+            raw.stream_parts_in_flight,
+            defaults.parts_in_flight,
+            1,
+            64,
+        )?,
+        max_fields: bounded(
+            "stream_max_fields",
+            raw.stream_max_fields,
+            defaults.max_fields,
+            0,
+            10_000,
+        )?,
+        max_field_bytes: bounded(
+            "stream_max_field_bytes",
+            raw.stream_max_field_bytes,
+            defaults.max_field_bytes,
+            1024,
+            16 * 1024 * 1024,
+        )?,
+        max_files: bounded(
+            "stream_max_files",
+            raw.stream_max_files,
+            defaults.max_files,
+            1,
+            1000,
+        )?,
+        body_idle_timeout: Duration::from_secs(raw.body_idle_timeout_seconds.unwrap_or(60)),
+        memory_mib: bounded(
+            "stream_memory_mib",
+            raw.stream_memory_mib,
+            defaults.memory_mib,
+            usize::try_from(part_size.div_ceil(1024 * 1024)).unwrap_or(usize::MAX),
+            1024 * 1024,
+        )?,
+    })
 }
 
 /// The event webhooks' settings, each checked against its bounds.
@@ -918,6 +1006,83 @@ mod tests {
             .unwrap();
             assert_eq!(c.body_idle_timeout, Duration::from_secs(seconds));
             assert_eq!(c.max_connections, n);
+        }
+    }
+
+    #[test]
+    fn stream_settings_have_defaults_and_bounds() {
+        let c = Config::try_from(RawConfig::default()).unwrap();
+        assert_eq!(c.stream, crate::stream::StreamSettings::default());
+        assert_eq!(c.stream.part_size, 8 * 1024 * 1024);
+        let c = Config::try_from(RawConfig {
+            stream_part_size: Some(5 * 1024 * 1024),
+            stream_parts_in_flight: Some(64),
+            stream_max_fields: Some(0),
+            stream_max_field_bytes: Some(1024),
+            stream_max_files: Some(1000),
+            body_idle_timeout_seconds: Some(7),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (c.stream.parts_in_flight, c.stream.max_fields, c.stream.max_files),
+            (64, 0, 1000)
+        );
+        assert_eq!(c.stream.body_idle_timeout, Duration::from_secs(7));
+        let cases = [
+            (
+                RawConfig {
+                    stream_part_size: Some(5 * 1024 * 1024 - 1),
+                    ..Default::default()
+                },
+                "stream_part_size",
+            ),
+            (
+                RawConfig {
+                    stream_part_size: Some(FIVE_GIB + 1),
+                    ..Default::default()
+                },
+                "stream_part_size",
+            ),
+            (
+                RawConfig {
+                    stream_parts_in_flight: Some(0),
+                    ..Default::default()
+                },
+                "stream_parts_in_flight",
+            ),
+            (
+                RawConfig {
+                    stream_max_fields: Some(10_001),
+                    ..Default::default()
+                },
+                "stream_max_fields",
+            ),
+            (
+                RawConfig {
+                    stream_max_field_bytes: Some(1023),
+                    ..Default::default()
+                },
+                "stream_max_field_bytes",
+            ),
+            (
+                RawConfig {
+                    stream_max_files: Some(0),
+                    ..Default::default()
+                },
+                "stream_max_files",
+            ),
+            (
+                RawConfig {
+                    stream_memory_mib: Some(7),
+                    ..Default::default()
+                },
+                "stream_memory_mib",
+            ),
+        ];
+        for (raw, setting) in cases {
+            let err = Config::try_from(raw).unwrap_err();
+            assert_eq!(err.setting, setting, "{err}");
         }
     }
 

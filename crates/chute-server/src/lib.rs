@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod openapi;
 pub mod reaper;
 mod serve;
+pub mod stream;
 pub mod tus;
 pub mod webhooks;
 pub mod widget;

@@ -250,11 +250,13 @@ impl Server {
             body_idle_timeout: config.body_idle_timeout,
             ..crate::tus::TusSettings::default()
         };
+        let stream = crate::stream::StreamState::start(&config, &lifecycle).await;
         let router = app_with(
             AppState {
                 lifecycle: lifecycle.clone(),
                 grants: Arc::new(grants(&config).map_err(ServeError::Webhooks)?),
                 origins,
+                stream,
             },
             tus,
         );

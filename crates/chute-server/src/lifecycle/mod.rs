@@ -15,7 +15,7 @@ mod error;
 mod promote;
 mod server_side;
 pub mod signer;
-mod sniff;
+pub(crate) mod sniff;
 
 pub use claims::{UploadClaims, UploadMethod};
 pub use complete::Completed;

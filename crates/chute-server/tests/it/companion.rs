@@ -62,6 +62,7 @@ async fn env() -> Env {
             exact: Vec::new(),
             any_loopback: true,
         },
+        stream: Default::default(),
     });
     Env {
         app,

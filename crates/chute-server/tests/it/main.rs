@@ -17,6 +17,8 @@ mod openapi;
 mod reaper;
 /// SIGTERM-style shutdown lets in-flight uploads finish.
 mod shutdown;
+/// Streamed forms and raw bodies: receipts, limits, hostile bodies, cleanup.
+mod stream;
 /// tus 1.0 at `/files/`: discovery, PATCHes to a receipt, refusals.
 mod tus;
 /// Signed event webhooks and the authorization webhook, against a local app.

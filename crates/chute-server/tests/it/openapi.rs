@@ -26,6 +26,8 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/api/uploads/{id}/complete"),
     ("POST", "/api/receipts/verify"),
     ("POST", "/api/objects/promote"),
+    ("POST", "/api/stream"),
+    ("PUT", "/api/stream/{filename}"),
     ("GET", "/api/objects/link"),
     ("GET", "/api/openapi.json"),
     ("GET", "/s3/params"),
@@ -63,6 +65,7 @@ fn concrete(path: &str) -> String {
     path.replace("{id}", "placeholder-id")
         .replace("{uploadId}", "placeholder-upload")
         .replace("{partNumber}", "1")
+        .replace("{filename}", "placeholder.bin")
 }
 
 async fn app() -> (axum::Router, tempfile::TempDir) {
@@ -76,6 +79,7 @@ async fn app() -> (axum::Router, tempfile::TempDir) {
         // No grant source: calls needing a grant get 401, which is fine.
         grants: Arc::new(Grants::default()),
         origins: Origins::default(),
+        stream: Default::default(),
     };
     (chute_server::app(state), dir)
 }

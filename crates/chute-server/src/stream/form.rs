@@ -1,0 +1,296 @@
+//! `POST /api/stream`: a `multipart/form-data` form of files and plain
+//! fields, parsed by multer over a [`ByteBudget`] body (multer reads
+//! ahead while data is ready) and an [`OverheadGuard`] (multer buffers a
+//! part's headers, and anything before the first boundary, without
+//! bound). A part with a `filename` is a file; the others are fields,
+//! answered back in `fields`.
+
+use super::pending::Pending;
+use super::{StreamResponse, body_failed};
+use crate::app::AppState;
+use crate::grants::GrantRequest;
+use crate::lifecycle::ApiError;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chute_core::Grant;
+use chute_s3::post_object::ByteBudget;
+use futures::{Stream, StreamExt as _};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tower_http::timeout::TimeoutBody;
+
+/// The most body bytes pulled from the socket in one poll.
+const POLL_BUDGET: usize = 256 * 1024;
+/// Bytes each part may spend on its boundary and headers.
+const PART_OVERHEAD: u64 = 8 * 1024;
+/// Bytes read but not yet handed out as field data, beyond the parts'
+/// allowances: multer's read-ahead (one poll budget) and a margin.
+const READ_AHEAD: u64 = 2 * POLL_BUDGET as u64;
+
+pub(super) async fn post_form(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let (boundary, grant) = match begin(&state, &parts).await {
+        Ok(begun) => begun,
+        Err(e) => return Err(super::refuse_unread(&parts.headers, body, e).await),
+    };
+    let credit = Arc::new(AtomicU64::new(0));
+    let body = Body::new(TimeoutBody::new(state.stream.settings.body_idle_timeout, body)).into_data_stream();
+    let shared = Arc::new(Mutex::new(Some(ByteBudget::new(body, POLL_BUDGET))));
+    let guarded = OverheadGuard {
+        inner: Arc::clone(&shared),
+        pulled: 0,
+        credit: Arc::clone(&credit),
+    };
+    let mut multipart = multer::Multipart::new(guarded, boundary);
+    let mut pending = Pending::new(state.lifecycle.clone(), state.stream.clone());
+    let mut fields = std::collections::BTreeMap::new();
+    let read = read_form(&state, grant, &mut multipart, &mut pending, &credit, &mut fields).await;
+    if let Err(e) = read {
+        pending.undo(&e).await;
+        drop(multipart);
+        drain_form(&shared).await;
+        return Err(e);
+    }
+    let files = pending.finish().await?;
+    Ok((StatusCode::CREATED, Json(StreamResponse { files, fields })).into_response())
+}
+
+/// Everything before the body: the content type, its boundary, the grant.
+async fn begin(state: &AppState, parts: &Parts) -> Result<(String, Grant), ApiError> {
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence != "multipart/form-data" {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "need_multipart",
+            "POST /api/stream takes multipart/form-data; send a raw body with PUT /api/stream/{filename}",
+        ));
+    }
+    let boundary = multer::parse_boundary(&content_type).map_err(|_| {
+        ApiError::bad_request(
+            "no_boundary",
+            "the multipart/form-data Content-Type has no boundary",
+        )
+    })?;
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let grant_req = GrantRequest {
+        filename: String::new(),
+        size: declared.unwrap_or(0),
+        content_type: essence,
+    };
+    let grant = state.grants.resolve(parts, &grant_req).await?;
+    Ok((boundary, grant))
+}
+
+/// Reads every part: files into the store, fields into `fields`.
+async fn read_form(
+    state: &AppState,
+    grant: Grant,
+    multipart: &mut multer::Multipart<'static>,
+    pending: &mut Pending,
+    credit: &AtomicU64,
+    fields: &mut std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<(), ApiError> {
+    let settings = &state.stream.settings;
+    let mut field_count = 0usize;
+    let mut parts = 0u64;
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(&e))? {
+        parts += 1;
+        credit.fetch_add(PART_OVERHEAD, Ordering::Relaxed);
+        let name = field.name().unwrap_or_default().to_owned();
+        match field.file_name().map(str::to_owned) {
+            // A browser sends a file input left empty as a part with an
+            // empty filename and no bytes: no file.
+            Some(original) if original.is_empty() => {
+                while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+                    if !chunk.is_empty() {
+                        return Err(ApiError::bad_request(
+                            "bad_filename",
+                            format!("file field {name:?} has content but an empty filename"),
+                        ));
+                    }
+                }
+            }
+            Some(original) => {
+                if pending.files.len() >= settings.max_files {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_many_files",
+                        format!("a form may have at most {} files", settings.max_files),
+                    ));
+                }
+                let content_type = field.content_type().map(ToString::to_string);
+                let upload = state
+                    .lifecycle
+                    .begin_server_upload(grant.clone(), &original, content_type.as_deref(), None)
+                    .await?;
+                pending.add(upload, name, original).await?;
+                let index = pending.files.len() - 1;
+                let mut data = (&mut field).map(|r| match r {
+                    Ok(chunk) => {
+                        credit.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        Ok(chunk)
+                    }
+                    Err(e) => Err(multipart_error(&e)),
+                });
+                pending.write(index, None, &mut data).await?;
+            }
+            None => {
+                field_count += 1;
+                if field_count > settings.max_fields {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_many_fields",
+                        format!("a form may have at most {} plain fields", settings.max_fields),
+                    ));
+                }
+                let mut value = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+                    credit.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    if value.len() + chunk.len() > settings.max_field_bytes {
+                        return Err(ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "field_too_large",
+                            format!("field {name:?} is over {} bytes", settings.max_field_bytes),
+                        ));
+                    }
+                    value.extend_from_slice(&chunk);
+                }
+                let value = String::from_utf8(value).map_err(|_| {
+                    ApiError::bad_request("bad_field", format!("field {name:?} is not UTF-8"))
+                })?;
+                add_field(fields, name, value);
+            }
+        }
+    }
+    if parts == 0 {
+        return Err(ApiError::bad_request("empty_form", "the form has no parts"));
+    }
+    Ok(())
+}
+
+/// Adds a field; a name sent again turns its value into an array.
+fn add_field(
+    fields: &mut std::collections::BTreeMap<String, serde_json::Value>,
+    name: String,
+    value: String,
+) {
+    use serde_json::Value;
+    match fields.get_mut(&name) {
+        None => {
+            fields.insert(name, Value::String(value));
+        }
+        Some(Value::Array(values)) => values.push(Value::String(value)),
+        Some(first) => {
+            let first = first.take();
+            fields.insert(name, Value::Array(vec![first, Value::String(value)]));
+        }
+    }
+}
+
+/// The answer for a multer error.
+fn multipart_error(err: &multer::Error) -> ApiError {
+    if let multer::Error::StreamReadFailed(inner) = err {
+        if inner.downcast_ref::<OverheadExceeded>().is_some() {
+            return ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "part_headers_too_large",
+                "a part's headers (or the bytes before the first boundary) are too large",
+            );
+        }
+        return body_failed(inner.as_ref());
+    }
+    ApiError::bad_request(
+        "malformed_multipart",
+        format!("the form is not valid multipart/form-data: {err}"),
+    )
+}
+
+/// Reads and drops what is left of a refused form, within the bounds of
+/// [`drain`](super::drain): straight from the body, since multer stops
+/// reading after an error.
+async fn drain_form<S>(body: &SharedBody<S>)
+where
+    S: Stream<Item = Result<Bytes, axum::Error>> + Unpin,
+{
+    let taken = match body.lock() {
+        Ok(mut inner) => inner.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    if let Some(mut body) = taken {
+        super::drain(&mut body).await;
+    }
+}
+
+/// What [`OverheadGuard`] fails the body with.
+#[derive(Debug, thiserror::Error)]
+#[error("the form spends too many bytes outside field data")]
+struct OverheadExceeded;
+
+/// Fails the body once more bytes were pulled from it than the form
+/// handed out as field data plus each part's allowance plus the
+/// read-ahead: so a part's headers, or a preamble, cannot grow multer's
+/// buffer without bound. The body is shared so that, once multer has
+/// failed, the handler can take it back and drain it.
+struct OverheadGuard<S> {
+    inner: SharedBody<S>,
+    pulled: u64,
+    credit: Arc<AtomicU64>,
+}
+
+/// The body under the guard; `None` once taken back.
+type SharedBody<S> = Arc<Mutex<Option<S>>>;
+
+impl<S> Stream for OverheadGuard<S>
+where
+    S: Stream<Item = Result<Bytes, axum::Error>> + Unpin,
+{
+    type Item = Result<Bytes, axum::BoxError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let allowed = self.credit.load(Ordering::Relaxed) + PART_OVERHEAD + READ_AHEAD;
+        if self.pulled > allowed {
+            return Poll::Ready(Some(Err(Box::new(OverheadExceeded))));
+        }
+        let polled = {
+            let mut inner = match self.inner.lock() {
+                Ok(inner) => inner,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            match inner.as_mut() {
+                Some(body) => Pin::new(body).poll_next(cx),
+                None => Poll::Ready(None),
+            }
+        };
+        match polled {
+            Poll::Ready(Some(Ok(chunk))) => {
+                self.pulled += chunk.len() as u64;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into_inner()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The files of one request that are not final yet, and how they are
+//! undone. A request is all-or-nothing: until every file of it is
+//! stored and checked, each has a marker in the store
+//! ([`recovery`](super::recovery)); on any failure, or when the request
+//! is dropped (the client went away), the multipart uploads are
+//! aborted, the objects deleted, the `max_files` uses given back and the
+//! markers removed.
+
+use super::recovery::Instance;
+use super::{StreamState, StreamedFile};
+use crate::hooks::EventKind;
+use crate::lifecycle::{ApiError, Lifecycle, ServerUpload};
+use chute_store::{PartMeta, StoreError, StoreResult};
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// A file begun in this request.
+#[derive(Debug)]
+pub(super) struct PendingFile {
+    /// The lifecycle's upload.
+    pub upload: ServerUpload,
+    /// Its multipart upload id, once created.
+    pub multipart: Option<String>,
+    /// Whether creating a multipart upload was asked for (its id may be
+    /// unknown if the request was dropped meanwhile).
+    pub multipart_asked: bool,
+    /// Stored bytes, once the file is written.
+    pub size: Option<u64>,
+    /// The form field it came in.
+    pub field: String,
+    /// The name the client gave.
+    pub original_name: String,
+}
+
+/// The part uploads in flight: each answers its part's metadata.
+pub(super) type PartTasks = JoinSet<StoreResult<PartMeta>>;
+
+/// The unfinished files of one request. Dropping it unfinished starts
+/// the cleanup in a task of its own.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub lifecycle: Lifecycle,
+    pub stream: StreamState,
+    pub files: Vec<PendingFile>,
+    pub tasks: PartTasks,
+    finished: bool,
+}
+
+impl Pending {
+    pub fn new(lifecycle: Lifecycle, stream: StreamState) -> Self {
+        Self {
+            lifecycle,
+            stream,
+            files: Vec::new(),
+            tasks: JoinSet::new(),
+            finished: false,
+        }
+    }
+
+    /// Records a begun upload (its marker first, so a crash from here on
+    /// is cleaned up at the next start).
+    pub async fn add(
+        &mut self,
+        upload: ServerUpload,
+        field: String,
+        original_name: String,
+    ) -> Result<(), ApiError> {
+        if let Err(e) = self.stream.instance.mark(&self.lifecycle, &upload).await {
+            self.lifecycle.release_server_upload(&upload).await;
+            return Err(e);
+        }
+        self.files.push(PendingFile {
+            upload,
+            multipart: None,
+            multipart_asked: false,
+            size: None,
+            field,
+            original_name,
+        });
+        Ok(())
+    }
+
+    /// Checks every written file and issues the receipts; then the
+    /// request is final and the markers go.
+    pub async fn finish(mut self) -> Result<Vec<StreamedFile>, ApiError> {
+        let mut out = Vec::with_capacity(self.files.len());
+        for file in &self.files {
+            let size = file.size.unwrap_or(0);
+            let done = match self
+                .lifecycle
+                .finish_server_upload(&file.upload, size, None)
+                .await
+            {
+                Ok(done) => done,
+                Err(e) => {
+                    self.undo(&e).await;
+                    return Err(e);
+                }
+            };
+            out.push(StreamedFile::new(
+                file.field.clone(),
+                file.original_name.clone(),
+                size,
+                done,
+            ));
+        }
+        self.finished = true;
+        for file in &self.files {
+            self.stream.instance.unmark(&self.lifecycle, &file.upload).await;
+        }
+        Ok(out)
+    }
+
+    /// Undoes every file of the request because of `why`, waiting for it.
+    pub async fn undo(&mut self, why: &ApiError) {
+        self.finished = true;
+        let files = std::mem::take(&mut self.files);
+        let tasks = std::mem::take(&mut self.tasks);
+        let reason = (why.code.to_string(), why.message.clone());
+        undo(
+            self.lifecycle.clone(),
+            Arc::clone(&self.stream.instance),
+            files,
+            tasks,
+            reason,
+        )
+        .await;
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.finished || (self.files.is_empty() && self.tasks.is_empty()) {
+            return;
+        }
+        let files = std::mem::take(&mut self.files);
+        let tasks = std::mem::take(&mut self.tasks);
+        let lifecycle = self.lifecycle.clone();
+        let instance = Arc::clone(&self.stream.instance);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            tracing::debug!(files = files.len(), "stream request dropped; undoing its uploads");
+            let reason = (
+                "request_dropped".to_owned(),
+                "the request ended before its body did (the client went away)".to_owned(),
+            );
+            rt.spawn(undo(lifecycle, instance, files, tasks, reason));
+        }
+    }
+}
+
+/// Stops the part uploads (an abort racing a part would leave the part
+/// behind on S3), then removes each file's multipart upload and object,
+/// gives back its `max_files` use and removes its marker.
+async fn undo(
+    lifecycle: Lifecycle,
+    instance: Arc<Instance>,
+    files: Vec<PendingFile>,
+    mut tasks: PartTasks,
+    (code, reason): (String, String),
+) {
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    for file in &files {
+        let multipart = match (&file.multipart, file.multipart_asked) {
+            (Some(id), _) => Multipart::Id(id),
+            (None, true) => Multipart::Unknown,
+            (None, false) => Multipart::None,
+        };
+        remove_upload(&lifecycle, &file.upload, multipart).await;
+        lifecycle.release_server_upload(&file.upload).await;
+        instance.unmark(&lifecycle, &file.upload).await;
+        lifecycle.emit(
+            EventKind::Rejected,
+            &file.upload.id,
+            serde_json::json!({
+                "key": file.upload.key.as_str(), "code": code, "reason": reason,
+                "subject": file.upload.grant.subject,
+            }),
+        );
+    }
+}
+
+/// What is known of a file's multipart upload.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Multipart<'a> {
+    /// None was started.
+    None,
+    /// This one.
+    Id(&'a str),
+    /// One may have been: look for it under the key.
+    Unknown,
+}
+
+/// Aborts the multipart upload and deletes the object of `upload`. With
+/// the upload id unknown (a crash, or a request dropped while the store
+/// was creating it) every multipart upload of the key is aborted: the
+/// key is this upload's own. Best effort: failures are logged, and the
+/// reaper gets the rest after `upload_ttl`.
+pub(super) async fn remove_upload(lifecycle: &Lifecycle, upload: &ServerUpload, multipart: Multipart<'_>) {
+    let store = lifecycle.store();
+    let ids = match multipart {
+        Multipart::None => Vec::new(),
+        Multipart::Id(id) => vec![id.to_owned()],
+        Multipart::Unknown => match store.list_multipart_uploads(upload.key.as_str()).await {
+            Ok(found) => found
+                .into_iter()
+                .filter(|u| u.key == upload.key)
+                .map(|u| u.upload_id)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(key = %upload.key, error = %e, "could not list a streamed upload's multipart uploads");
+                Vec::new()
+            }
+        },
+    };
+    for id in ids {
+        match store.abort_multipart(&upload.key, &id).await {
+            Ok(()) | Err(StoreError::NoSuchUpload { .. }) => {}
+            Err(e) => tracing::warn!(key = %upload.key, error = %e, "could not abort a streamed upload"),
+        }
+    }
+    if let Err(e) = store.delete(&upload.key).await {
+        tracing::warn!(key = %upload.key, error = %e, "could not delete a streamed object");
+    }
+}
