@@ -15,7 +15,7 @@
 //! | | [`fs::FsBucket`] | [`s3::S3Store`] |
 //! |---|---|---|
 //! | durability | fsync of data, metadata and directory before a write returns | the peer's (S3: acknowledged means stored) |
-//! | memory per write | 256 KiB chunks | one part (8 MiB) buffered for small or unknown-length bodies; `(part_concurrency + 1)` parts for multipart puts; a known-length body streams |
+//! | memory per write | 256 KiB chunks | one part (8 MiB) held for small or unknown-length bodies, in the chunks the caller gave (no copy of chunks of 64 KiB or more); `(part_concurrency + 1)` parts for multipart puts; a known-length body streams |
 //! | a failed put | nothing visible; a crash leaves a temp file `open` removes | nothing visible (the end of the body is held back until it checks out; multipart puts are aborted); a killed process may leave an incomplete multipart upload |
 //! | create-only puts | atomic (`link(2)`) | atomic where the peer honours `If-None-Match: *` (probed at connect); otherwise [`StoreError::Unsupported`] (Garage 2.5) |
 //! | ETags | hex MD5, `<hex>-N` for multipart | the peer's: the same for AWS, Garage, MinIO, except SSE-KMS objects; copies above 5 GiB become multipart |

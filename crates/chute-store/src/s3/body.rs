@@ -208,10 +208,73 @@ pub(crate) fn upload_body(
     })
 }
 
-/// A body read into memory by [`buffer_up_to`].
+/// Chunks smaller than this are copied together rather than kept as they
+/// came: a small slice would keep a whole read buffer alive.
+const COALESCE: usize = 64 * 1024;
+
+/// A body held in memory in the chunks it arrived in: no copy of a large
+/// chunk (a part the caller already holds is not duplicated), and
+/// replayable, so a request carrying it may be retried.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Chunks {
+    pieces: Vec<Bytes>,
+    small: BytesMut,
+    len: usize,
+}
+
+impl Chunks {
+    /// Appends `chunk`.
+    pub(crate) fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        if chunk.len() < COALESCE {
+            self.small.extend_from_slice(&chunk);
+            if self.small.len() >= COALESCE {
+                self.pieces.push(self.small.split().freeze());
+            }
+        } else {
+            if !self.small.is_empty() {
+                self.pieces.push(self.small.split().freeze());
+            }
+            self.pieces.push(chunk);
+        }
+    }
+
+    /// The bytes held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The chunks, in order.
+    pub(crate) fn into_pieces(mut self) -> Vec<Bytes> {
+        if !self.small.is_empty() {
+            self.pieces.push(self.small.split().freeze());
+        }
+        self.pieces
+    }
+
+    /// One contiguous copy (for a body that turned out to need one).
+    fn into_contiguous(self) -> BytesMut {
+        let mut out = BytesMut::with_capacity(self.len);
+        for piece in self.into_pieces() {
+            out.extend_from_slice(&piece);
+        }
+        out
+    }
+}
+
+/// A request body of `pieces` held in memory (replayable).
+pub(crate) fn in_memory(mut pieces: Vec<Bytes>) -> Body {
+    if pieces.len() == 1 {
+        Body::Bytes(pieces.remove(0))
+    } else {
+        Body::Chunks(pieces)
+    }
+}
+
+/// What [`buffer_up_to`] read.
 pub(crate) enum Buffered {
     /// All of it.
-    Whole(BytesMut),
+    Whole(Chunks),
     /// What was read once it passed the limit; the rest is still unread.
     Over(BytesMut),
 }
@@ -223,9 +286,9 @@ pub(crate) async fn buffer_up_to(
     limit: usize,
     expected_len: Option<u64>,
 ) -> StoreResult<Buffered> {
-    let mut buf = BytesMut::new();
+    let mut buf = Chunks::default();
     while let Some(item) = body.next().await {
-        buf.extend_from_slice(&item.map_err(StoreError::Body)?);
+        buf.push(item.map_err(StoreError::Body)?);
         if let Some(expected) = expected_len
             && buf.len() as u64 > expected
         {
@@ -235,7 +298,7 @@ pub(crate) async fn buffer_up_to(
             });
         }
         if buf.len() > limit {
-            return Ok(Buffered::Over(buf));
+            return Ok(Buffered::Over(buf.into_contiguous()));
         }
     }
     Ok(Buffered::Whole(buf))
@@ -305,6 +368,27 @@ fn aws_chunked_headers(headers: &mut Vec<(String, String)>, len: u64, trailer: C
 mod tests {
     use super::*;
     use futures::TryStreamExt as _;
+
+    #[test]
+    fn held_bodies_keep_large_chunks_and_join_small_ones() {
+        let big = Bytes::from(vec![7u8; COALESCE * 2]);
+        let mut held = Chunks::default();
+        for small in [&b"ab"[..], b"cd"] {
+            held.push(Bytes::copy_from_slice(small));
+        }
+        held.push(big.clone());
+        held.push(Bytes::from_static(b"end"));
+        assert_eq!(held.len(), 4 + big.len() + 3);
+        let pieces = held.clone().into_pieces();
+        assert_eq!(pieces.len(), 3, "small runs join, the large chunk stays whole");
+        assert_eq!(pieces[1].as_ptr(), big.as_ptr(), "the large chunk is not copied");
+        let joined: Vec<u8> = pieces.concat();
+        assert_eq!(&joined[..4], b"abcd");
+        assert_eq!(&joined[joined.len() - 3..], b"end");
+        assert_eq!(held.into_contiguous().len(), joined.len());
+        assert!(matches!(in_memory(vec![big]), Body::Bytes(_)));
+        assert!(matches!(in_memory(pieces), Body::Chunks(p) if p.len() == 3));
+    }
 
     fn chunks(data: &[u8], n: usize) -> ByteStream {
         let v: Vec<io::Result<Bytes>> = data.chunks(n).map(|c| Ok(Bytes::copy_from_slice(c))).collect();

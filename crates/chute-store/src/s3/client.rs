@@ -31,6 +31,8 @@ pub(crate) enum Body {
     Empty,
     /// A body in memory: replayable, so the request may be retried.
     Bytes(Bytes),
+    /// A body in memory in pieces, sent without joining them; replayable.
+    Chunks(Vec<Bytes>),
     /// A streamed body of exactly `len` bytes on the wire, sent once;
     /// `payload` is the `x-amz-content-sha256` value.
     Stream {
@@ -156,6 +158,7 @@ impl S3Client {
         loop {
             let (body, again) = match std::mem::replace(&mut req.body, Body::Empty) {
                 Body::Bytes(b) => (Body::Bytes(b.clone()), Body::Bytes(b)),
+                Body::Chunks(c) => (Body::Chunks(c.clone()), Body::Chunks(c)),
                 other => (other, Body::Empty),
             };
             req.body = again;
@@ -204,6 +207,12 @@ impl S3Client {
         let (payload, body) = match body {
             Body::Empty => (UNSIGNED_PAYLOAD, reqwest::Body::from(Bytes::new())),
             Body::Bytes(b) => (UNSIGNED_PAYLOAD, reqwest::Body::from(b)),
+            Body::Chunks(pieces) => {
+                let len: usize = pieces.iter().map(Bytes::len).sum();
+                headers.push(("content-length".into(), len.to_string()));
+                let stream = futures::stream::iter(pieces.into_iter().map(Ok::<_, std::io::Error>));
+                (UNSIGNED_PAYLOAD, reqwest::Body::wrap_stream(stream))
+            }
             Body::Stream { body, len, payload } => {
                 headers.push(("content-length".into(), len.to_string()));
                 (payload, body)

@@ -4,7 +4,7 @@
 //! [`AbortGuard`], which aborts an upload a failed put leaves behind.
 
 use super::S3Store;
-use super::body::{Buffered, Expectations, buffer_up_to, send_streamed};
+use super::body::{Buffered, Expectations, buffer_up_to, in_memory, send_streamed};
 use super::client::{Body, Request, S3Client, unquote};
 use super::headers::{
     checksum_algorithm_header, checksum_header, date_of, etag_of, md5_header, response_checksum,
@@ -48,7 +48,7 @@ pub(super) async fn send_part(
 ) -> StoreResult<SentPart> {
     let mut hasher = Hasher::new(&algorithm.into_iter().collect::<Vec<_>>());
     hasher.update(&data);
-    send_hashed_part(client, key, upload_id, number, data, hasher.finish()).await
+    send_hashed_part(client, key, upload_id, number, vec![data], hasher.finish()).await
 }
 
 /// Uploads one part held in memory whose digests `hash` holds (MD5 and at
@@ -58,14 +58,14 @@ async fn send_hashed_part(
     key: &ObjectKey,
     upload_id: &str,
     number: u32,
-    data: Bytes,
+    data: Vec<Bytes>,
     hash: HashResult,
 ) -> StoreResult<SentPart> {
     let checksum = hash.checksums.first().cloned();
     let mut req = part_request(key, upload_id, number);
     req.headers.push(md5_header(&hash.md5));
     req.headers.extend(checksum.as_ref().map(checksum_header));
-    let resp = client.send(req.body(Body::Bytes(data))).await?;
+    let resp = client.send(req.body(in_memory(data))).await?;
     let etag = etag_of(&resp).unwrap_or_else(|| hex::encode(hash.md5));
     Ok((
         CompletedPart {
@@ -254,7 +254,11 @@ impl S3Store {
         // One hash serves the check and the part's Content-MD5 and checksum.
         let algorithm = opts.expected_checksum.as_ref().map(|c| c.algorithm).or(algorithm);
         let mut hasher = Hasher::new(&algorithm.into_iter().collect::<Vec<_>>());
-        hasher.update(&buf);
+        let size = buf.len() as u64;
+        let pieces = buf.into_pieces();
+        for piece in &pieces {
+            hasher.update(piece);
+        }
         let hash = hasher.finish();
         verify(
             &hash,
@@ -262,9 +266,7 @@ impl S3Store {
             opts.expected_md5,
             opts.expected_checksum.as_ref(),
         )?;
-        let size = buf.len() as u64;
-        let (part, checksum) =
-            send_hashed_part(self.client(), key, upload_id, number, buf.freeze(), hash).await?;
+        let (part, checksum) = send_hashed_part(self.client(), key, upload_id, number, pieces, hash).await?;
         Ok(PartMeta {
             part_number: number,
             size,

@@ -5,13 +5,13 @@
 //! multipart upload that is aborted on any failure.
 
 use super::S3Store;
-use super::body::{Buffered, Expectations, buffer_up_to, send_streamed};
-use super::client::{Body, Request};
+use super::body::{Buffered, Chunks, Expectations, buffer_up_to, in_memory, send_streamed};
+use super::client::Request;
 use super::headers::{checksum_header, date_of, etag_of, md5_header, write_headers};
 use super::multipart::{AbortGuard, SentPart};
 use crate::expect::{algorithms, stored_checksum, verify};
 use crate::{ByteStream, MAX_PART_NUMBER, ObjectMeta, PutOptions, StoreError, StoreResult};
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use chute_core::{Checksum, ChecksumAlgorithm, Hasher, ObjectKey};
 use futures::StreamExt as _;
 use reqwest::Method;
@@ -58,18 +58,21 @@ impl S3Store {
             };
         }
         match buffer_up_to(&mut body, part, opts.expected_len).await? {
-            Buffered::Whole(buf) => self.put_buffered(key, buf.freeze(), opts).await,
+            Buffered::Whole(buf) => self.put_buffered(key, buf, opts).await,
             Buffered::Over(buf) => self.put_multipart(key, buf, body, opts).await,
         }
     }
 
     /// One PutObject of a body in memory, checked before it is sent.
-    async fn put_buffered(&self, key: &ObjectKey, data: Bytes, opts: PutOptions) -> StoreResult<ObjectMeta> {
+    async fn put_buffered(&self, key: &ObjectKey, data: Chunks, opts: PutOptions) -> StoreResult<ObjectMeta> {
         let mut hasher = Hasher::new(&algorithms(
             opts.expected_checksum.as_ref(),
             opts.checksum_algorithm,
         ));
-        hasher.update(&data);
+        let pieces = data.into_pieces();
+        for piece in &pieces {
+            hasher.update(piece);
+        }
         let hash = hasher.finish();
         verify(
             &hash,
@@ -89,7 +92,7 @@ impl S3Store {
         if opts.if_none_match {
             req.headers.push(("if-none-match".into(), "*".into()));
         }
-        let resp = self.client().send(req.body(Body::Bytes(data))).await?;
+        let resp = self.client().send(req.body(in_memory(pieces))).await?;
         Ok(ObjectMeta {
             key: key.clone(),
             size: hash.len,
