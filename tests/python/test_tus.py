@@ -242,6 +242,34 @@ def test_concatenation(backend):
         assert stored_under(backend, upload_id(url)) == []
 
 
+def test_failed_concatenation_keeps_the_partials_counted(backend):
+    # The final upload is rejected (declared PNG, sniffed GIF): the two
+    # partial uploads still hold both max_files uses, however often the
+    # client retries, and a successful join then leaves one use taken.
+    token = grant(sub="alice", max_files=2)
+    gif = b"GIF89a" + os.urandom(100)
+    urls = []
+    for part in (gif, b"tail"):
+        url = url_of(backend, create(backend, len(part), token=token, meta=metadata("p.png", "image/png"),
+                                     headers={"Upload-Concat": "partial"}))
+        assert patch(url, part, 0).status_code == 204
+        urls.append(url)
+    joined = "final;" + " ".join(u.replace(backend.app_url, "") for u in urls)
+    for _ in range(2):
+        r = create(backend, token=token, meta=metadata("j.png", "image/png"), headers={"Upload-Concat": joined})
+        assert r.status_code == 422, r.text
+        r = create(backend, 4, token=token)
+        assert r.status_code == 403 and "max_files_reached" in r.text, r.text
+    for url in urls:
+        assert head(url).status_code == 200
+    r = create(backend, token=token, meta=metadata("j.gif", "image/gif"), headers={"Upload-Concat": joined})
+    assert r.status_code == 201, r.text
+    # The final upload holds one use: one more file fits, then none.
+    assert create(backend, 4, token=token).status_code == 201
+    r = create(backend, 4, token=token)
+    assert r.status_code == 403 and "max_files_reached" in r.text, r.text
+
+
 def test_kill_mid_patch_then_resume(fresh_chute):
     _kill_mid_patch_then_resume(fresh_chute)
 

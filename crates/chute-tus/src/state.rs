@@ -172,6 +172,13 @@ impl TusStore {
         Ok(info)
     }
 
+    /// Writes `info` again (its ticket changed; nothing else may).
+    pub async fn rewrite_info(&self, info: &UploadInfo) -> StoreResult<()> {
+        let json = serde_json::to_vec(info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.put_bytes(&state_key(&info.id, "info")?, json.into(), PutOptions::default())
+            .await
+    }
+
     /// The info of upload `id`, if it exists.
     pub async fn info(&self, id: &str) -> StoreResult<Option<UploadInfo>> {
         if !crate::headers::is_upload_id(id) {

@@ -269,15 +269,18 @@ async fn concatenate(
         ));
     }
     let plan = PartPlan::new(Some(total), tus.settings.part_size);
-    // The partial uploads give their `max_files` uses to the final one:
-    // N partial uploads need a grant for N files, not N + 1.
-    for (partial, _) in &partials {
-        state.lifecycle.release_server_upload(partial).await;
-    }
-    let upload = state
+    // The final upload claims no `max_files` use of its own (N partial
+    // uploads need a grant for N files, not N + 1) and the partial ones
+    // keep theirs until it is complete: a join that fails leaves them
+    // counted, and retrying it releases nothing twice.
+    let mut unslotted = grant.clone();
+    unslotted.max_files = None;
+    let mut upload = state
         .lifecycle
-        .begin_server_upload(grant, &filename, content_type.as_deref(), Some(total))
+        .begin_server_upload(unslotted, &filename, content_type.as_deref(), Some(total))
         .await?;
+    upload.grant = grant;
+    upload.slot = None;
     let role = ConcatRole::Final(ids.to_vec());
     let info = start(
         state,
@@ -330,9 +333,27 @@ async fn concatenate(
         ("upload-offset", total.to_string()),
     ];
     headers.extend(finish(state, tus, &info, &progress).await?);
-    for (_, pinfo) in &partials {
+    // Complete: the first partial upload's use becomes the final one's,
+    // the others' are given back.
+    let mut info = info;
+    upload.slot = partials.first().and_then(|(p, _)| p.slot.clone());
+    match serde_json::to_value(&upload) {
+        Ok(ticket) => {
+            info.ticket = ticket;
+            if let Err(e) = tus.store.rewrite_info(&info).await {
+                tracing::warn!(upload = %info.id, error = %e, "could not record the final upload's max_files use");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(upload = %info.id, error = %e, "could not record the final upload's max_files use")
+        }
+    }
+    for (i, (partial, pinfo)) in partials.iter().enumerate() {
         if let Err(e) = tus.store.remove(pinfo, false).await {
             tracing::warn!(upload = %pinfo.id, error = %e, "could not remove a joined partial upload");
+        }
+        if i > 0 {
+            state.lifecycle.release_server_upload(partial).await;
         }
     }
     drop(guards);
