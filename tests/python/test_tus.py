@@ -221,6 +221,22 @@ def test_termination(backend):
     assert stored_under(backend, upload_id(url)) == []
 
 
+def test_terminating_a_completed_upload_keeps_its_object_and_use(backend):
+    # The receipt names the object: DELETE drops only the tus state, and
+    # the grant's use stays spent.
+    token = grant(sub="alice", max_files=1)
+    data = os.urandom(1000)
+    url = url_of(backend, create(backend, len(data), token=token))
+    r = patch(url, data, 0)
+    assert r.status_code == 204, r.text
+    key = receipt_key(r.headers["Chute-Receipt"])
+    assert requests.delete(url, headers=TUS, timeout=30).status_code == 204
+    assert head(url).status_code == 404
+    assert download(backend, key) == data
+    r = create(backend, 4, token=token)
+    assert r.status_code == 403 and "max_files_reached" in r.text, r.text
+
+
 def test_concatenation(backend):
     # Two partial uploads hand their max_files uses to the final one.
     token = grant(sub="alice", max_files=2)

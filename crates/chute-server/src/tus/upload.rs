@@ -325,7 +325,8 @@ pub(super) async fn finish(
     Ok(out)
 }
 
-/// `DELETE /files/{id}` (termination): removes parts, object and state.
+/// `DELETE /files/{id}` (termination): removes parts, object and state;
+/// of a completed upload only the state.
 pub(super) async fn delete(state: &AppState, tus: &Tus, id: &str) -> Result<Response, TusError> {
     let _guard = tus.locks.lock(id, tus.settings.lock_wait).await.map_err(|_| {
         TusError::new(
@@ -340,10 +341,15 @@ pub(super) async fn delete(state: &AppState, tus: &Tus, id: &str) -> Result<Resp
         .map_err(|e| TusError::store("reading the upload", &e))?
         .ok_or_else(|| TusError::new(StatusCode::NOT_FOUND, "no such upload"))?;
     let upload = ticket(&info)?;
+    // A completed upload's receipt names its object and its use of the
+    // grant is spent: only the tus state goes.
+    let done = matches!(status(tus, &info).await?, Status::Done(_));
     tus.store
-        .remove(&info, false)
+        .remove(&info, done)
         .await
         .map_err(|e| TusError::store("removing the upload", &e))?;
-    state.lifecycle.release_server_upload(&upload).await;
+    if !done {
+        state.lifecycle.release_server_upload(&upload).await;
+    }
     Ok(reply(StatusCode::NO_CONTENT, Vec::new()))
 }
