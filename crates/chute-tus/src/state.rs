@@ -325,8 +325,9 @@ impl TusStore {
     }
 
     /// Removes everything of the upload: its multipart upload, its object
-    /// (unless `keep_object`) and its state, info last so a crash halfway
-    /// leaves it findable for the next attempt.
+    /// (unless `keep_object`) and its state. Without `keep_object` info
+    /// goes last, so a crash halfway leaves it findable for the next
+    /// attempt; with it, info goes before `done`.
     pub async fn remove(&self, info: &UploadInfo, keep_object: bool) -> StoreResult<()> {
         match self.store.abort_multipart(&info.key, &info.multipart).await {
             Ok(()) | Err(StoreError::NoSuchUpload { .. }) => {}
@@ -335,7 +336,15 @@ impl TusStore {
         if !keep_object {
             self.store.delete(&info.key).await?;
         }
-        for name in ["tail", "length", "done", "info"] {
+        // Keeping the object (it completed): info before done, so a
+        // removal cut short never looks like an unfinished upload whose
+        // object may go; the stray `done` is the reaper's.
+        let order = if keep_object {
+            ["tail", "length", "info", "done"]
+        } else {
+            ["tail", "length", "done", "info"]
+        };
+        for name in order {
             self.store.delete(&state_key(&info.id, name)?).await?;
         }
         Ok(())
