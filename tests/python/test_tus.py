@@ -504,6 +504,19 @@ def test_body_larger_than_the_grant_is_413(backend):
     assert offset(url) == 0
 
 
+def test_creation_with_a_body_too_large_leaves_nothing(backend):
+    # Content-Length past Upload-Length or the grant is refused before
+    # anything is begun: no state, no object, no max_files use taken.
+    token = grant(sub="alice", max_files=1, max_size=100)
+    before = tmp_snapshot(backend)
+    for length in (10, None):
+        r = create(backend, length, token=token, data=b"x" * 101, defer=length is None)
+        assert r.status_code == 413, r.text
+        assert "Location" not in r.headers
+    assert tmp_snapshot(backend) == before
+    assert create(backend, 4, token=token).status_code == 201
+
+
 def test_object_failing_the_grant_is_rejected_and_removed(backend):
     token = grant(types=["image/png"])
     data = b"GIF89a" + os.urandom(100)  # declared PNG, sniffed GIF

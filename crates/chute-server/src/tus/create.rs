@@ -111,6 +111,24 @@ pub(super) async fn create(
             "Upload-Length is too large",
         ));
     }
+    let with_body = header_str(&parts.headers, "content-type")
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/offset+octet-stream"));
+    if with_body && let Some(len) = header_str(&parts.headers, "content-length") {
+        // Refused before anything is begun, so a 413 leaves no upload.
+        let len = headers::parse_u64("Content-Length", len)?;
+        let grant_limit = state.lifecycle.server_upload_limit(&grant);
+        let limit = creation
+            .length
+            .unwrap_or(grant_limit)
+            .min(grant_limit)
+            .min(plan.capacity());
+        if len > limit {
+            return Err(TusError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body would take the upload past {limit} bytes"),
+            ));
+        }
+    }
     let upload = state
         .lifecycle
         .begin_server_upload(grant, &filename, content_type.as_deref(), creation.length)
@@ -130,8 +148,6 @@ pub(super) async fn create(
         ("location", format!("{BASE_PATH}{}", info.id)),
         ("upload-expires", http_date(info.expires_at)),
     ];
-    let with_body = header_str(&parts.headers, "content-type")
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/offset+octet-stream"));
     if with_body {
         let _guard = tus
             .locks
