@@ -458,6 +458,17 @@ def test_expired_upload_is_410(backend):
     assert [k for k in stored_under(backend, upload_id(url)) if not k.startswith("multipart:")] == []
 
 
+def test_expired_partial_cannot_be_joined(backend):
+    token = grant(sub="alice")
+    url = url_of(backend, create(backend, 4, token=token, headers={"Upload-Concat": "partial"}))
+    assert patch(url, b"mine", 0).status_code == 204
+    _expire(backend, url)
+    before = tmp_snapshot(backend)
+    r = create(backend, token=token, headers={"Upload-Concat": f"final;{url}"})
+    assert r.status_code == 410, r.text
+    assert tmp_snapshot(backend) == before
+
+
 def test_concatenating_someone_elses_partials_is_403(backend):
     alice, mallory = grant(sub="alice"), grant(sub="mallory")
     url = url_of(backend, create(backend, 4, token=alice, headers={"Upload-Concat": "partial"}))

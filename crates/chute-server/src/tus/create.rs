@@ -4,7 +4,7 @@
 //! `Authorization` (or the webhook/open grant), with the file name and
 //! type from `Upload-Metadata` (`filename`/`name`, `filetype`/`type`).
 
-use super::upload::{finish, write_body};
+use super::upload::{finish, load, write_body};
 use super::{BASE_PATH, Tus, TusError, header_str, http_date, reply, ticket};
 use crate::app::AppState;
 use crate::grants::GrantRequest;
@@ -240,22 +240,24 @@ async fn concatenate(
             "a partial upload is named twice",
         ));
     }
-    let mut partials = Vec::with_capacity(ids.len());
+    // Locked in one global order (sorted ids), so two finals naming the
+    // same partials in different orders cannot wait on each other.
     let mut guards = Vec::with_capacity(ids.len());
-    let mut total: u64 = 0;
-    for id in ids {
+    for id in &unique {
         guards.push(
             tus.locks
                 .lock(id, tus.settings.lock_wait)
                 .await
                 .map_err(|_| TusError::new(StatusCode::LOCKED, format!("partial upload {id} is busy")))?,
         );
-        let info = tus
-            .store
-            .info(id)
-            .await
-            .map_err(|e| TusError::store("reading a partial upload", &e))?
-            .ok_or_else(|| TusError::new(StatusCode::NOT_FOUND, format!("no partial upload {id}")))?;
+    }
+    let mut partials = Vec::with_capacity(ids.len());
+    let mut total: u64 = 0;
+    for id in ids {
+        let info = load(tus, id).await.map_err(|e| match e.status {
+            StatusCode::NOT_FOUND => TusError::new(StatusCode::NOT_FOUND, format!("no partial upload {id}")),
+            _ => e,
+        })?;
         if info.concat != Some(ConcatRole::Partial) {
             return Err(TusError::new(
                 StatusCode::BAD_REQUEST,

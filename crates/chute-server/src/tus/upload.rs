@@ -13,7 +13,8 @@ use chute_tus::headers::{self, parse_checksum};
 use chute_tus::{Append, ConcatRole, Progress, Status, UploadInfo, WriteError};
 use futures::Stream;
 
-async fn load(tus: &Tus, id: &str) -> Result<UploadInfo, TusError> {
+/// The info of upload `id`: 404 when there is none, 410 once expired.
+pub(super) async fn load(tus: &Tus, id: &str) -> Result<UploadInfo, TusError> {
     let info = tus
         .store
         .info(id)
