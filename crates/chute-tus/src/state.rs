@@ -93,6 +93,34 @@ pub enum Status {
     Done(serde_json::Value),
 }
 
+/// Where an unfinished upload stands, from metadata alone (no tail body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// Committed multipart parts.
+    pub parts: u32,
+    /// The length of the tail after them.
+    pub tail_len: u64,
+    /// The length, once known.
+    pub length: Option<u64>,
+}
+
+impl Position {
+    /// The upload offset under `plan`.
+    pub fn offset(&self, plan: &PartPlan) -> u64 {
+        plan.bytes_in(self.parts).saturating_add(self.tail_len)
+    }
+}
+
+/// An upload as the store holds it, read cheaply (for HEAD and the
+/// reaper, without the lock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peek {
+    /// Still receiving bytes.
+    Open(Position),
+    /// Complete; the server's completion document.
+    Done(serde_json::Value),
+}
+
 /// The tus upload state over one store.
 #[derive(Debug, Clone)]
 pub struct TusStore {
@@ -102,6 +130,14 @@ pub struct TusStore {
 fn state_key(id: &str, name: &str) -> StoreResult<ObjectKey> {
     ObjectKey::parse(&format!("{STATE_PREFIX}{id}/{name}"))
         .map_err(|e| StoreError::Corrupt(format!("tus state key for {id:?}: {e}")))
+}
+
+/// The committed part count a tail's metadata records.
+fn part_count(info: &UploadInfo, meta: &chute_store::ObjectMeta) -> StoreResult<u32> {
+    meta.metadata
+        .get("parts")
+        .and_then(|p| p.parse::<u32>().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("tus tail of {} has no part count", info.id)))
 }
 
 /// A body of one chunk.
@@ -187,25 +223,42 @@ impl TusStore {
         self.read_json(&state_key(id, "info")?).await
     }
 
-    /// Where upload `info` stands.
+    /// Where upload `info` stands, from `done`, the tail's metadata (a
+    /// HEAD, not its body) and the length: a few small requests, whatever
+    /// the tail holds.
+    pub async fn peek(&self, info: &UploadInfo) -> StoreResult<Peek> {
+        if let Some(done) = self.read_json(&state_key(&info.id, "done")?).await? {
+            return Ok(Peek::Done(done));
+        }
+        let (parts, tail_len) = match self.store.head(&state_key(&info.id, "tail")?).await {
+            Ok(meta) => (part_count(info, &meta)?, meta.size),
+            Err(StoreError::NoSuchKey { .. }) => (0, 0),
+            Err(e) => return Err(e),
+        };
+        Ok(Peek::Open(Position {
+            parts,
+            tail_len,
+            length: self.length(info).await?,
+        }))
+    }
+
+    /// Where upload `info` stands, with the tail's bytes (up to a part):
+    /// for a writer holding the upload's lock.
     pub async fn status(&self, info: &UploadInfo) -> StoreResult<Status> {
         if let Some(done) = self.read_json(&state_key(&info.id, "done")?).await? {
             return Ok(Status::Done(done));
         }
         let (parts, tail) = match self.read_small(&state_key(&info.id, "tail")?).await? {
-            Some((tail, meta)) => {
-                let parts = meta
-                    .metadata
-                    .get("parts")
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!("tus tail of {} has no part count", info.id))
-                    })?;
-                (parts, tail)
-            }
+            Some((tail, meta)) => (part_count(info, &meta)?, tail),
             None => (0, Bytes::new()),
         };
-        let length = match info.length {
+        let length = self.length(info).await?;
+        Ok(Status::Open(Progress { parts, tail, length }))
+    }
+
+    /// The length of `info`: given at creation or declared since.
+    async fn length(&self, info: &UploadInfo) -> StoreResult<Option<u64>> {
+        Ok(match info.length {
             Some(len) => Some(len),
             None => match self.read_small(&state_key(&info.id, "length")?).await? {
                 Some((bytes, _)) => Some(
@@ -216,8 +269,7 @@ impl TusStore {
                 ),
                 None => None,
             },
-        };
-        Ok(Status::Open(Progress { parts, tail, length }))
+        })
     }
 
     /// Records a deferred length.

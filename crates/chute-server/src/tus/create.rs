@@ -16,7 +16,7 @@ use axum::response::Response;
 use chute_core::Grant;
 use chute_store::ByteStream;
 use chute_tus::headers::{self, Concat, encode_metadata, metadata_value, parse_metadata};
-use chute_tus::{ConcatRole, PartPlan, Progress, Status, UploadInfo};
+use chute_tus::{ConcatRole, PartPlan, Peek, Progress, UploadInfo};
 use futures::StreamExt as _;
 
 /// The name a file gets when `Upload-Metadata` names none.
@@ -264,9 +264,9 @@ async fn concatenate(
                 format!("upload {id} is not a partial upload"),
             ));
         }
-        let size = match tus.store.status(&info).await {
-            Ok(Status::Done(done)) => done.get("size").and_then(serde_json::Value::as_u64).unwrap_or(0),
-            Ok(Status::Open(_)) => {
+        let size = match tus.store.peek(&info).await {
+            Ok(Peek::Done(done)) => done.get("size").and_then(serde_json::Value::as_u64).unwrap_or(0),
+            Ok(Peek::Open(_)) => {
                 return Err(TusError::new(
                     StatusCode::BAD_REQUEST,
                     format!("partial upload {id} is not complete"),

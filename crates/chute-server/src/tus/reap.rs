@@ -10,7 +10,7 @@ use super::ticket;
 use crate::hooks::{Event, EventKind};
 use crate::lifecycle::Lifecycle;
 use chute_store::StoreError;
-use chute_tus::{STATE_PREFIX, Status, TusStore};
+use chute_tus::{Peek, STATE_PREFIX, TusStore};
 use time::OffsetDateTime;
 
 /// What the step did.
@@ -66,8 +66,8 @@ pub async fn reap_expired(
             }
             // Only a readable status decides: a completion that cannot be
             // read may still back a valid receipt, so its object stays.
-            let done = match tus.status(&info).await {
-                Ok(status) => matches!(status, Status::Done(_)),
+            let done = match tus.peek(&info).await {
+                Ok(status) => matches!(status, Peek::Done(_)),
                 Err(e) => {
                     tracing::warn!(upload = %id, error = %e, "reaper: unreadable tus progress; kept");
                     out.failed += 1;

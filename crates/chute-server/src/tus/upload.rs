@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use chute_tus::headers::{self, parse_checksum};
-use chute_tus::{Append, ConcatRole, Progress, Status, UploadInfo, WriteError};
+use chute_tus::{Append, ConcatRole, Peek, Progress, Status, UploadInfo, WriteError};
 use futures::Stream;
 
 /// The info of upload `id`: 404 when there is none, 410 once expired.
@@ -27,6 +27,14 @@ pub(super) async fn load(tus: &Tus, id: &str) -> Result<UploadInfo, TusError> {
     Ok(info)
 }
 
+/// Where an upload stands, without reading its tail (no lock needed).
+async fn peek(tus: &Tus, info: &UploadInfo) -> Result<Peek, TusError> {
+    tus.store
+        .peek(info)
+        .await
+        .map_err(|e| TusError::store("reading the upload's progress", &e))
+}
+
 async fn status(tus: &Tus, info: &UploadInfo) -> Result<Status, TusError> {
     tus.store
         .status(info)
@@ -35,7 +43,7 @@ async fn status(tus: &Tus, info: &UploadInfo) -> Result<Status, TusError> {
 }
 
 /// The headers describing an upload, for HEAD and the end of a PATCH.
-fn describe(info: &UploadInfo, status: &Status) -> Vec<(&'static str, String)> {
+fn describe(info: &UploadInfo, status: &Peek) -> Vec<(&'static str, String)> {
     let mut h = vec![("upload-expires", http_date(info.expires_at))];
     if !info.metadata.is_empty() {
         h.push(("upload-metadata", info.metadata.clone()));
@@ -55,14 +63,14 @@ fn describe(info: &UploadInfo, status: &Status) -> Vec<(&'static str, String)> {
         None => {}
     }
     match status {
-        Status::Open(p) => {
+        Peek::Open(p) => {
             h.push(("upload-offset", p.offset(&info.plan).to_string()));
             match p.length {
                 Some(len) => h.push(("upload-length", len.to_string())),
                 None => h.push(("upload-defer-length", "1".into())),
             }
         }
-        Status::Done(done) => {
+        Peek::Done(done) => {
             let size = done.get("size").and_then(serde_json::Value::as_u64).unwrap_or(0);
             h.push(("upload-offset", size.to_string()));
             h.push(("upload-length", size.to_string()));
@@ -77,8 +85,8 @@ fn describe(info: &UploadInfo, status: &Status) -> Vec<(&'static str, String)> {
 /// `HEAD /files/{id}` (also GET, with no body: tus has no download).
 pub(super) async fn head(state: &AppState, tus: &Tus, id: &str, _get: bool) -> Result<Response, TusError> {
     let info = load(tus, id).await?;
-    let mut status = status(tus, &info).await?;
-    if let Status::Open(p) = &status
+    let mut status = peek(tus, &info).await?;
+    if let Peek::Open(p) = &status
         && p.length == Some(p.offset(&info.plan))
     {
         // All bytes are in but completion failed (a store error or a
@@ -97,9 +105,10 @@ pub(super) async fn head(state: &AppState, tus: &Tus, id: &str, _get: bool) -> R
                     .find(|(n, _)| *n == RECEIPT_HEADER)
                     .map(|(_, v)| v);
                 let size = p.offset(&info.plan);
-                Status::Done(serde_json::json!({"size": size, "receipt": receipt}))
+                Peek::Done(serde_json::json!({"size": size, "receipt": receipt}))
             }
-            other => other,
+            Status::Done(done) => Peek::Done(done),
+            Status::Open(_) => peek(tus, &info).await?,
         };
     }
     Ok(reply(StatusCode::OK, describe(&info, &status)))
@@ -143,8 +152,8 @@ pub(super) async fn patch(
     }
     let mut progress = match status(tus, &info).await? {
         Status::Open(p) => p,
-        done @ Status::Done(_) => {
-            let d = describe(&info, &done);
+        Status::Done(done) => {
+            let d = describe(&info, &Peek::Done(done));
             let size = d
                 .iter()
                 .find(|(n, _)| *n == "upload-offset")
@@ -344,7 +353,7 @@ pub(super) async fn delete(state: &AppState, tus: &Tus, id: &str) -> Result<Resp
     let upload = ticket(&info)?;
     // A completed upload's receipt names its object and its use of the
     // grant is spent: only the tus state goes.
-    let done = matches!(status(tus, &info).await?, Status::Done(_));
+    let done = matches!(peek(tus, &info).await?, Peek::Done(_));
     tus.store
         .remove(&info, done)
         .await
