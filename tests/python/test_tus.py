@@ -469,6 +469,23 @@ def test_expired_partial_cannot_be_joined(backend):
     assert tmp_snapshot(backend) == before
 
 
+def test_patch_crossing_the_expiry_gets_no_receipt(backend):
+    # The upload expires while its last PATCH is being sent: completion
+    # re-checks, so no receipt names an object the reaper may remove.
+    data = os.urandom(1000)
+    url = url_of(backend, create(backend, len(data)))
+
+    def body():
+        yield data[:500]
+        _expire(backend, url)
+        yield data[500:]
+
+    r = patch(url, body(), 0)
+    assert r.status_code == 410, r.text
+    assert "Chute-Receipt" not in r.headers
+    assert head(url).status_code == 410
+
+
 def test_concatenating_someone_elses_partials_is_403(backend):
     alice, mallory = grant(sub="alice"), grant(sub="mallory")
     url = url_of(backend, create(backend, 4, token=alice, headers={"Upload-Concat": "partial"}))

@@ -301,6 +301,9 @@ pub(super) async fn finish(
     info: &UploadInfo,
     progress: &Progress,
 ) -> Result<Vec<(&'static str, String)>, TusError> {
+    // The upload may have expired (and the reaper removed its state)
+    // while the body arrived: no receipt then.
+    load(tus, &info.id).await?;
     let upload = ticket(info)?;
     let size = tus
         .store
