@@ -562,6 +562,27 @@ def test_unknown_upload_is_404(backend):
         assert patch(backend.app_url + path, b"x", 0).status_code == 404
 
 
+def test_every_answer_under_files_is_a_tus_answer(backend):
+    # Paths the router itself refuses still say Tus-Resumable.
+    for path in ("/files/a/b", "/files/%FF", "/files/a/b/c"):
+        r = head(backend.app_url + path)
+        assert r.status_code in (400, 404), (path, r.status_code)
+        assert r.headers.get("Tus-Resumable") == "1.0.0", (path, r.headers)
+
+
+def test_head_of_an_unfinished_final_upload_has_no_offset(backend):
+    token = grant(sub="alice")
+    url = url_of(backend, create(backend, 4, token=token, headers={"Upload-Concat": "partial"}))
+    assert patch(url, b"abcd", 0).status_code == 204
+    final = url_of(backend, create(backend, token=token, headers={"Upload-Concat": f"final;{url}"}))
+    # As if completion had not been recorded yet.
+    backend.client().delete_object(Bucket=backend.bucket, Key=f".chute/tus/{upload_id(final)}/done")
+    r = head(final)
+    assert r.status_code == 200, r.text
+    assert "Upload-Offset" not in r.headers, r.headers
+    assert r.headers["Upload-Concat"].startswith("final;")
+
+
 def _trickle(srv, url, gap: float, rounds: int = 12) -> bytes:
     """Opens a PATCH of 100 bytes and sends one byte every `gap` seconds;
     returns the server's answer (empty if it never answered)."""

@@ -64,7 +64,10 @@ fn describe(info: &UploadInfo, status: &Peek) -> Vec<(&'static str, String)> {
     }
     match status {
         Peek::Open(p) => {
-            h.push(("upload-offset", p.offset(&info.plan).to_string()));
+            // tus: no offset for a final upload that is not complete.
+            if !matches!(info.concat, Some(ConcatRole::Final(_))) {
+                h.push(("upload-offset", p.offset(&info.plan).to_string()));
+            }
             match p.length {
                 Some(len) => h.push(("upload-length", len.to_string())),
                 None => h.push(("upload-defer-length", "1".into())),
