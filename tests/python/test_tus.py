@@ -237,6 +237,16 @@ def test_terminating_a_completed_upload_keeps_its_object_and_use(backend):
     assert r.status_code == 403 and "max_files_reached" in r.text, r.text
 
 
+def test_terminating_a_completed_partial_upload_gives_its_use_back(backend):
+    # A partial upload has no receipt: terminating it removes everything.
+    token = grant(sub="alice", max_files=1)
+    url = url_of(backend, create(backend, 4, token=token, headers={"Upload-Concat": "partial"}))
+    assert patch(url, b"abcd", 0).status_code == 204
+    assert requests.delete(url, headers=TUS, timeout=30).status_code == 204
+    assert stored_under(backend, upload_id(url)) == []
+    assert create(backend, 4, token=token).status_code == 201
+
+
 def test_concatenation(backend):
     # Two partial uploads hand their max_files uses to the final one.
     token = grant(sub="alice", max_files=2)

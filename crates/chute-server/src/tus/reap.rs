@@ -1,7 +1,8 @@
 //! The reaper's tus step: an upload past its `Upload-Expires` loses its
 //! multipart upload, its state under `.chute/tus/<id>/` and, unless it
-//! completed (then the receipt may still name the object, which the
-//! `tmp/` step expires later), its object; its `max_files` use is given
+//! completed with a receipt (then the receipt may still name the object,
+//! which the `tmp/` step expires later; partial uploads get none), its
+//! object; its `max_files` use is given
 //! back and `upload.expired` is emitted. State left without its info (a
 //! removal cut short, a PATCH racing the expiry) goes once it is older
 //! than `upload_ttl`.
@@ -10,7 +11,7 @@ use super::ticket;
 use crate::hooks::{Event, EventKind};
 use crate::lifecycle::Lifecycle;
 use chute_store::StoreError;
-use chute_tus::{Peek, STATE_PREFIX, TusStore};
+use chute_tus::{ConcatRole, Peek, STATE_PREFIX, TusStore};
 use time::OffsetDateTime;
 
 /// What the step did.
@@ -66,8 +67,9 @@ pub async fn reap_expired(
             }
             // Only a readable status decides: a completion that cannot be
             // read may still back a valid receipt, so its object stays.
+            // A partial upload has no receipt: complete or not, it goes.
             let done = match tus.peek(&info).await {
-                Ok(status) => matches!(status, Peek::Done(_)),
+                Ok(status) => matches!(status, Peek::Done(_)) && info.concat != Some(ConcatRole::Partial),
                 Err(e) => {
                     tracing::warn!(upload = %id, error = %e, "reaper: unreadable tus progress; kept");
                     out.failed += 1;

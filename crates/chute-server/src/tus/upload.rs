@@ -358,13 +358,14 @@ pub(super) async fn delete(state: &AppState, tus: &Tus, id: &str) -> Result<Resp
         .ok_or_else(|| TusError::new(StatusCode::NOT_FOUND, "no such upload"))?;
     let upload = ticket(&info)?;
     // A completed upload's receipt names its object and its use of the
-    // grant is spent: only the tus state goes.
-    let done = matches!(peek(tus, &info).await?, Peek::Done(_));
+    // grant is spent: only the tus state goes. (A partial upload has no
+    // receipt: it goes entirely.)
+    let keep = info.concat != Some(ConcatRole::Partial) && matches!(peek(tus, &info).await?, Peek::Done(_));
     tus.store
-        .remove(&info, done)
+        .remove(&info, keep)
         .await
         .map_err(|e| TusError::store("removing the upload", &e))?;
-    if !done {
+    if !keep {
         state.lifecycle.release_server_upload(&upload).await;
     }
     Ok(reply(StatusCode::NO_CONTENT, Vec::new()))

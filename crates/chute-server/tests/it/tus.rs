@@ -224,3 +224,25 @@ async fn the_reaper_removes_stray_state_once_it_is_old() {
     assert!(!exists(store.as_ref(), ".chute/tus/stray/tail").await);
     assert!(!exists(store.as_ref(), ".chute/tus/stray/done").await);
 }
+
+#[tokio::test]
+async fn the_reaper_removes_an_expired_partial_upload_with_its_object() {
+    // A partial upload gets no receipt: complete or not, nothing of it stays.
+    let dir = tempfile::tempdir().unwrap();
+    let lifecycle = lifecycle(dir.path()).await;
+    let store = lifecycle.store().clone();
+    let tus = chute_tus::TusStore::new(store.clone());
+    let mut info = expired_upload(&tus, "partial").await;
+    info.concat = Some(chute_tus::ConcatRole::Partial);
+    tus.rewrite_info(&info).await.unwrap();
+    tus.mark_done(&info, &serde_json::json!({"size": 5}))
+        .await
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let reaped = chute_server::tus::reap_expired(&lifecycle, now, false, 100)
+        .await
+        .unwrap();
+    assert_eq!((reaped.removed, reaped.failed), (1, 0));
+    assert!(!exists(store.as_ref(), "tmp/partial/f").await);
+    assert!(!exists(store.as_ref(), ".chute/tus/partial/done").await);
+}
