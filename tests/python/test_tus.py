@@ -221,6 +221,32 @@ def test_termination(backend):
     assert stored_under(backend, upload_id(url)) == []
 
 
+def test_terminating_a_completed_upload_keeps_its_object_and_use(backend):
+    # The receipt names the object: DELETE drops only the tus state, and
+    # the grant's use stays spent.
+    token = grant(sub="alice", max_files=1)
+    data = os.urandom(1000)
+    url = url_of(backend, create(backend, len(data), token=token))
+    r = patch(url, data, 0)
+    assert r.status_code == 204, r.text
+    key = receipt_key(r.headers["Chute-Receipt"])
+    assert requests.delete(url, headers=TUS, timeout=30).status_code == 204
+    assert head(url).status_code == 404
+    assert download(backend, key) == data
+    r = create(backend, 4, token=token)
+    assert r.status_code == 403 and "max_files_reached" in r.text, r.text
+
+
+def test_terminating_a_completed_partial_upload_gives_its_use_back(backend):
+    # A partial upload has no receipt: terminating it removes everything.
+    token = grant(sub="alice", max_files=1)
+    url = url_of(backend, create(backend, 4, token=token, headers={"Upload-Concat": "partial"}))
+    assert patch(url, b"abcd", 0).status_code == 204
+    assert requests.delete(url, headers=TUS, timeout=30).status_code == 204
+    assert stored_under(backend, upload_id(url)) == []
+    assert create(backend, 4, token=token).status_code == 201
+
+
 def test_concatenation(backend):
     # Two partial uploads hand their max_files uses to the final one.
     token = grant(sub="alice", max_files=2)
@@ -240,6 +266,34 @@ def test_concatenation(backend):
     for url in urls:
         assert head(url).status_code == 404
         assert stored_under(backend, upload_id(url)) == []
+
+
+def test_failed_concatenation_keeps_the_partials_counted(backend):
+    # The final upload is rejected (declared PNG, sniffed GIF): the two
+    # partial uploads still hold both max_files uses, however often the
+    # client retries, and a successful join then leaves one use taken.
+    token = grant(sub="alice", max_files=2)
+    gif = b"GIF89a" + os.urandom(100)
+    urls = []
+    for part in (gif, b"tail"):
+        url = url_of(backend, create(backend, len(part), token=token, meta=metadata("p.png", "image/png"),
+                                     headers={"Upload-Concat": "partial"}))
+        assert patch(url, part, 0).status_code == 204
+        urls.append(url)
+    joined = "final;" + " ".join(u.replace(backend.app_url, "") for u in urls)
+    for _ in range(2):
+        r = create(backend, token=token, meta=metadata("j.png", "image/png"), headers={"Upload-Concat": joined})
+        assert r.status_code == 422, r.text
+        r = create(backend, 4, token=token)
+        assert r.status_code == 403 and "max_files_reached" in r.text, r.text
+    for url in urls:
+        assert head(url).status_code == 200
+    r = create(backend, token=token, meta=metadata("j.gif", "image/gif"), headers={"Upload-Concat": joined})
+    assert r.status_code == 201, r.text
+    # The final upload holds one use: one more file fits, then none.
+    assert create(backend, 4, token=token).status_code == 201
+    r = create(backend, 4, token=token)
+    assert r.status_code == 403 and "max_files_reached" in r.text, r.text
 
 
 def test_kill_mid_patch_then_resume(fresh_chute):
@@ -414,6 +468,34 @@ def test_expired_upload_is_410(backend):
     assert [k for k in stored_under(backend, upload_id(url)) if not k.startswith("multipart:")] == []
 
 
+def test_expired_partial_cannot_be_joined(backend):
+    token = grant(sub="alice")
+    url = url_of(backend, create(backend, 4, token=token, headers={"Upload-Concat": "partial"}))
+    assert patch(url, b"mine", 0).status_code == 204
+    _expire(backend, url)
+    before = tmp_snapshot(backend)
+    r = create(backend, token=token, headers={"Upload-Concat": f"final;{url}"})
+    assert r.status_code == 410, r.text
+    assert tmp_snapshot(backend) == before
+
+
+def test_patch_crossing_the_expiry_gets_no_receipt(backend):
+    # The upload expires while its last PATCH is being sent: completion
+    # re-checks, so no receipt names an object the reaper may remove.
+    data = os.urandom(1000)
+    url = url_of(backend, create(backend, len(data)))
+
+    def body():
+        yield data[:500]
+        _expire(backend, url)
+        yield data[500:]
+
+    r = patch(url, body(), 0)
+    assert r.status_code == 410, r.text
+    assert "Chute-Receipt" not in r.headers
+    assert head(url).status_code == 410
+
+
 def test_concatenating_someone_elses_partials_is_403(backend):
     alice, mallory = grant(sub="alice"), grant(sub="mallory")
     url = url_of(backend, create(backend, 4, token=alice, headers={"Upload-Concat": "partial"}))
@@ -460,6 +542,19 @@ def test_body_larger_than_the_grant_is_413(backend):
     assert offset(url) == 0
 
 
+def test_creation_with_a_body_too_large_leaves_nothing(backend):
+    # Content-Length past Upload-Length or the grant is refused before
+    # anything is begun: no state, no object, no max_files use taken.
+    token = grant(sub="alice", max_files=1, max_size=100)
+    before = tmp_snapshot(backend)
+    for length in (10, None):
+        r = create(backend, length, token=token, data=b"x" * 101, defer=length is None)
+        assert r.status_code == 413, r.text
+        assert "Location" not in r.headers
+    assert tmp_snapshot(backend) == before
+    assert create(backend, 4, token=token).status_code == 201
+
+
 def test_object_failing_the_grant_is_rejected_and_removed(backend):
     token = grant(types=["image/png"])
     data = b"GIF89a" + os.urandom(100)  # declared PNG, sniffed GIF
@@ -475,6 +570,27 @@ def test_unknown_upload_is_404(backend):
     for path in ("/files/nosuchupload", "/files/a%2F..%2Fb"):
         assert head(backend.app_url + path).status_code == 404
         assert patch(backend.app_url + path, b"x", 0).status_code == 404
+
+
+def test_every_answer_under_files_is_a_tus_answer(backend):
+    # Paths the router itself refuses still say Tus-Resumable.
+    for path in ("/files/a/b", "/files/%FF", "/files/a/b/c"):
+        r = head(backend.app_url + path)
+        assert r.status_code in (400, 404), (path, r.status_code)
+        assert r.headers.get("Tus-Resumable") == "1.0.0", (path, r.headers)
+
+
+def test_head_of_an_unfinished_final_upload_has_no_offset(backend):
+    token = grant(sub="alice")
+    url = url_of(backend, create(backend, 4, token=token, headers={"Upload-Concat": "partial"}))
+    assert patch(url, b"abcd", 0).status_code == 204
+    final = url_of(backend, create(backend, token=token, headers={"Upload-Concat": f"final;{url}"}))
+    # As if completion had not been recorded yet.
+    backend.client().delete_object(Bucket=backend.bucket, Key=f".chute/tus/{upload_id(final)}/done")
+    r = head(final)
+    assert r.status_code == 200, r.text
+    assert "Upload-Offset" not in r.headers, r.headers
+    assert r.headers["Upload-Concat"].startswith("final;")
 
 
 def _trickle(srv, url, gap: float, rounds: int = 12) -> bytes:

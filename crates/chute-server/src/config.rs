@@ -439,10 +439,11 @@ impl TryFrom<RawConfig> for Config {
             ));
         }
         let tus_part_size = raw.tus_part_size.unwrap_or(chute_tus::DEFAULT_PART_SIZE);
-        if !(chute_store::MIN_PART_SIZE..=5 * 1024 * 1024 * 1024).contains(&tus_part_size) {
+        // A PATCH holds about three parts in memory: 256 MiB at most.
+        if !(chute_store::MIN_PART_SIZE..=chute_tus::MAX_BASE).contains(&tus_part_size) {
             return Err(ConfigError::new(
                 "tus_part_size",
-                "must be 5 MiB (5242880) to 5 GiB (5368709120) bytes",
+                "must be 5 MiB (5242880) to 256 MiB (268435456) bytes",
             ));
         }
         let max_connections = raw.max_connections.unwrap_or(1024);
@@ -979,7 +980,7 @@ mod tests {
 
     #[test]
     fn tus_part_size_is_bounded() {
-        for n in [5 * 1024 * 1024 - 1, 5 * 1024 * 1024 * 1024 + 1] {
+        for n in [5 * 1024 * 1024 - 1, 256 * 1024 * 1024 + 1, 5 * 1024 * 1024 * 1024] {
             let err = Config::try_from(RawConfig {
                 tus_part_size: Some(n),
                 ..Default::default()
@@ -993,6 +994,12 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.tus_part_size, 5 * 1024 * 1024);
+        let c = Config::try_from(RawConfig {
+            tus_part_size: Some(256 * 1024 * 1024),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.tus_part_size, 256 * 1024 * 1024);
     }
 
     #[test]

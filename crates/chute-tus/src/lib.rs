@@ -19,6 +19,6 @@ pub mod write;
 pub use extensions::extensions;
 pub use headers::{Concat, HeaderError, TUS_VERSION, TusChecksumAlgorithm, UploadChecksum};
 pub use locks::{Locked, UploadLocks};
-pub use plan::{DEFAULT_PART_SIZE, PartPlan};
-pub use state::{ConcatRole, Progress, STATE_PREFIX, Status, TusStore, UploadInfo};
+pub use plan::{DEFAULT_PART_SIZE, MAX_BASE, MAX_PART_SIZE, PartPlan};
+pub use state::{ConcatRole, Peek, Position, Progress, STATE_PREFIX, Status, TusStore, UploadInfo};
 pub use write::{Append, WriteError};

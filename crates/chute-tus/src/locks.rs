@@ -21,34 +21,63 @@ pub struct Locked;
 /// The locks of the uploads being written.
 #[derive(Debug, Default, Clone)]
 pub struct UploadLocks {
-    map: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
+    map: LockMap,
 }
+
+type LockMap = Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>;
 
 /// A held lock; dropping it releases the upload.
 #[derive(Debug)]
 pub struct UploadGuard {
+    // Declared first, so it is released before the entry is checked.
+    _guard: OwnedMutexGuard<()>,
+    _entry: Entry,
+}
+
+/// A share of an upload's map entry, held while waiting and while
+/// holding: however it ends (acquired and released, timed out, or the
+/// waiting request cancelled), the last share removes the entry.
+#[derive(Debug)]
+struct Entry {
     id: String,
-    guard: Option<OwnedMutexGuard<()>>,
-    map: Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>,
+    lock: Arc<AsyncMutex<()>>,
+    map: LockMap,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Only the map and this share hold it: nobody holds or waits.
+        if map
+            .get(&self.id)
+            .is_some_and(|l| Arc::ptr_eq(l, &self.lock) && Arc::strong_count(l) == 2)
+        {
+            map.remove(&self.id);
+        }
+    }
 }
 
 impl UploadLocks {
     /// Takes upload `id`'s lock, waiting at most `wait`.
     pub async fn lock(&self, id: &str, wait: Duration) -> Result<UploadGuard, Locked> {
-        let lock = {
+        let entry = {
             let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            map.entry(id.to_owned()).or_default().clone()
+            Entry {
+                id: id.to_owned(),
+                lock: map.entry(id.to_owned()).or_default().clone(),
+                map: self.map.clone(),
+            }
         };
-        let got = tokio::time::timeout(wait, lock.lock_owned()).await;
-        let guard = UploadGuard {
-            id: id.to_owned(),
-            guard: got.ok(),
-            map: self.map.clone(),
-        };
-        if guard.guard.is_some() {
-            Ok(guard)
-        } else {
-            Err(Locked)
+        // The wait's own share of the mutex is gone (acquired into the
+        // guard, or dropped with the timed-out or cancelled wait) before
+        // `entry` is.
+        let got = tokio::time::timeout(wait, entry.lock.clone().lock_owned()).await;
+        match got {
+            Ok(guard) => Ok(UploadGuard {
+                _guard: guard,
+                _entry: entry,
+            }),
+            Err(_) => Err(Locked),
         }
     }
 
@@ -63,17 +92,6 @@ impl UploadLocks {
     /// Whether no upload has an entry.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-impl Drop for UploadGuard {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Only the map holds it: nobody holds or waits.
-        if map.get(&self.id).is_some_and(|l| Arc::strong_count(l) == 1) {
-            map.remove(&self.id);
-        }
     }
 }
 
@@ -97,5 +115,23 @@ mod tests {
         let again = locks.lock("a", Duration::from_millis(10)).await.unwrap();
         drop(again);
         assert!(locks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_cancelled_as_the_holder_releases_leaves_no_entry() {
+        let locks = UploadLocks::default();
+        let holder = locks.lock("a", Duration::from_millis(10)).await.unwrap();
+        let waiter = {
+            let locks = locks.clone();
+            tokio::spawn(async move { locks.lock("a", Duration::from_secs(30)).await.map(drop) })
+        };
+        // Let the waiter start waiting.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        drop(holder);
+        waiter.abort();
+        assert!(waiter.await.unwrap_err().is_cancelled());
+        assert!(locks.is_empty(), "a dead entry is left");
     }
 }

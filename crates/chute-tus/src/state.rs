@@ -93,6 +93,34 @@ pub enum Status {
     Done(serde_json::Value),
 }
 
+/// Where an unfinished upload stands, from metadata alone (no tail body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// Committed multipart parts.
+    pub parts: u32,
+    /// The length of the tail after them.
+    pub tail_len: u64,
+    /// The length, once known.
+    pub length: Option<u64>,
+}
+
+impl Position {
+    /// The upload offset under `plan`.
+    pub fn offset(&self, plan: &PartPlan) -> u64 {
+        plan.bytes_in(self.parts).saturating_add(self.tail_len)
+    }
+}
+
+/// An upload as the store holds it, read cheaply (for HEAD and the
+/// reaper, without the lock).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peek {
+    /// Still receiving bytes.
+    Open(Position),
+    /// Complete; the server's completion document.
+    Done(serde_json::Value),
+}
+
 /// The tus upload state over one store.
 #[derive(Debug, Clone)]
 pub struct TusStore {
@@ -102,6 +130,14 @@ pub struct TusStore {
 fn state_key(id: &str, name: &str) -> StoreResult<ObjectKey> {
     ObjectKey::parse(&format!("{STATE_PREFIX}{id}/{name}"))
         .map_err(|e| StoreError::Corrupt(format!("tus state key for {id:?}: {e}")))
+}
+
+/// The committed part count a tail's metadata records.
+fn part_count(info: &UploadInfo, meta: &chute_store::ObjectMeta) -> StoreResult<u32> {
+    meta.metadata
+        .get("parts")
+        .and_then(|p| p.parse::<u32>().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("tus tail of {} has no part count", info.id)))
 }
 
 /// A body of one chunk.
@@ -172,6 +208,13 @@ impl TusStore {
         Ok(info)
     }
 
+    /// Writes `info` again (its ticket changed; nothing else may).
+    pub async fn rewrite_info(&self, info: &UploadInfo) -> StoreResult<()> {
+        let json = serde_json::to_vec(info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.put_bytes(&state_key(&info.id, "info")?, json.into(), PutOptions::default())
+            .await
+    }
+
     /// The info of upload `id`, if it exists.
     pub async fn info(&self, id: &str) -> StoreResult<Option<UploadInfo>> {
         if !crate::headers::is_upload_id(id) {
@@ -180,25 +223,42 @@ impl TusStore {
         self.read_json(&state_key(id, "info")?).await
     }
 
-    /// Where upload `info` stands.
+    /// Where upload `info` stands, from `done`, the tail's metadata (a
+    /// HEAD, not its body) and the length: a few small requests, whatever
+    /// the tail holds.
+    pub async fn peek(&self, info: &UploadInfo) -> StoreResult<Peek> {
+        if let Some(done) = self.read_json(&state_key(&info.id, "done")?).await? {
+            return Ok(Peek::Done(done));
+        }
+        let (parts, tail_len) = match self.store.head(&state_key(&info.id, "tail")?).await {
+            Ok(meta) => (part_count(info, &meta)?, meta.size),
+            Err(StoreError::NoSuchKey { .. }) => (0, 0),
+            Err(e) => return Err(e),
+        };
+        Ok(Peek::Open(Position {
+            parts,
+            tail_len,
+            length: self.length(info).await?,
+        }))
+    }
+
+    /// Where upload `info` stands, with the tail's bytes (up to a part):
+    /// for a writer holding the upload's lock.
     pub async fn status(&self, info: &UploadInfo) -> StoreResult<Status> {
         if let Some(done) = self.read_json(&state_key(&info.id, "done")?).await? {
             return Ok(Status::Done(done));
         }
         let (parts, tail) = match self.read_small(&state_key(&info.id, "tail")?).await? {
-            Some((tail, meta)) => {
-                let parts = meta
-                    .metadata
-                    .get("parts")
-                    .and_then(|p| p.parse::<u32>().ok())
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!("tus tail of {} has no part count", info.id))
-                    })?;
-                (parts, tail)
-            }
+            Some((tail, meta)) => (part_count(info, &meta)?, tail),
             None => (0, Bytes::new()),
         };
-        let length = match info.length {
+        let length = self.length(info).await?;
+        Ok(Status::Open(Progress { parts, tail, length }))
+    }
+
+    /// The length of `info`: given at creation or declared since.
+    async fn length(&self, info: &UploadInfo) -> StoreResult<Option<u64>> {
+        Ok(match info.length {
             Some(len) => Some(len),
             None => match self.read_small(&state_key(&info.id, "length")?).await? {
                 Some((bytes, _)) => Some(
@@ -209,8 +269,7 @@ impl TusStore {
                 ),
                 None => None,
             },
-        };
-        Ok(Status::Open(Progress { parts, tail, length }))
+        })
     }
 
     /// Records a deferred length.
@@ -318,8 +377,9 @@ impl TusStore {
     }
 
     /// Removes everything of the upload: its multipart upload, its object
-    /// (unless `keep_object`) and its state, info last so a crash halfway
-    /// leaves it findable for the next attempt.
+    /// (unless `keep_object`) and its state. Without `keep_object` info
+    /// goes last, so a crash halfway leaves it findable for the next
+    /// attempt; with it, info goes before `done`.
     pub async fn remove(&self, info: &UploadInfo, keep_object: bool) -> StoreResult<()> {
         match self.store.abort_multipart(&info.key, &info.multipart).await {
             Ok(()) | Err(StoreError::NoSuchUpload { .. }) => {}
@@ -328,7 +388,15 @@ impl TusStore {
         if !keep_object {
             self.store.delete(&info.key).await?;
         }
-        for name in ["tail", "length", "done", "info"] {
+        // Keeping the object (it completed): info before done, so a
+        // removal cut short never looks like an unfinished upload whose
+        // object may go; the stray `done` is the reaper's.
+        let order = if keep_object {
+            ["tail", "length", "info", "done"]
+        } else {
+            ["tail", "length", "done", "info"]
+        };
+        for name in order {
             self.store.delete(&state_key(&info.id, name)?).await?;
         }
         Ok(())

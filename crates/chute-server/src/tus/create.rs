@@ -4,7 +4,7 @@
 //! `Authorization` (or the webhook/open grant), with the file name and
 //! type from `Upload-Metadata` (`filename`/`name`, `filetype`/`type`).
 
-use super::upload::{finish, write_body};
+use super::upload::{finish, load, write_body};
 use super::{BASE_PATH, Tus, TusError, header_str, http_date, reply, ticket};
 use crate::app::AppState;
 use crate::grants::GrantRequest;
@@ -16,7 +16,7 @@ use axum::response::Response;
 use chute_core::Grant;
 use chute_store::ByteStream;
 use chute_tus::headers::{self, Concat, encode_metadata, metadata_value, parse_metadata};
-use chute_tus::{ConcatRole, PartPlan, Progress, Status, UploadInfo};
+use chute_tus::{ConcatRole, PartPlan, Peek, Progress, UploadInfo};
 use futures::StreamExt as _;
 
 /// The name a file gets when `Upload-Metadata` names none.
@@ -111,6 +111,24 @@ pub(super) async fn create(
             "Upload-Length is too large",
         ));
     }
+    let with_body = header_str(&parts.headers, "content-type")
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/offset+octet-stream"));
+    if with_body && let Some(len) = header_str(&parts.headers, "content-length") {
+        // Refused before anything is begun, so a 413 leaves no upload.
+        let len = headers::parse_u64("Content-Length", len)?;
+        let grant_limit = state.lifecycle.server_upload_limit(&grant);
+        let limit = creation
+            .length
+            .unwrap_or(grant_limit)
+            .min(grant_limit)
+            .min(plan.capacity());
+        if len > limit {
+            return Err(TusError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body would take the upload past {limit} bytes"),
+            ));
+        }
+    }
     let upload = state
         .lifecycle
         .begin_server_upload(grant, &filename, content_type.as_deref(), creation.length)
@@ -130,8 +148,6 @@ pub(super) async fn create(
         ("location", format!("{BASE_PATH}{}", info.id)),
         ("upload-expires", http_date(info.expires_at)),
     ];
-    let with_body = header_str(&parts.headers, "content-type")
-        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/offset+octet-stream"));
     if with_body {
         let _guard = tus
             .locks
@@ -224,31 +240,33 @@ async fn concatenate(
             "a partial upload is named twice",
         ));
     }
-    let mut partials = Vec::with_capacity(ids.len());
+    // Locked in one global order (sorted ids), so two finals naming the
+    // same partials in different orders cannot wait on each other.
     let mut guards = Vec::with_capacity(ids.len());
-    let mut total: u64 = 0;
-    for id in ids {
+    for id in &unique {
         guards.push(
             tus.locks
                 .lock(id, tus.settings.lock_wait)
                 .await
                 .map_err(|_| TusError::new(StatusCode::LOCKED, format!("partial upload {id} is busy")))?,
         );
-        let info = tus
-            .store
-            .info(id)
-            .await
-            .map_err(|e| TusError::store("reading a partial upload", &e))?
-            .ok_or_else(|| TusError::new(StatusCode::NOT_FOUND, format!("no partial upload {id}")))?;
+    }
+    let mut partials = Vec::with_capacity(ids.len());
+    let mut total: u64 = 0;
+    for id in ids {
+        let info = load(tus, id).await.map_err(|e| match e.status {
+            StatusCode::NOT_FOUND => TusError::new(StatusCode::NOT_FOUND, format!("no partial upload {id}")),
+            _ => e,
+        })?;
         if info.concat != Some(ConcatRole::Partial) {
             return Err(TusError::new(
                 StatusCode::BAD_REQUEST,
                 format!("upload {id} is not a partial upload"),
             ));
         }
-        let size = match tus.store.status(&info).await {
-            Ok(Status::Done(done)) => done.get("size").and_then(serde_json::Value::as_u64).unwrap_or(0),
-            Ok(Status::Open(_)) => {
+        let size = match tus.store.peek(&info).await {
+            Ok(Peek::Done(done)) => done.get("size").and_then(serde_json::Value::as_u64).unwrap_or(0),
+            Ok(Peek::Open(_)) => {
                 return Err(TusError::new(
                     StatusCode::BAD_REQUEST,
                     format!("partial upload {id} is not complete"),
@@ -269,15 +287,18 @@ async fn concatenate(
         ));
     }
     let plan = PartPlan::new(Some(total), tus.settings.part_size);
-    // The partial uploads give their `max_files` uses to the final one:
-    // N partial uploads need a grant for N files, not N + 1.
-    for (partial, _) in &partials {
-        state.lifecycle.release_server_upload(partial).await;
-    }
-    let upload = state
+    // The final upload claims no `max_files` use of its own (N partial
+    // uploads need a grant for N files, not N + 1) and the partial ones
+    // keep theirs until it is complete: a join that fails leaves them
+    // counted, and retrying it releases nothing twice.
+    let mut unslotted = grant.clone();
+    unslotted.max_files = None;
+    let mut upload = state
         .lifecycle
-        .begin_server_upload(grant, &filename, content_type.as_deref(), Some(total))
+        .begin_server_upload(unslotted, &filename, content_type.as_deref(), Some(total))
         .await?;
+    upload.grant = grant;
+    upload.slot = None;
     let role = ConcatRole::Final(ids.to_vec());
     let info = start(
         state,
@@ -330,9 +351,27 @@ async fn concatenate(
         ("upload-offset", total.to_string()),
     ];
     headers.extend(finish(state, tus, &info, &progress).await?);
-    for (_, pinfo) in &partials {
+    // Complete: the first partial upload's use becomes the final one's,
+    // the others' are given back.
+    let mut info = info;
+    upload.slot = partials.first().and_then(|(p, _)| p.slot.clone());
+    match serde_json::to_value(&upload) {
+        Ok(ticket) => {
+            info.ticket = ticket;
+            if let Err(e) = tus.store.rewrite_info(&info).await {
+                tracing::warn!(upload = %info.id, error = %e, "could not record the final upload's max_files use");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(upload = %info.id, error = %e, "could not record the final upload's max_files use")
+        }
+    }
+    for (i, (partial, pinfo)) in partials.iter().enumerate() {
         if let Err(e) = tus.store.remove(pinfo, false).await {
             tracing::warn!(upload = %pinfo.id, error = %e, "could not remove a joined partial upload");
+        }
+        if i > 0 {
+            state.lifecycle.release_server_upload(partial).await;
         }
     }
     drop(guards);

@@ -82,7 +82,9 @@ pub fn routes(state: &AppState, settings: TusSettings) -> Router<AppState> {
         .route("/files", any(collection))
         .route("/files/", any(collection))
         .route("/files/{id}", any(resource))
+        .route("/files/{id}/{*rest}", any(no_such_upload))
         .layer(Extension(tus))
+        .layer(axum::middleware::map_response(with_tus_headers))
         .layer(cors_layer(&state.origins))
         .layer(axum::middleware::from_fn_with_state(state.clone(), discovery))
 }
@@ -228,12 +230,31 @@ async fn collection(
 async fn resource(
     State(state): State<AppState>,
     Extension(tus): Extension<Arc<Tus>>,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    id: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
     req: Request,
 ) -> Response {
+    let Ok(axum::extract::Path(id)) = id else {
+        // Not a decodable id (bad percent-encoding): no such upload.
+        return no_such_upload().await;
+    };
     dispatch(&state, &tus, Some(id), req)
         .await
         .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Below `/files/<id>` there is nothing.
+async fn no_such_upload() -> Response {
+    TusError::new(StatusCode::NOT_FOUND, "no such upload").into_response()
+}
+
+/// Every answer under `/files/`, including those no handler made (CORS
+/// preflights, the router's own refusals), says which tus it speaks.
+async fn with_tus_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    if !h.contains_key("tus-resumable") {
+        h.insert("tus-resumable", HeaderValue::from_static(TUS_VERSION));
+    }
+    res
 }
 
 async fn dispatch(

@@ -10,10 +10,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use chute_tus::headers::{self, parse_checksum};
-use chute_tus::{Append, ConcatRole, Progress, Status, UploadInfo, WriteError};
+use chute_tus::{Append, ConcatRole, Peek, Progress, Status, UploadInfo, WriteError};
 use futures::Stream;
 
-async fn load(tus: &Tus, id: &str) -> Result<UploadInfo, TusError> {
+/// The info of upload `id`: 404 when there is none, 410 once expired.
+pub(super) async fn load(tus: &Tus, id: &str) -> Result<UploadInfo, TusError> {
     let info = tus
         .store
         .info(id)
@@ -26,6 +27,14 @@ async fn load(tus: &Tus, id: &str) -> Result<UploadInfo, TusError> {
     Ok(info)
 }
 
+/// Where an upload stands, without reading its tail (no lock needed).
+async fn peek(tus: &Tus, info: &UploadInfo) -> Result<Peek, TusError> {
+    tus.store
+        .peek(info)
+        .await
+        .map_err(|e| TusError::store("reading the upload's progress", &e))
+}
+
 async fn status(tus: &Tus, info: &UploadInfo) -> Result<Status, TusError> {
     tus.store
         .status(info)
@@ -34,7 +43,7 @@ async fn status(tus: &Tus, info: &UploadInfo) -> Result<Status, TusError> {
 }
 
 /// The headers describing an upload, for HEAD and the end of a PATCH.
-fn describe(info: &UploadInfo, status: &Status) -> Vec<(&'static str, String)> {
+fn describe(info: &UploadInfo, status: &Peek) -> Vec<(&'static str, String)> {
     let mut h = vec![("upload-expires", http_date(info.expires_at))];
     if !info.metadata.is_empty() {
         h.push(("upload-metadata", info.metadata.clone()));
@@ -54,14 +63,17 @@ fn describe(info: &UploadInfo, status: &Status) -> Vec<(&'static str, String)> {
         None => {}
     }
     match status {
-        Status::Open(p) => {
-            h.push(("upload-offset", p.offset(&info.plan).to_string()));
+        Peek::Open(p) => {
+            // tus: no offset for a final upload that is not complete.
+            if !matches!(info.concat, Some(ConcatRole::Final(_))) {
+                h.push(("upload-offset", p.offset(&info.plan).to_string()));
+            }
             match p.length {
                 Some(len) => h.push(("upload-length", len.to_string())),
                 None => h.push(("upload-defer-length", "1".into())),
             }
         }
-        Status::Done(done) => {
+        Peek::Done(done) => {
             let size = done.get("size").and_then(serde_json::Value::as_u64).unwrap_or(0);
             h.push(("upload-offset", size.to_string()));
             h.push(("upload-length", size.to_string()));
@@ -76,8 +88,8 @@ fn describe(info: &UploadInfo, status: &Status) -> Vec<(&'static str, String)> {
 /// `HEAD /files/{id}` (also GET, with no body: tus has no download).
 pub(super) async fn head(state: &AppState, tus: &Tus, id: &str, _get: bool) -> Result<Response, TusError> {
     let info = load(tus, id).await?;
-    let mut status = status(tus, &info).await?;
-    if let Status::Open(p) = &status
+    let mut status = peek(tus, &info).await?;
+    if let Peek::Open(p) = &status
         && p.length == Some(p.offset(&info.plan))
     {
         // All bytes are in but completion failed (a store error or a
@@ -96,9 +108,10 @@ pub(super) async fn head(state: &AppState, tus: &Tus, id: &str, _get: bool) -> R
                     .find(|(n, _)| *n == RECEIPT_HEADER)
                     .map(|(_, v)| v);
                 let size = p.offset(&info.plan);
-                Status::Done(serde_json::json!({"size": size, "receipt": receipt}))
+                Peek::Done(serde_json::json!({"size": size, "receipt": receipt}))
             }
-            other => other,
+            Status::Done(done) => Peek::Done(done),
+            Status::Open(_) => peek(tus, &info).await?,
         };
     }
     Ok(reply(StatusCode::OK, describe(&info, &status)))
@@ -142,8 +155,8 @@ pub(super) async fn patch(
     }
     let mut progress = match status(tus, &info).await? {
         Status::Open(p) => p,
-        done @ Status::Done(_) => {
-            let d = describe(&info, &done);
+        Status::Done(done) => {
+            let d = describe(&info, &Peek::Done(done));
             let size = d
                 .iter()
                 .find(|(n, _)| *n == "upload-offset")
@@ -291,6 +304,9 @@ pub(super) async fn finish(
     info: &UploadInfo,
     progress: &Progress,
 ) -> Result<Vec<(&'static str, String)>, TusError> {
+    // The upload may have expired (and the reaper removed its state)
+    // while the body arrived: no receipt then.
+    load(tus, &info.id).await?;
     let upload = ticket(info)?;
     let size = tus
         .store
@@ -325,7 +341,8 @@ pub(super) async fn finish(
     Ok(out)
 }
 
-/// `DELETE /files/{id}` (termination): removes parts, object and state.
+/// `DELETE /files/{id}` (termination): removes parts, object and state;
+/// of a completed upload only the state.
 pub(super) async fn delete(state: &AppState, tus: &Tus, id: &str) -> Result<Response, TusError> {
     let _guard = tus.locks.lock(id, tus.settings.lock_wait).await.map_err(|_| {
         TusError::new(
@@ -340,10 +357,16 @@ pub(super) async fn delete(state: &AppState, tus: &Tus, id: &str) -> Result<Resp
         .map_err(|e| TusError::store("reading the upload", &e))?
         .ok_or_else(|| TusError::new(StatusCode::NOT_FOUND, "no such upload"))?;
     let upload = ticket(&info)?;
+    // A completed upload's receipt names its object and its use of the
+    // grant is spent: only the tus state goes. (A partial upload has no
+    // receipt: it goes entirely.)
+    let keep = info.concat != Some(ConcatRole::Partial) && matches!(peek(tus, &info).await?, Peek::Done(_));
     tus.store
-        .remove(&info, false)
+        .remove(&info, keep)
         .await
         .map_err(|e| TusError::store("removing the upload", &e))?;
-    state.lifecycle.release_server_upload(&upload).await;
+    if !keep {
+        state.lifecycle.release_server_upload(&upload).await;
+    }
     Ok(reply(StatusCode::NO_CONTENT, Vec::new()))
 }

@@ -3,6 +3,8 @@
 
 /// Appending PATCH bodies: parts, tails, interruptions, checksums, limits.
 mod append;
+/// Offsets from metadata alone.
+mod peek;
 
 use chute_core::{BucketName, ObjectKey};
 use chute_store::MultipartStore;
