@@ -260,10 +260,9 @@ def garage(tmp_path_factory):
     g.stop()
 
 
-@pytest.fixture(scope="session")
-def chute_on_garage(tmp_path_factory, garage):
-    """`chute serve` with Garage as its store (no embedded S3 listener use)."""
-    srv = ChuteServer(tmp_path_factory.mktemp("chute-garage"))
+def use_garage(srv: ChuteServer, garage: Garage, extra_env: dict[str, str] | None = None) -> ChuteServer:
+    """Points `srv` (not yet started) at `garage` as its store: `store =
+    "s3"`, path-style, the test bucket and key; `extra_env` adds settings."""
     e = garage.env
     srv.access_key, srv.secret_key = e["CHUTE_TEST_S3_ACCESS_KEY"], e["CHUTE_TEST_S3_SECRET_KEY"]
     srv.store_endpoint = e["CHUTE_TEST_S3_ENDPOINT"]
@@ -275,12 +274,34 @@ def chute_on_garage(tmp_path_factory, garage):
         "CHUTE_S3_PATH_STYLE": "true",
         "CHUTE_REGION": srv.region,
         "CHUTE_BUCKET": srv.bucket,
+        **(extra_env or {}),
     }
+    return srv
+
+
+@pytest.fixture(scope="session")
+def chute_on_garage(tmp_path_factory, garage):
+    """`chute serve` with Garage as its store (no embedded S3 listener use)."""
+    srv = use_garage(ChuteServer(tmp_path_factory.mktemp("chute-garage")), garage)
     srv.start()
     # No CORS set up here: chute serve installs the bucket's rule itself.
     yield srv
     code = srv.stop()
     assert code == 0, f"chute serve exited with {code} on SIGTERM\n{srv.output()}"
+
+
+@pytest.fixture(params=["embedded", "garage"])
+def crashable(request):
+    """A server of its own on the embedded store or on the session's
+    Garage, for tests that SIGKILL and restart it; killed afterwards."""
+    work = Path(tempfile.mkdtemp(prefix="chute-crash-"))
+    srv = ChuteServer(work)
+    if request.param == "garage":
+        use_garage(srv, request.getfixturevalue("garage"))
+    srv.start()
+    yield srv
+    srv.kill()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(params=["embedded", "garage"])

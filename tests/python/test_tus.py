@@ -24,7 +24,7 @@ import jwt
 import pytest
 import requests
 
-from conftest import GRANT_KID, GRANT_SECRET, ChuteServer
+from conftest import GRANT_KID, GRANT_SECRET, ChuteServer, use_garage
 
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -300,28 +300,9 @@ def test_kill_mid_patch_then_resume(fresh_chute):
     _kill_mid_patch_then_resume(fresh_chute)
 
 
-def garage_server(garage, workdir, extra_env=None) -> ChuteServer:
-    """A `chute serve` of its own on the session's Garage."""
-    srv = ChuteServer(workdir)
-    e = garage.env
-    srv.access_key, srv.secret_key = e["CHUTE_TEST_S3_ACCESS_KEY"], e["CHUTE_TEST_S3_SECRET_KEY"]
-    srv.store_endpoint = e["CHUTE_TEST_S3_ENDPOINT"]
-    srv.region = e["CHUTE_TEST_S3_REGION"]
-    srv.bucket = e["CHUTE_TEST_S3_BUCKET"]
-    srv.extra_env = {
-        "CHUTE_STORE": "s3",
-        "CHUTE_S3_ENDPOINT": srv.store_endpoint,
-        "CHUTE_S3_PATH_STYLE": "true",
-        "CHUTE_REGION": srv.region,
-        "CHUTE_BUCKET": srv.bucket,
-        **(extra_env or {}),
-    }
-    srv.start()
-    return srv
-
-
 def test_kill_mid_patch_then_resume_on_garage(garage, tmp_path):
-    srv = garage_server(garage, tmp_path)
+    srv = use_garage(ChuteServer(tmp_path), garage)
+    srv.start()
     try:
         _kill_mid_patch_then_resume(srv)
     finally:
@@ -642,12 +623,12 @@ def test_slow_client_is_cut_off(tmp_path, gap):
 @pytest.mark.parametrize("store", ["embedded", "garage"])
 def test_reaper_removes_expired_uploads(request, tmp_path, store):
     env = {"CHUTE_REAP_INTERVAL_SECONDS": "10"}
+    srv = ChuteServer(tmp_path)
     if store == "garage":
-        srv = garage_server(request.getfixturevalue("garage"), tmp_path, env)
+        use_garage(srv, request.getfixturevalue("garage"), env)
     else:
-        srv = ChuteServer(tmp_path)
         srv.extra_env = env
-        srv.start()
+    srv.start()
     try:
         data = os.urandom(9 * MiB)
         url = url_of(srv, create(srv, 20 * MiB))

@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -164,31 +162,6 @@ def test_tuspy_fresh_client_resumes_from_server_offset(backend, tmp_path):
     assert head.status_code == 200, head.text
     assert head.headers["Upload-Offset"] == str(len(data)), head.headers
     assert head.headers.get("Chute-Receipt") == up2.request.response_headers.get("chute-receipt")
-
-
-@pytest.fixture(params=["embedded", "garage"])
-def crashable(request):
-    """A server of its own (the test SIGKILLs it) on the embedded store or
-    on the session's Garage."""
-    work = Path(tempfile.mkdtemp(prefix="chute-tus-crash-"))
-    srv = ChuteServer(work)
-    if request.param == "garage":
-        e = request.getfixturevalue("garage").env
-        srv.access_key, srv.secret_key = e["CHUTE_TEST_S3_ACCESS_KEY"], e["CHUTE_TEST_S3_SECRET_KEY"]
-        srv.store_endpoint = e["CHUTE_TEST_S3_ENDPOINT"]
-        srv.region = e["CHUTE_TEST_S3_REGION"]
-        srv.bucket = e["CHUTE_TEST_S3_BUCKET"]
-        srv.extra_env = {
-            "CHUTE_STORE": "s3",
-            "CHUTE_S3_ENDPOINT": srv.store_endpoint,
-            "CHUTE_S3_PATH_STYLE": "true",
-            "CHUTE_REGION": srv.region,
-            "CHUTE_BUCKET": srv.bucket,
-        }
-    srv.start()
-    yield srv
-    srv.kill()
-    shutil.rmtree(work, ignore_errors=True)
 
 
 def test_tuspy_resumes_after_the_server_is_killed_mid_upload(crashable, tmp_path):
