@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""tus 1.0 upload throughput: Chute vs rustus vs @tus/server, same run.
+
+Uploads one 1 GiB file (incompressible, written once into a temp dir as
+64 MiB chunk files, re-salted before every upload so no two uploads share a
+block) with one client for every server: curl, a creation POST with
+`Upload-Length`, then one PATCH per chunk with `Upload-Offset` and
+`Content-Type: application/offset+octet-stream`:
+
+    curl -X POST -H 'Tus-Resumable: 1.0.0' -H 'Upload-Length: 1073741824' \\
+         -H 'Upload-Metadata: filename YmVuY2guYmlu,filetype ...' URL/files/
+    curl -X PATCH -T chunk-NN -H 'Tus-Resumable: 1.0.0' -H 'Upload-Offset: N' \\
+         -H 'Content-Type: application/offset+octet-stream' -H 'Expect:' LOCATION
+
+Local store:  Chute (embedded fs store)   vs rustus 0.5.10 (file storage,
+              --max-body-size = chunk size) vs @tus/server 2.4.5 + @tus/file-store
+Garage:       Chute (store = "s3")         vs @tus/server + @tus/s3-store
+
+The servers run side by side; each run uploads once to each, in turn; the
+table has the median MiB/s of the runs and the peak RSS of each server's
+process tree (VmRSS sampled every 20 ms) across its uploads.
+
+Chute is CHUTE_BIN (default target/release/chute); if it is missing or has
+no tus endpoint, the peers still run and the Chute rows say so.
+
+Usage: bench/tus [--runs 3] [--size-mib 1024] [--chunk-mib 64] [--only local|garage]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as b  # noqa: E402
+
+TUS = "1.0.0"
+
+
+def curl_head(args: list[str]) -> tuple[int, dict[str, str], str]:
+    """Runs curl, returns (status, response headers lowercased, body)."""
+    out = subprocess.run(["curl", "-sS", "-D", "-", "-o", "/dev/stderr", *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"curl {' '.join(args)}: {out.stderr.strip()}")
+    blocks = [blk for blk in out.stdout.replace("\r", "").split("\n\n") if blk.strip()]
+    lines = blocks[-1].split("\n")  # the last header block (after any 100 Continue)
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    return status, headers, out.stderr
+
+
+def tus_upload(base: str, chunks: list[Path], size: int) -> float:
+    """One tus upload of the chunk files; returns seconds, POST to last PATCH."""
+    meta = "filename " + base64.b64encode(b"bench.bin").decode() + ",filetype " + base64.b64encode(b"application/octet-stream").decode()
+    t0 = time.monotonic()
+    status, headers, body = curl_head(["-X", "POST", "-H", f"Tus-Resumable: {TUS}", "-H", f"Upload-Length: {size}",
+                                       "-H", f"Upload-Metadata: {meta}", f"{base}/files/"])
+    if status != 201 or "location" not in headers:
+        raise RuntimeError(f"creation at {base}/files/ answered {status}: {headers} {body[:500]}")
+    url = urllib.parse.urljoin(f"{base}/files/", headers["location"])
+    offset = 0
+    for chunk in chunks:
+        n = chunk.stat().st_size
+        status, headers, body = curl_head(["-X", "PATCH", "-T", str(chunk), "-H", f"Tus-Resumable: {TUS}",
+                                           "-H", f"Upload-Offset: {offset}", "-H", "Content-Type: application/offset+octet-stream",
+                                           "-H", "Expect:", url])
+        offset += n
+        if status != 204 or headers.get("upload-offset") != str(offset):
+            raise RuntimeError(f"PATCH {url} at {offset - n} answered {status}: {headers} {body[:500]}")
+    secs = time.monotonic() - t0
+    if offset != size:
+        raise RuntimeError(f"sent {offset} of {size} bytes")
+    return secs
+
+
+def chute_has_tus(base: str) -> bool:
+    status = b.http_status("OPTIONS", f"{base}/files/", {"Tus-Resumable": TUS})
+    return status in (200, 204)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--chunk-mib", type=int, default=64)
+    ap.add_argument("--only", choices=["local", "garage"])
+    args = ap.parse_args()
+    size, chunk = args.size_mib * b.MiB, args.chunk_mib * b.MiB
+
+    rustus = b.ensure_rustus() if args.only != "garage" else None
+    b.ensure_tus_peers()
+    binary = b.chute_bin()
+
+    base_dir = Path(os.environ.get("BENCH_DIR", tempfile.gettempdir()))
+    work = Path(tempfile.mkdtemp(prefix="chute-bench-tus-", dir=base_dir))
+    chunks = []
+    for i in range(0, size, chunk):
+        p = work / f"chunk-{i // chunk:03}"
+        b.make_source(p, min(chunk, size - i))
+        chunks.append(p)
+
+    procs: list[b.Proc] = []
+    garage = None
+    servers: list[tuple[str, str, str, b.Proc | None, str]] = []  # (target, name, label, proc, base url)
+    notes = []
+    try:
+        node = ["node", str(b.TUS_PEERS / "server.mjs")]
+        if args.only != "garage":
+            if binary:
+                p, url = b.start_chute(binary, work, "chute-fs")
+                procs.append(p)
+                servers.append(("local", "chute", "Chute (embedded fs store)", p, url))
+            port = b.free_port()
+            (work / "rustus-data").mkdir()
+            p = b.Proc("rustus", [str(rustus), "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(work / "rustus-data"),
+                                  "--info-dir", str(work / "rustus-data"), "--max-body-size", str(chunk), "--log-level", "WARN"], work)
+            b.wait_port(port, p.proc, "rustus", p.log)
+            procs.append(p)
+            servers.append(("local", "rustus", f"rustus {b.RUSTUS_VERSION} (file storage)", p, f"http://127.0.0.1:{port}"))
+            port = b.free_port()
+            (work / "tus-file").mkdir()
+            p = b.Proc("tus-file", [*node, "file", str(port), str(work / "tus-file")], work, env={"NODE_ENV": "production"})
+            b.wait_port(port, p.proc, "@tus/server file", p.log)
+            procs.append(p)
+            servers.append(("local", "tus-node", "@tus/server + @tus/file-store", p, f"http://127.0.0.1:{port}"))
+        if args.only != "local":
+            garage = b.Garage(work / "garage")
+            if binary:
+                p, url = b.start_chute(binary, work, "chute-s3", env=garage.chute_env())
+                procs.append(p)
+                servers.append(("garage", "chute", 'Chute (store = "s3")', p, url))
+            port = b.free_port()
+            p = b.Proc("tus-s3", [*node, "s3", str(port)], work, env=dict(garage.s3_env(), NODE_ENV="production"))
+            b.wait_port(port, p.proc, "@tus/server s3", p.log)
+            procs.append(p)
+            servers.append(("garage", "tus-node", "@tus/server + @tus/s3-store", p, f"http://127.0.0.1:{port}"))
+
+        if not binary:
+            notes.append("Chute not measured: no release binary (set CHUTE_BIN or build target/release/chute).")
+        for target, name, label, p, url in list(servers):
+            if name == "chute" and not chute_has_tus(url):
+                notes.append(f"Chute ({target}) not measured: {binary} answers no tus OPTIONS at /files/.")
+                servers.remove((target, name, label, p, url))
+
+        results: dict[tuple[str, str], list[float]] = {(t, n): [] for t, n, *_ in servers}
+        peaks: dict[tuple[str, str], int] = {(t, n): 0 for t, n, *_ in servers}
+        idle: dict[tuple[str, str], int] = {(t, n): b.tree_rss_kb(p.pid) for t, n, _, p, _ in servers}
+        loads = []
+        tag = 0
+        for run in range(args.runs):
+            for target, name, label, p, url in servers:
+                tag += 1
+                b.salt(chunks, tag)
+                b.settle()
+                loads.append(b.load())
+                with b.RssSampler(p.pid) as rss:
+                    secs = tus_upload(url, chunks, size)
+                results[(target, name)].append(args.size_mib / secs)
+                peaks[(target, name)] = max(peaks[(target, name)], rss.peak_kb)
+                b.say(f"run {run + 1}: {label} -> {target}: {args.size_mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
+
+        print(f"\ntus 1.0, {args.size_mib} MiB in {args.chunk_mib} MiB PATCHes (curl), median of {args.runs} runs; "
+              f"peak RSS is the server's process tree, worst run.\n")
+        print("| target | server | MiB/s | runs (MiB/s) | peak RSS (MiB) | idle RSS (MiB) | Chute / this |")
+        print("|---|---|---:|---|---:|---:|---:|")
+        for target, name, label, _, _ in servers:
+            key = (target, name)
+            med = b.median(results[key])
+            chute = results.get((target, "chute"))
+            ratio = f"{b.median(chute) / med:.2f}x" if chute else "n/a"
+            print(f"| {target} | {label} | {med:.0f} | {', '.join(f'{x:.0f}' for x in results[key])} | "
+                  f"{peaks[key] / 1024:.1f} | {idle[key] / 1024:.1f} | {ratio} |")
+        print()
+        goals = [("local", "rustus", 1.5), ("local", "tus-node", 2.0), ("garage", "tus-node", 2.0)]
+        for target, peer, want in goals:
+            if (target, peer) not in results:
+                continue
+            if (target, "chute") in results:
+                r = b.median(results[(target, "chute")]) / b.median(results[(target, peer)])
+                print(f"- goal {target}: Chute >= {want}x {peer}: {r:.2f}x, {'met' if r >= want else 'NOT met'}")
+            else:
+                print(f"- goal {target}: Chute >= {want}x {peer}: not measured")
+        for n in notes:
+            print(f"- {n}")
+        print(f"- 1-minute load average before each upload: {' '.join(loads)}")
+    finally:
+        for p in procs:
+            p.stop()
+        if garage:
+            garage.stop()
+        b.rm_rf(work)
+
+
+if __name__ == "__main__":
+    main()
