@@ -31,6 +31,7 @@ settings.configure(
     AWS_S3_REGION_NAME=os.environ.get("S3_REGION", "garage"),
     AWS_S3_ENDPOINT_URL=os.environ["S3_ENDPOINT"],
     AWS_STORAGE_BUCKET_NAME=os.environ["S3_BUCKET"],
+    AWS_DEFAULT_ACL=None,
     S3_DOCUMENT_ROOT_DIRECTORY="s3chunkuploader",
 )
 
