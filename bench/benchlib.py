@@ -33,6 +33,12 @@ STREAM_PEER = REPO / "bench" / "stream-peer"
 BENCH_VENV = CACHE / "bench-venv"
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM raises SystemExit, so the scripts' cleanup (stopping the
+    servers they started in their own sessions) still runs."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 def say(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 

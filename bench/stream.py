@@ -44,7 +44,7 @@ import benchlib as b  # noqa: E402
 
 def curl_form(url: str, src: Path, filename: str) -> tuple[float, int, str]:
     out = subprocess.run(
-        ["curl", "-sS", "-H", "Expect:", "-o", "/dev/stderr", "-w", "%{http_code} %{time_total}",
+        ["curl", "-sS", "--max-time", "1800", "-H", "Expect:", "-o", "/dev/stderr", "-w", "%{http_code} %{time_total}",
          "-F", f"file=@{src};filename={filename};type=application/octet-stream", url],
         capture_output=True, text=True,
     )
@@ -65,7 +65,7 @@ def generated_form(url: str, size: int, tag: int) -> tuple[float, int, str]:
     tail = f"\r\n--{boundary}--\r\n".encode()
     block = bytearray(os.urandom(b.MiB))
     t0 = time.monotonic()
-    with socket.create_connection((u.hostname, u.port)) as s:
+    with socket.create_connection((u.hostname, u.port), timeout=1800) as s:
         s.sendall((f"POST {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\nUser-Agent: bench-stream\r\nAccept: */*\r\n"
                    f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
                    f"Content-Length: {len(head) + size + len(tail)}\r\nConnection: close\r\n\r\n").encode() + head)
@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--big-mib", type=int, default=8192, help="the generated form for the memory check (0: skip)")
     args = ap.parse_args()
+    b.exit_on_sigterm()
     size = args.size_mib * b.MiB
 
     py = b.bench_python()
@@ -135,7 +136,7 @@ def main() -> None:
         results = {n: [] for n, *_ in servers}
         peaks = {n: 0 for n, *_ in servers}
         idle = {n: b.tree_rss_kb(p.pid) for n, _, p, _ in servers}
-        loads = []
+        loads, failures = [], []
         tag = 0
         for run in range(args.runs):
             for name, label, p, url in servers:
@@ -144,9 +145,14 @@ def main() -> None:
                 b.settle()
                 loads.append(b.load())
                 with b.RssSampler(p.pid) as rss:
-                    secs, code, body = curl_form(url, src, f"bench-{tag}.bin")
-                if not 200 <= code < 300 or str(size) not in body:
-                    raise RuntimeError(f"{label} answered {code}: {body[:1000]}")
+                    try:
+                        secs, code, body = curl_form(url, src, f"bench-{tag}.bin")
+                        if not 200 <= code < 300 or str(size) not in body:
+                            raise RuntimeError(f"answered {code}: {body[:1000]}")
+                    except RuntimeError as e:  # one stuck or refused upload: say so, go on
+                        failures.append(f"run {run + 1}, {label} failed: {e}")
+                        b.say(failures[-1])
+                        continue
                 results[name].append(args.size_mib / secs)
                 peaks[name] = max(peaks[name], rss.peak_kb)
                 b.say(f"run {run + 1}: {label}: {args.size_mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
@@ -194,7 +200,7 @@ def main() -> None:
                 print(f"- goal: RSS flat from {flat[0][0]} to {flat[1][0]} MiB: peak {flat[0][2] / 1024:.1f} -> {flat[1][2] / 1024:.1f} MiB ({d:+.1f})")
         else:
             print("- goals: not measured (no Chute with /api/stream)")
-        for n in notes:
+        for n in notes + failures:
             print(f"- {n}")
         print(f"- 1-minute load average before each upload: {' '.join(loads)}")
     finally:

@@ -46,7 +46,7 @@ TUS = "1.0.0"
 
 def curl_head(args: list[str]) -> tuple[int, dict[str, str], str]:
     """Runs curl, returns (status, response headers lowercased, body)."""
-    out = subprocess.run(["curl", "-sS", "-D", "-", "-o", "/dev/stderr", *args], capture_output=True, text=True)
+    out = subprocess.run(["curl", "-sS", "--max-time", "300", "-D", "-", "-o", "/dev/stderr", *args], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"curl {' '.join(args)}: {out.stderr.strip()}")
     blocks = [blk for blk in out.stdout.replace("\r", "").split("\n\n") if blk.strip()]
@@ -96,6 +96,7 @@ def main() -> None:
     ap.add_argument("--chunk-mib", type=int, default=64)
     ap.add_argument("--only", choices=["local", "garage"])
     args = ap.parse_args()
+    b.exit_on_sigterm()
     size, chunk = args.size_mib * b.MiB, args.chunk_mib * b.MiB
 
     rustus = b.ensure_rustus() if args.only != "garage" else None
@@ -156,7 +157,7 @@ def main() -> None:
         results: dict[tuple[str, str], list[float]] = {(t, n): [] for t, n, *_ in servers}
         peaks: dict[tuple[str, str], int] = {(t, n): 0 for t, n, *_ in servers}
         idle: dict[tuple[str, str], int] = {(t, n): b.tree_rss_kb(p.pid) for t, n, _, p, _ in servers}
-        loads = []
+        loads, failures = [], []
         tag = 0
         for run in range(args.runs):
             for target, name, label, p, url in servers:
@@ -165,7 +166,12 @@ def main() -> None:
                 b.settle()
                 loads.append(b.load())
                 with b.RssSampler(p.pid) as rss:
-                    secs = tus_upload(url, chunks, size)
+                    try:
+                        secs = tus_upload(url, chunks, size)
+                    except RuntimeError as e:  # one stuck or refused upload: say so, go on
+                        failures.append(f"run {run + 1}, {label} ({target}) failed: {e}")
+                        b.say(failures[-1])
+                        continue
                 results[(target, name)].append(args.size_mib / secs)
                 peaks[(target, name)] = max(peaks[(target, name)], rss.peak_kb)
                 b.say(f"run {run + 1}: {label} -> {target}: {args.size_mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
@@ -191,7 +197,7 @@ def main() -> None:
                 print(f"- goal {target}: Chute >= {want}x {peer}: {r:.2f}x, {'met' if r >= want else 'NOT met'}")
             else:
                 print(f"- goal {target}: Chute >= {want}x {peer}: not measured")
-        for n in notes:
+        for n in notes + failures:
             print(f"- {n}")
         print(f"- 1-minute load average before each upload: {' '.join(loads)}")
     finally:
