@@ -71,13 +71,14 @@ def chute_bin() -> Path | None:
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
-def http_status(method: str, url: str, headers: dict[str, str] | None = None) -> int:
+def http_status(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    """Status and (lowercased) headers of a bodiless request."""
     req = urllib.request.Request(url, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status
+            return r.status, {k.lower(): v for k, v in r.headers.items()}
     except urllib.error.HTTPError as e:
-        return e.code
+        return e.code, {k.lower(): v for k, v in e.headers.items()}
 
 
 # ---------------------------------------------------------------- peers

@@ -95,7 +95,8 @@ def start_peer(py: Path, work: Path, garage: b.Garage) -> tuple[b.Proc, str]:
 
 
 def chute_has_stream(base: str) -> bool:
-    return b.http_status("POST", f"{base}/api/stream", {"Content-Type": "multipart/form-data; boundary=x"}) not in (404, 405)
+    status, _ = b.http_status("POST", f"{base}/api/stream", {"Content-Type": "multipart/form-data; boundary=x"})
+    return status not in (404, 405)
 
 
 def main() -> None:
@@ -180,8 +181,11 @@ def main() -> None:
         print("| server | MiB/s | runs (MiB/s) | peak RSS (MiB) | idle RSS (MiB) | Chute / this |")
         print("|---|---:|---|---:|---:|---:|")
         for name, label, _, _ in servers:
+            if not results[name]:
+                print(f"| {label} | failed | | {peaks[name] / 1024:.1f} | {idle[name] / 1024:.1f} | n/a |")
+                continue
             med = b.median(results[name])
-            ratio = f"{b.median(results['chute']) / med:.2f}x" if "chute" in results else "n/a"
+            ratio = f"{b.median(results['chute']) / med:.2f}x" if results.get("chute") and results["s3chunkuploader"] else "n/a"
             print(f"| {label} | {med:.0f} | {', '.join(f'{x:.0f}' for x in results[name])} | {peaks[name] / 1024:.1f} | {idle[name] / 1024:.1f} | {ratio} |")
         if flat:
             print("\nChute, a form generated on the fly (one socket client, no file):\n")
@@ -190,7 +194,7 @@ def main() -> None:
             for mib, rate, peak, before in flat:
                 print(f"| {mib} MiB | {rate:.0f} | {before / 1024:.1f} | {peak / 1024:.1f} |")
         print()
-        if "chute" in results:
+        if results.get("chute") and results["s3chunkuploader"]:
             r = b.median(results["chute"]) / b.median(results["s3chunkuploader"])
             print(f"- goal: Chute >= 2x s3chunkuploader: {r:.2f}x, {'met' if r >= 2 else 'NOT met'}")
             worst = max([peaks["chute"]] + [pk for _, _, pk, _ in flat]) / 1024

@@ -85,8 +85,8 @@ def tus_upload(base: str, chunks: list[Path], size: int) -> float:
 
 
 def chute_has_tus(base: str) -> bool:
-    status = b.http_status("OPTIONS", f"{base}/files/", {"Tus-Resumable": TUS})
-    return status in (200, 204)
+    status, headers = b.http_status("OPTIONS", f"{base}/files/", {"Tus-Resumable": TUS})
+    return status in (200, 204) and "tus-version" in headers
 
 
 def main() -> None:
@@ -182,6 +182,9 @@ def main() -> None:
         print("|---|---|---:|---|---:|---:|---:|")
         for target, name, label, _, _ in servers:
             key = (target, name)
+            if not results[key]:
+                print(f"| {target} | {label} | failed | | {peaks[key] / 1024:.1f} | {idle[key] / 1024:.1f} | n/a |")
+                continue
             med = b.median(results[key])
             chute = results.get((target, "chute"))
             ratio = f"{b.median(chute) / med:.2f}x" if chute else "n/a"
@@ -190,9 +193,9 @@ def main() -> None:
         print()
         goals = [("local", "rustus", 1.5), ("local", "tus-node", 2.0), ("garage", "tus-node", 2.0)]
         for target, peer, want in goals:
-            if (target, peer) not in results:
+            if not results.get((target, peer)):
                 continue
-            if (target, "chute") in results:
+            if results.get((target, "chute")):
                 r = b.median(results[(target, "chute")]) / b.median(results[(target, peer)])
                 print(f"- goal {target}: Chute >= {want}x {peer}: {r:.2f}x, {'met' if r >= want else 'NOT met'}")
             else:
