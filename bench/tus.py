@@ -72,6 +72,7 @@ def tus_upload(base: str, chunks: list[Path], size: int) -> float:
     offset = 0
     for chunk in chunks:
         n = chunk.stat().st_size
+        t_patch = time.monotonic()
         status, headers, body = curl_head(["-X", "PATCH", "-T", str(chunk), "-H", f"Tus-Resumable: {TUS}",
                                            "-H", f"Upload-Offset: {offset}", "-H", "Content-Type: application/offset+octet-stream",
                                            "-H", "Expect:", url])
@@ -81,6 +82,7 @@ def tus_upload(base: str, chunks: list[Path], size: int) -> float:
     secs = time.monotonic() - t0
     if offset != size:
         raise RuntimeError(f"sent {offset} of {size} bytes")
+    b.say(f"  {url}: {secs:.1f} s, of which the last PATCH (completion) {time.monotonic() - t_patch:.1f} s")
     return secs
 
 
