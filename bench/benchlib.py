@@ -208,7 +208,15 @@ class Garage:
 
     def __init__(self, directory: Path):
         self.dir = directory
-        out = subprocess.run([str(REPO / "scripts" / "garage"), "start", str(directory)], check=True, capture_output=True, text=True)
+        for attempt in range(3):  # a start now and then loses a race for its ports: try again
+            out = subprocess.run([str(REPO / "scripts" / "garage"), "start", str(directory)], capture_output=True, text=True)
+            if out.returncode == 0:
+                break
+            say(f"scripts/garage start {directory} failed (attempt {attempt + 1}):\n{out.stderr[-2000:]}")
+            subprocess.run([str(REPO / "scripts" / "garage"), "stop", str(directory)], capture_output=True)
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            sys.exit(f"bench: scripts/garage start {directory} failed three times")
         self.env = {}
         for line in out.stdout.splitlines():
             if line.startswith("export "):

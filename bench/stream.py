@@ -178,7 +178,7 @@ def main() -> None:
 
         print(f"\nstreamed multipart form, {args.size_mib} MiB (curl -F) into Garage, median of {args.runs} runs; "
               f"peak RSS is the server's process tree, worst run.\n")
-        print("| server | MiB/s | runs (MiB/s) | peak RSS (MiB) | idle RSS (MiB) | Chute / this |")
+        print("| server | MiB/s | runs (MiB/s) | peak RSS (MiB) | RSS at start (MiB) | Chute / this |")
         print("|---|---:|---|---:|---:|---:|")
         for name, label, _, _ in servers:
             if not results[name]:

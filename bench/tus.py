@@ -113,76 +113,90 @@ def main() -> None:
         b.make_source(p, min(chunk, size - i))
         chunks.append(p)
 
-    procs: list[b.Proc] = []
-    garage = None
-    servers: list[tuple[str, str, str, b.Proc | None, str]] = []  # (target, name, label, proc, base url)
+    node = ["node", str(b.TUS_PEERS / "server.mjs")]
+
+    def start(target: str, name: str, d: Path, garage: b.Garage | None) -> tuple[b.Proc, str]:
+        """A fresh server with its data in d (removed after its upload)."""
+        d.mkdir()
+        if name == "chute":
+            return b.start_chute(binary, d, "chute", env=garage.chute_env() if garage else None)
+        port = b.free_port()
+        if name == "rustus":
+            argv = [str(rustus), "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(d), "--info-dir", str(d),
+                    "--max-body-size", str(chunk), "--log-level", "WARN"]
+            p = b.Proc("rustus", argv, d)
+        elif target == "local":
+            p = b.Proc("tus-file", [*node, "file", str(port), str(d / "files")], d, env={"NODE_ENV": "production"})
+            (d / "files").mkdir()
+        else:
+            p = b.Proc("tus-s3", [*node, "s3", str(port)], d, env=dict(garage.s3_env(), NODE_ENV="production"))
+        b.wait_port(port, p.proc, f"{name} ({target})", p.log)
+        return p, f"http://127.0.0.1:{port}"
+
+    servers: list[tuple[str, str, str]] = []  # (target, name, label)
     notes = []
+    if args.only != "garage":
+        servers += [("local", "chute", "Chute (embedded fs store)"), ("local", "rustus", f"rustus {b.RUSTUS_VERSION} (file storage)"),
+                    ("local", "tus-node", "@tus/server + @tus/file-store")]
+    if args.only != "local":
+        servers += [("garage", "chute", 'Chute (store = "s3")'), ("garage", "tus-node", "@tus/server + @tus/s3-store")]
+    if not binary:
+        notes.append("Chute not measured: no release binary (set CHUTE_BIN or build target/release/chute).")
+        servers = [s for s in servers if s[1] != "chute"]
+    else:
+        p, url = start("local", "chute", work / "probe", None)
+        if not chute_has_tus(url):
+            notes.append(f"Chute not measured: {binary} answers no tus OPTIONS at /files/.")
+            servers = [s for s in servers if s[1] != "chute"]
+        p.stop()
+        b.rm_rf(work / "probe")
+
+    garage = None
+    proc = None
     try:
-        node = ["node", str(b.TUS_PEERS / "server.mjs")]
-        if args.only != "garage":
-            if binary:
-                p, url = b.start_chute(binary, work, "chute-fs")
-                procs.append(p)
-                servers.append(("local", "chute", "Chute (embedded fs store)", p, url))
-            port = b.free_port()
-            (work / "rustus-data").mkdir()
-            p = b.Proc("rustus", [str(rustus), "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(work / "rustus-data"),
-                                  "--info-dir", str(work / "rustus-data"), "--max-body-size", str(chunk), "--log-level", "WARN"], work)
-            b.wait_port(port, p.proc, "rustus", p.log)
-            procs.append(p)
-            servers.append(("local", "rustus", f"rustus {b.RUSTUS_VERSION} (file storage)", p, f"http://127.0.0.1:{port}"))
-            port = b.free_port()
-            (work / "tus-file").mkdir()
-            p = b.Proc("tus-file", [*node, "file", str(port), str(work / "tus-file")], work, env={"NODE_ENV": "production"})
-            b.wait_port(port, p.proc, "@tus/server file", p.log)
-            procs.append(p)
-            servers.append(("local", "tus-node", "@tus/server + @tus/file-store", p, f"http://127.0.0.1:{port}"))
-        if args.only != "local":
-            garage = b.Garage(work / "garage")
-            if binary:
-                p, url = b.start_chute(binary, work, "chute-s3", env=garage.chute_env())
-                procs.append(p)
-                servers.append(("garage", "chute", 'Chute (store = "s3")', p, url))
-            port = b.free_port()
-            p = b.Proc("tus-s3", [*node, "s3", str(port)], work, env=dict(garage.s3_env(), NODE_ENV="production"))
-            b.wait_port(port, p.proc, "@tus/server s3", p.log)
-            procs.append(p)
-            servers.append(("garage", "tus-node", "@tus/server + @tus/s3-store", p, f"http://127.0.0.1:{port}"))
-
-        if not binary:
-            notes.append("Chute not measured: no release binary (set CHUTE_BIN or build target/release/chute).")
-        for target, name, label, p, url in list(servers):
-            if name == "chute" and not chute_has_tus(url):
-                notes.append(f"Chute ({target}) not measured: {binary} answers no tus OPTIONS at /files/.")
-                servers.remove((target, name, label, p, url))
-
-        results: dict[tuple[str, str], list[float]] = {(t, n): [] for t, n, *_ in servers}
-        peaks: dict[tuple[str, str], int] = {(t, n): 0 for t, n, *_ in servers}
-        idle: dict[tuple[str, str], int] = {(t, n): b.tree_rss_kb(p.pid) for t, n, _, p, _ in servers}
+        results: dict[tuple[str, str], list[float]] = {(t, n): [] for t, n, _ in servers}
+        peaks: dict[tuple[str, str], int] = {(t, n): 0 for t, n, _ in servers}
+        idle: dict[tuple[str, str], int] = {(t, n): 0 for t, n, _ in servers}
         loads, failures = [], []
         tag = 0
         for run in range(args.runs):
-            for target, name, label, p, url in servers:
+            # A fresh Garage and fresh servers every run, their data removed
+            # after each upload: the runs need no more free disk than one.
+            if any(t == "garage" for t, _, _ in servers):
+                garage = b.Garage(work / f"garage-{run}")
+            for target, name, label in servers:
                 tag += 1
                 b.salt(chunks, tag)
+                d = work / f"{name}-{target}-{run}"
+                proc, url = start(target, name, d, garage if target == "garage" else None)
                 b.settle()
                 loads.append(b.load())
-                with b.RssSampler(p.pid) as rss:
+                idle[(target, name)] = max(idle[(target, name)], b.tree_rss_kb(proc.pid))
+                with b.RssSampler(proc.pid) as rss:
                     try:
                         secs = tus_upload(url, chunks, size)
                     except RuntimeError as e:  # one stuck or refused upload: say so, go on
                         failures.append(f"run {run + 1}, {label} ({target}) failed: {e}")
                         b.say(failures[-1])
-                        continue
+                        secs = None
+                proc.stop()
+                proc = None
+                b.rm_rf(d)
+                if secs is None:
+                    continue
                 results[(target, name)].append(args.size_mib / secs)
                 peaks[(target, name)] = max(peaks[(target, name)], rss.peak_kb)
                 b.say(f"run {run + 1}: {label} -> {target}: {args.size_mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
+            if garage:
+                garage.stop()
+                b.rm_rf(garage.dir)
+                garage = None
 
         print(f"\ntus 1.0, {args.size_mib} MiB in {args.chunk_mib} MiB PATCHes (curl), median of {args.runs} runs; "
-              f"peak RSS is the server's process tree, worst run.\n")
-        print("| target | server | MiB/s | runs (MiB/s) | peak RSS (MiB) | idle RSS (MiB) | Chute / this |")
+              f"peak RSS is the server's process tree, worst run; every upload has a freshly started server.\n")
+        print("| target | server | MiB/s | runs (MiB/s) | peak RSS (MiB) | RSS at start (MiB) | Chute / this |")
         print("|---|---|---:|---|---:|---:|---:|")
-        for target, name, label, _, _ in servers:
+        for target, name, label in servers:
             key = (target, name)
             if not results[key]:
                 print(f"| {target} | {label} | failed | | {peaks[key] / 1024:.1f} | {idle[key] / 1024:.1f} | n/a |")
@@ -206,8 +220,8 @@ def main() -> None:
             print(f"- {n}")
         print(f"- 1-minute load average before each upload: {' '.join(loads)}")
     finally:
-        for p in procs:
-            p.stop()
+        if proc:
+            proc.stop()
         if garage:
             garage.stop()
         b.rm_rf(work)
