@@ -115,37 +115,49 @@ def main() -> None:
     src = work / "src.bin"
     b.make_source(src, size)
 
-    procs: list[b.Proc] = []
-    garage = None
-    notes = []
-    try:
-        garage = b.Garage(work / "garage")
-        servers: list[tuple[str, str, b.Proc, str]] = []
-        if binary:
-            p, base = b.start_chute(binary, work, "chute-s3", env=garage.chute_env())
-            procs.append(p)
-            if chute_has_stream(base):
-                servers.append(("chute", 'Chute POST /api/stream (store = "s3")', p, f"{base}/api/stream"))
-            else:
-                notes.append(f"Chute not measured: {binary} has no POST /api/stream.")
-        else:
-            notes.append("Chute not measured: no release binary (set CHUTE_BIN or build target/release/chute).")
-        p, url = start_peer(py, work, garage)
-        procs.append(p)
-        servers.append(("s3chunkuploader", "s3chunkuploader 0.15 (Django 3.1, gunicorn)", p, url))
+    def start(name: str, d: Path, garage: b.Garage) -> tuple[b.Proc, str]:
+        """A fresh server with its logs in d."""
+        d.mkdir()
+        if name == "chute":
+            p, base = b.start_chute(binary, d, "chute", env=garage.chute_env())
+            return p, f"{base}/api/stream"
+        return start_peer(py, d, garage)
 
-        results = {n: [] for n, *_ in servers}
-        peaks = {n: 0 for n, *_ in servers}
-        idle = {n: b.tree_rss_kb(p.pid) for n, _, p, _ in servers}
+    garage = None
+    proc = None
+    notes = []
+    servers = [("chute", 'Chute POST /api/stream (store = "s3")'), ("s3chunkuploader", "s3chunkuploader 0.15 (Django 3.1, gunicorn)")]
+    try:
+        if not binary:
+            notes.append("Chute not measured: no release binary (set CHUTE_BIN or build target/release/chute).")
+            servers = servers[1:]
+        else:
+            proc, base = b.start_chute(binary, work, "probe")
+            if not chute_has_stream(base):
+                notes.append(f"Chute not measured: {binary} has no POST /api/stream.")
+                servers = servers[1:]
+            proc.stop()
+            proc = None
+
+        results = {n: [] for n, _ in servers}
+        peaks = {n: 0 for n, _ in servers}
+        idle = {n: 0 for n, _ in servers}
         loads, failures = [], []
         tag = 0
         for run in range(args.runs):
-            for name, label, p, url in servers:
+            # A fresh Garage every run and a fresh server every upload; the
+            # run's data goes with its Garage, so disk use stays at one run's.
+            garage = b.Garage(work / f"garage-{run}")
+            for name, label in servers:
                 tag += 1
                 b.salt([src], tag)
+                d = work / f"{name}-{run}"
+                proc, url = start(name, d, garage)
                 b.settle()
                 loads.append(b.load())
-                with b.RssSampler(p.pid) as rss:
+                idle[name] = max(idle[name], b.tree_rss_kb(proc.pid))
+                secs = None
+                with b.RssSampler(proc.pid) as rss:
                     try:
                         secs, code, body = curl_form(url, src, f"bench-{tag}.bin")
                         if not 200 <= code < 300 or str(size) not in body:
@@ -153,34 +165,50 @@ def main() -> None:
                     except RuntimeError as e:  # one stuck or refused upload: say so, go on
                         failures.append(f"run {run + 1}, {label} failed: {e}")
                         b.say(failures[-1])
-                        continue
+                        secs = None
+                proc.stop()
+                proc = None
+                b.rm_rf(d)
+                if secs is None:
+                    continue
                 results[name].append(args.size_mib / secs)
                 peaks[name] = max(peaks[name], rss.peak_kb)
                 b.say(f"run {run + 1}: {label}: {args.size_mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
+            garage.stop()
+            b.rm_rf(garage.dir)
+            garage = None
 
         flat = []
-        chute = next((s for s in servers if s[0] == "chute"), None)
-        if chute and args.big_mib:
-            _, _, p, url = chute
-            free = os.statvfs(work).f_bavail * os.statvfs(work).f_frsize
-            if free < (args.big_mib + 2048) * b.MiB:
-                notes.append(f"generated {args.big_mib} MiB form skipped: {free // b.GiB} GiB free where Garage stores it")
-            else:
-                for mib in (args.size_mib, args.big_mib):
+        if results.get("chute") and args.big_mib:
+            for mib in (args.size_mib, args.big_mib):
+                garage = b.Garage(work / f"garage-gen-{mib}")
+                st = os.statvfs(work)
+                free = st.f_bavail * st.f_frsize
+                if free < (mib + 2048) * b.MiB:
+                    notes.append(f"generated {mib} MiB form skipped: {free // b.GiB} GiB free where Garage stores it")
+                else:
                     tag += 1
+                    d = work / f"chute-gen-{mib}"
+                    proc, url = start("chute", d, garage)
                     b.settle()
-                    with b.RssSampler(p.pid) as rss:
+                    with b.RssSampler(proc.pid) as rss:
                         secs, code, body = generated_form(url, mib * b.MiB, tag)
+                    proc.stop()
+                    proc = None
                     if not 200 <= code < 300 or str(mib * b.MiB) not in body:
-                        raise RuntimeError(f"Chute answered {code} to the generated {mib} MiB form: {body[:1000]}")
-                    flat.append((mib, mib / secs, rss.peak_kb, rss.before_kb))
-                    b.say(f"generated {mib} MiB form: {mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
+                        notes.append(f"Chute answered {code} to the generated {mib} MiB form: {body[:500]}")
+                    else:
+                        flat.append((mib, mib / secs, rss.peak_kb, rss.before_kb))
+                        b.say(f"generated {mib} MiB form: {mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
+                garage.stop()
+                b.rm_rf(garage.dir)
+                garage = None
 
         print(f"\nstreamed multipart form, {args.size_mib} MiB (curl -F) into Garage, median of {args.runs} runs; "
-              f"peak RSS is the server's process tree, worst run.\n")
+              f"peak RSS is the server's process tree, worst run; every upload has a freshly started server.\n")
         print("| server | MiB/s | runs (MiB/s) | peak RSS (MiB) | RSS at start (MiB) | Chute / this |")
         print("|---|---:|---|---:|---:|---:|")
-        for name, label, _, _ in servers:
+        for name, label in servers:
             if not results[name]:
                 print(f"| {label} | failed | | {peaks[name] / 1024:.1f} | {idle[name] / 1024:.1f} | n/a |")
                 continue
@@ -188,7 +216,7 @@ def main() -> None:
             ratio = f"{b.median(results['chute']) / med:.2f}x" if results.get("chute") and results["s3chunkuploader"] else "n/a"
             print(f"| {label} | {med:.0f} | {', '.join(f'{x:.0f}' for x in results[name])} | {peaks[name] / 1024:.1f} | {idle[name] / 1024:.1f} | {ratio} |")
         if flat:
-            print("\nChute, a form generated on the fly (one socket client, no file):\n")
+            print("\nChute alone, a form generated on the fly (one socket client, no file), a fresh server each:\n")
             print("| form size | MiB/s | RSS before (MiB) | peak RSS (MiB) |")
             print("|---:|---:|---:|---:|")
             for mib, rate, peak, before in flat:
@@ -208,8 +236,8 @@ def main() -> None:
             print(f"- {n}")
         print(f"- 1-minute load average before each upload: {' '.join(loads)}")
     finally:
-        for p in procs:
-            p.stop()
+        if proc:
+            proc.stop()
         if garage:
             garage.stop()
         b.rm_rf(work)
