@@ -180,12 +180,17 @@ def main() -> None:
 
         flat = []
         if results.get("chute") and args.big_mib:
-            for mib in (args.size_mib, args.big_mib):
+            st = os.statvfs(work)
+            free_mib = st.f_bavail * st.f_frsize // b.MiB - 2048  # what Garage may fill, 2 GiB spare
+            big = args.big_mib
+            while big > free_mib and big >= 4 * args.size_mib:
+                big //= 2
+            if big != args.big_mib:
+                notes.append(f"the big generated form is {big} MiB, not {args.big_mib}: {free_mib + 2048} MiB free where Garage stores it")
+            for mib in (args.size_mib, big):
                 garage = b.Garage(work / f"garage-gen-{mib}")
-                st = os.statvfs(work)
-                free = st.f_bavail * st.f_frsize
-                if free < (mib + 2048) * b.MiB:
-                    notes.append(f"generated {mib} MiB form skipped: {free // b.GiB} GiB free where Garage stores it")
+                if mib > free_mib:
+                    notes.append(f"generated {mib} MiB form skipped: {free_mib + 2048} MiB free where Garage stores it")
                 else:
                     tag += 1
                     d = work / f"chute-gen-{mib}"
