@@ -253,6 +253,25 @@ def start_chute(binary: Path, work: Path, name: str, env: dict[str, str] | None 
     return p, f"http://127.0.0.1:{app}"
 
 
+DIRECT_PUT = r"""
+import sys, time, boto3
+from boto3.s3.transfer import TransferConfig
+endpoint, region, bucket, access, secret, src, key = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=access, aws_secret_access_key=secret)
+t0 = time.monotonic()
+s3.upload_file(src, bucket, key, Config=TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=10))
+print(time.monotonic() - t0)
+"""
+
+
+def garage_direct(py: Path, garage: "Garage", src: Path, key: str) -> float:
+    """Seconds for boto3's upload_file of src straight to Garage (8 MiB parts,
+    10 threads): what Garage itself takes on this machine, no server between."""
+    out = subprocess.run([str(py), "-c", DIRECT_PUT, garage.endpoint, garage.region, garage.bucket, garage.access_key,
+                          garage.secret_key, str(src), key], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
 # ---------------------------------------------------------------- source data
 
 

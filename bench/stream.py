@@ -142,7 +142,7 @@ def main() -> None:
         results = {n: [] for n, _ in servers}
         peaks = {n: 0 for n, _ in servers}
         idle = {n: 0 for n, _ in servers}
-        loads, failures = [], []
+        loads, failures, direct = [], [], []
         tag = 0
         for run in range(args.runs):
             # A fresh Garage every run and a fresh server every upload; the
@@ -174,6 +174,13 @@ def main() -> None:
                 results[name].append(args.size_mib / secs)
                 peaks[name] = max(peaks[name], rss.peak_kb)
                 b.say(f"run {run + 1}: {label}: {args.size_mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
+            # The ceiling: the same bytes straight into this run's Garage.
+            tag += 1
+            b.salt([src], tag)
+            b.settle()
+            secs = b.garage_direct(py, garage, src, f"direct-{tag}.bin")
+            direct.append(args.size_mib / secs)
+            b.say(f"run {run + 1}: boto3 straight to Garage: {args.size_mib / secs:.0f} MiB/s")
             garage.stop()
             b.rm_rf(garage.dir)
             garage = None
@@ -220,6 +227,8 @@ def main() -> None:
             med = b.median(results[name])
             ratio = f"{b.median(results['chute']) / med:.2f}x" if results.get("chute") and results["s3chunkuploader"] else "n/a"
             print(f"| {label} | {med:.0f} | {', '.join(f'{x:.0f}' for x in results[name])} | {peaks[name] / 1024:.1f} | {idle[name] / 1024:.1f} | {ratio} |")
+        print(f"| reference: boto3 upload_file straight to Garage (8 MiB parts, 10 threads), no server | {b.median(direct):.0f} | "
+              f"{', '.join(f'{x:.0f}' for x in direct)} | - | - | - |")
         if flat:
             print("\nChute alone, a form generated on the fly (one socket client, no file), a fresh server each:\n")
             print("| form size | MiB/s | RSS before (MiB) | peak RSS (MiB) |")

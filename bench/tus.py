@@ -103,6 +103,7 @@ def main() -> None:
 
     rustus = b.ensure_rustus() if args.only != "garage" else None
     b.ensure_tus_peers()
+    py = b.bench_python() if args.only != "local" else None  # boto3, for the Garage reference row
     binary = b.chute_bin()
 
     base_dir = Path(os.environ.get("BENCH_DIR", tempfile.gettempdir()))
@@ -157,7 +158,7 @@ def main() -> None:
         results: dict[tuple[str, str], list[float]] = {(t, n): [] for t, n, _ in servers}
         peaks: dict[tuple[str, str], int] = {(t, n): 0 for t, n, _ in servers}
         idle: dict[tuple[str, str], int] = {(t, n): 0 for t, n, _ in servers}
-        loads, failures = [], []
+        loads, failures, direct = [], [], []
         tag = 0
         for run in range(args.runs):
             # A fresh Garage and fresh servers every run, their data removed
@@ -188,6 +189,19 @@ def main() -> None:
                 peaks[(target, name)] = max(peaks[(target, name)], rss.peak_kb)
                 b.say(f"run {run + 1}: {label} -> {target}: {args.size_mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
             if garage:
+                # The ceiling: the same bytes straight into this run's Garage.
+                if py:
+                    tag += 1
+                    b.salt(chunks, tag)
+                    b.settle()
+                    whole = work / "whole.bin"
+                    with open(whole, "wb") as f:
+                        for c in chunks:
+                            f.write(c.read_bytes())
+                    secs = b.garage_direct(py, garage, whole, f"direct-{tag}.bin")
+                    whole.unlink()
+                    direct.append(args.size_mib / secs)
+                    b.say(f"run {run + 1}: boto3 straight to Garage: {args.size_mib / secs:.0f} MiB/s")
                 garage.stop()
                 b.rm_rf(garage.dir)
                 garage = None
@@ -206,6 +220,9 @@ def main() -> None:
             ratio = f"{b.median(chute) / med:.2f}x" if chute else "n/a"
             print(f"| {target} | {label} | {med:.0f} | {', '.join(f'{x:.0f}' for x in results[key])} | "
                   f"{peaks[key] / 1024:.1f} | {idle[key] / 1024:.1f} | {ratio} |")
+        if direct:
+            print(f"| garage | reference: boto3 upload_file straight to Garage (8 MiB parts, 10 threads), no server | "
+                  f"{b.median(direct):.0f} | {', '.join(f'{x:.0f}' for x in direct)} | - | - | - |")
         print()
         goals = [("local", "rustus", 1.5), ("local", "tus-node", 2.0), ("garage", "tus-node", 2.0)]
         for target, peer, want in goals:
