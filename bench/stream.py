@@ -13,8 +13,10 @@ before every upload so Garage cannot skip a block it already holds) with
 
     curl -sS -H 'Expect:' -F 'file=@src.bin;filename=bench-N.bin;type=application/octet-stream' URL
 
-to each server in turn; the table has the median MiB/s and the peak RSS of
-each server's process tree (VmRSS sampled every 20 ms). Then Chute alone
+to each server in turn (a freshly started server per upload, a fresh Garage
+per run, then boto3 straight into that Garage as the reference row); the
+table has the median MiB/s and the peak RSS of each server's process tree
+(VmRSS sampled every 20 ms). Then Chute alone
 takes a 1 GiB and an 8 GiB form generated on the fly (a socket client
 writing the multipart body from memory, so no 8 GiB file is needed), to
 show its memory does not grow with the body.

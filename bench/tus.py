@@ -16,9 +16,12 @@ Local store:  Chute (embedded fs store)   vs rustus 0.5.10 (file storage,
               --max-body-size = chunk size) vs @tus/server 2.4.5 + @tus/file-store
 Garage:       Chute (store = "s3")         vs @tus/server + @tus/s3-store
 
-The servers run side by side; each run uploads once to each, in turn; the
-table has the median MiB/s of the runs and the peak RSS of each server's
-process tree (VmRSS sampled every 20 ms) across its uploads.
+Each run uploads once to each server, in turn, every upload to a freshly
+started server whose data is removed afterwards, every run with a fresh
+Garage; then boto3 sends the same bytes straight into that Garage (the
+reference row: what Garage itself allows here). The table has the median
+MiB/s of the runs and the peak RSS of each server's process tree (VmRSS
+sampled every 20 ms) across its uploads.
 
 Chute is CHUTE_BIN (default target/release/chute); if it is missing or has
 no tus endpoint, the peers still run and the Chute rows say so.
