@@ -1,0 +1,319 @@
+"""Shared pieces of bench/tus.py and bench/stream.py: the servers under test
+(Chute, rustus, @tus/server, s3chunkuploader, Garage), installing the peers by
+name on a fresh machine, memory sampling and the source files.
+
+Standard library only; the peers live under ~/.cache/chute (rustus, the bench
+venv) and bench/tus-peers/node_modules.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chute"
+MiB = 1 << 20
+GiB = 1 << 30
+
+RUSTUS_VERSION = "0.5.10"
+RUSTUS_ROOT = CACHE / f"rustus-{RUSTUS_VERSION}"
+RUSTUS_BIN = RUSTUS_ROOT / "bin" / "rustus"
+TUS_PEERS = REPO / "bench" / "tus-peers"
+STREAM_PEER = REPO / "bench" / "stream-peer"
+BENCH_VENV = CACHE / "bench-venv"
+
+
+def exit_on_sigterm() -> None:
+    """SIGTERM raises SystemExit, so the scripts' cleanup (stopping the
+    servers they started in their own sessions) still runs."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+def say(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"bench: {what} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"bench: {what} did not listen on {port} within {timeout}s")
+
+
+# ---------------------------------------------------------------- chute binary
+
+
+def chute_bin() -> Path | None:
+    """The release build to measure: CHUTE_BIN, else this tree's target/release."""
+    path = Path(os.environ.get("CHUTE_BIN", REPO / "target" / "release" / "chute"))
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def http_status(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    """Status and (lowercased) headers of a bodiless request."""
+    req = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}
+
+
+# ---------------------------------------------------------------- peers
+
+
+def ensure_rustus() -> Path:
+    if not RUSTUS_BIN.exists():
+        say(f"installing rustus {RUSTUS_VERSION} into {RUSTUS_ROOT} (once; takes a while)")
+        subprocess.run(
+            ["cargo", "install", "rustus", "--version", RUSTUS_VERSION, "--locked", "--root", str(RUSTUS_ROOT)],
+            check=True,
+        )
+    return RUSTUS_BIN
+
+
+def ensure_tus_peers() -> None:
+    if not (TUS_PEERS / "node_modules" / "@tus" / "server").exists():
+        say("installing @tus/server, @tus/file-store, @tus/s3-store (npm ci)")
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=TUS_PEERS, check=True)
+
+
+def bench_python() -> Path:
+    """The bench venv's python with bench/stream-peer/requirements.txt installed."""
+    py = BENCH_VENV / "bin" / "python"
+    stamp = BENCH_VENV / ".requirements"
+    want = (STREAM_PEER / "requirements.txt").read_text()
+    if not py.exists() or not stamp.exists() or stamp.read_text() != want:
+        say(f"installing the s3chunkuploader peer into {BENCH_VENV}")
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(STREAM_PEER / "requirements.txt")], check=True)
+        stamp.write_text(want)
+    return py
+
+
+# ---------------------------------------------------------------- memory
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and its descendants (gunicorn's workers, for one)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def tree_rss_kb(pid: int) -> int:
+    return sum(_status_kb(p, "VmRSS") for p in _tree(pid))
+
+
+def tree_hwm_kb(pid: int) -> int:
+    return sum(_status_kb(p, "VmHWM") for p in _tree(pid))
+
+
+class RssSampler:
+    """Peak of the summed VmRSS of a process tree, sampled every 20 ms."""
+
+    def __init__(self, pid: int):
+        self.pid, self.peak_kb, self._stop = pid, 0, threading.Event()
+        self.before_kb = tree_rss_kb(pid)
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_kb = max(self.peak_kb, tree_rss_kb(self.pid))
+            time.sleep(0.02)
+
+    def __enter__(self) -> "RssSampler":
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak_kb = max(self.peak_kb, tree_rss_kb(self.pid))
+        self.hwm_kb = tree_hwm_kb(self.pid)
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Proc:
+    """A server process with its log in the work dir, stopped with SIGTERM."""
+
+    def __init__(self, name: str, argv: list[str], work: Path, env: dict[str, str] | None = None, cwd: Path | None = None):
+        self.name = name
+        self.log = work / f"{name}.log"
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd or work, env=dict(os.environ, **(env or {})), stdin=subprocess.DEVNULL,
+            stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+            except ProcessLookupError:
+                pass
+
+
+class Garage:
+    """A single-node Garage from scripts/garage, its env as a dict."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+        for attempt in range(3):  # a start now and then loses a race for its ports: try again
+            out = subprocess.run([str(REPO / "scripts" / "garage"), "start", str(directory)], capture_output=True, text=True)
+            if out.returncode == 0:
+                break
+            say(f"scripts/garage start {directory} failed (attempt {attempt + 1}):\n{out.stderr[-2000:]}")
+            subprocess.run([str(REPO / "scripts" / "garage"), "stop", str(directory)], capture_output=True)
+            shutil.rmtree(directory, ignore_errors=True)
+        else:
+            sys.exit(f"bench: scripts/garage start {directory} failed three times")
+        self.env = {}
+        for line in out.stdout.splitlines():
+            if line.startswith("export "):
+                k, v = line[len("export "):].split("=", 1)
+                self.env[k] = v
+        self.endpoint = self.env["CHUTE_TEST_S3_ENDPOINT"]
+        self.region = self.env["CHUTE_TEST_S3_REGION"]
+        self.bucket = self.env["CHUTE_TEST_S3_BUCKET"]
+        self.access_key = self.env["CHUTE_TEST_S3_ACCESS_KEY"]
+        self.secret_key = self.env["CHUTE_TEST_S3_SECRET_KEY"]
+
+    def s3_env(self) -> dict[str, str]:
+        """S3_* variables for the peers (bench/tus-peers, bench/stream-peer)."""
+        return {"S3_ENDPOINT": self.endpoint, "S3_REGION": self.region, "S3_BUCKET": self.bucket,
+                "S3_ACCESS_KEY": self.access_key, "S3_SECRET_KEY": self.secret_key}
+
+    def chute_env(self) -> dict[str, str]:
+        return {"CHUTE_STORE": "s3", "CHUTE_S3_ENDPOINT": self.endpoint, "CHUTE_S3_PATH_STYLE": "true",
+                "CHUTE_REGION": self.region, "CHUTE_BUCKET": self.bucket,
+                "CHUTE_S3_ACCESS_KEY": self.access_key, "CHUTE_S3_SECRET_KEY": self.secret_key}
+
+    def stop(self) -> None:
+        subprocess.run([str(REPO / "scripts" / "garage"), "stop", str(self.dir)], capture_output=True)
+
+
+def start_chute(binary: Path, work: Path, name: str, env: dict[str, str] | None = None) -> tuple[Proc, str]:
+    """`chute serve` (development mode, open grant) on free ports; its app URL."""
+    app, s3 = free_port(), free_port()
+    data = work / f"{name}-data"
+    p = Proc(name, [str(binary), "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{app}", "--s3-listen", f"127.0.0.1:{s3}"],
+             work, env=dict({"CHUTE_S3_ACCESS_KEY": "benchaccess", "CHUTE_S3_SECRET_KEY": "bench-secret-0123456789abcdef0123",
+                             "CHUTE_LOG": "warn", "RUST_LOG": "warn"}, **(env or {})))
+    wait_port(app, p.proc, name, p.log)
+    return p, f"http://127.0.0.1:{app}"
+
+
+DIRECT_PUT = r"""
+import sys, time, boto3
+from boto3.s3.transfer import TransferConfig
+endpoint, region, bucket, access, secret, src, key = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region, aws_access_key_id=access, aws_secret_access_key=secret)
+t0 = time.monotonic()
+s3.upload_file(src, bucket, key, Config=TransferConfig(multipart_threshold=8 << 20, multipart_chunksize=8 << 20, max_concurrency=10))
+print(time.monotonic() - t0)
+"""
+
+
+def garage_direct(py: Path, garage: "Garage", src: Path, key: str) -> float:
+    """Seconds for boto3's upload_file of src straight to Garage (8 MiB parts,
+    10 threads): what Garage itself takes on this machine, no server between."""
+    out = subprocess.run([str(py), "-c", DIRECT_PUT, garage.endpoint, garage.region, garage.bucket, garage.access_key,
+                          garage.secret_key, str(src), key], check=True, capture_output=True, text=True)
+    return float(out.stdout.strip())
+
+
+# ---------------------------------------------------------------- source data
+
+
+def make_source(path: Path, size: int) -> None:
+    """Incompressible data written once; salt() makes each upload unique."""
+    block = os.urandom(MiB)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(left, MiB)
+            f.write(block[:n])
+            left -= n
+
+
+def salt(paths: list[Path], tag: int) -> None:
+    """Overwrite 16 bytes at every MiB of the files with (tag, index), so no two
+    uploads share a block: Garage stores blocks by content hash and would skip
+    writing a block it already holds."""
+    index = 0
+    for path in paths:
+        size = path.stat().st_size
+        with open(path, "r+b") as f:
+            for off in range(0, size, MiB):
+                f.seek(off)
+                f.write(tag.to_bytes(8, "little") + index.to_bytes(8, "little"))
+                index += 1
+
+
+def settle() -> None:
+    """Write back dirty pages between uploads so one upload's writeback does
+    not land in the next one's time."""
+    subprocess.run(["sync"], check=False)
+    time.sleep(1)
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def load() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def rm_rf(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
