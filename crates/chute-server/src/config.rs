@@ -168,10 +168,13 @@ pub struct RawConfig {
     /// so 10,000 parts suffice.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tus_part_size: Option<u64>,
+    /// Parts of one tus PATCH uploading at once (default 4, 1 to 16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tus_parts_in_flight: Option<usize>,
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 44] = [
+const ENV_KEYS: [&str; 45] = [
     "store",
     "s3_endpoint",
     "s3_path_style",
@@ -216,6 +219,7 @@ const ENV_KEYS: [&str; 44] = [
     "stream_max_files",
     "stream_memory_mib",
     "tus_part_size",
+    "tus_parts_in_flight",
 ];
 
 impl RawConfig {
@@ -330,6 +334,8 @@ pub struct Config {
     pub stream: crate::stream::StreamSettings,
     /// The smallest part of a tus upload.
     pub tus_part_size: u64,
+    /// Parts of one tus PATCH uploading at once.
+    pub tus_parts_in_flight: usize,
 }
 
 /// A setting that failed validation.
@@ -439,12 +445,18 @@ impl TryFrom<RawConfig> for Config {
             ));
         }
         let tus_part_size = raw.tus_part_size.unwrap_or(chute_tus::DEFAULT_PART_SIZE);
-        // A PATCH holds about three parts in memory: 256 MiB at most.
+        // A PATCH holds its parts in flight plus about two: 256 MiB at most.
         if !(chute_store::MIN_PART_SIZE..=chute_tus::MAX_BASE).contains(&tus_part_size) {
             return Err(ConfigError::new(
                 "tus_part_size",
                 "must be 5 MiB (5242880) to 256 MiB (268435456) bytes",
             ));
+        }
+        let tus_parts_in_flight = raw
+            .tus_parts_in_flight
+            .unwrap_or(crate::tus::DEFAULT_PARTS_IN_FLIGHT);
+        if !(1..=16).contains(&tus_parts_in_flight) {
+            return Err(ConfigError::new("tus_parts_in_flight", "must be 1 to 16"));
         }
         let max_connections = raw.max_connections.unwrap_or(1024);
         if !(1..=65536).contains(&max_connections) {
@@ -555,6 +567,7 @@ impl TryFrom<RawConfig> for Config {
             max_connections,
             stream,
             tus_part_size,
+            tus_parts_in_flight,
         })
     }
 }
@@ -1000,6 +1013,30 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.tus_part_size, 256 * 1024 * 1024);
+    }
+
+    #[test]
+    fn tus_parts_in_flight_is_bounded() {
+        assert_eq!(
+            Config::try_from(RawConfig::default())
+                .unwrap()
+                .tus_parts_in_flight,
+            4
+        );
+        for n in [0, 17] {
+            let err = Config::try_from(RawConfig {
+                tus_parts_in_flight: Some(n),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(err.setting, "tus_parts_in_flight", "{err}");
+        }
+        let c = Config::try_from(RawConfig {
+            tus_parts_in_flight: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.tus_parts_in_flight, 1);
     }
 
     #[test]

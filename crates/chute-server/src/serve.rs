@@ -247,6 +247,7 @@ impl Server {
         let lifecycle = new_lifecycle(&config, &store, &creds, token_keys, &s3_url, hooks).await?;
         let tus = crate::tus::TusSettings {
             part_size: config.tus_part_size,
+            parts_in_flight: config.tus_parts_in_flight,
             body_idle_timeout: config.body_idle_timeout,
             ..crate::tus::TusSettings::default()
         };

@@ -19,7 +19,7 @@ pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
 pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
 /// The largest `base` a server may configure (256 MiB): a PATCH holds
-/// about three parts in memory.
+/// its parts in flight plus about two more in memory.
 pub const MAX_BASE: u64 = 256 * 1024 * 1024;
 
 /// Parts per step of the growing plan.

@@ -1,10 +1,12 @@
 //! Appending a PATCH body to an upload: the committed tail plus the new
-//! bytes are cut into parts of the planned size; each full part is
-//! uploaded while the next one is read from the socket (at most one part
-//! in flight, so memory stays near two parts), and the rest becomes the
-//! new tail.
+//! bytes are cut into parts of the planned size; full parts are uploaded
+//! while the next ones are read from the socket (at most
+//! [`Append::parts_in_flight`] at once, so memory stays near that many
+//! parts plus one; the socket is not read while they are all busy), and
+//! the rest becomes the new tail.
 //!
-//! Without a checksum every stored part is committed at once, and a body
+//! Without a checksum every stored part is committed in order as soon as
+//! it and the parts before it are stored, and a body
 //! that breaks off (disconnect, idle timeout) keeps what arrived, as the
 //! tus core protocol asks. With a checksum nothing is committed until the
 //! whole body has arrived and its digest matches; otherwise the upload
@@ -15,6 +17,7 @@ use crate::state::{Progress, TusStore, UploadInfo, once};
 use bytes::{Bytes, BytesMut};
 use chute_store::{PartOptions, StoreError};
 use futures::{Stream, StreamExt as _};
+use std::collections::VecDeque;
 use tokio::task::JoinHandle;
 
 /// Why a PATCH body was not (wholly) taken.
@@ -47,6 +50,8 @@ pub struct Append {
     pub limit: u64,
     /// `Upload-Checksum` of the body, if given.
     pub checksum: Option<UploadChecksum>,
+    /// Parts uploading at once (at least 1; 0 counts as 1).
+    pub parts_in_flight: usize,
 }
 
 type InFlight = JoinHandle<Result<(), StoreError>>;
@@ -73,7 +78,9 @@ impl TusStore {
         // filling it never reallocates (a doubling BytesMut would).
         let mut buf = part_buffer(info.plan.part_len(parts + 1), &progress.tail);
         let mut hasher = opts.checksum.as_ref().map(|c| BodyHasher::new(c.algorithm));
-        let mut in_flight: Option<(u32, InFlight)> = None;
+        let commit = opts.checksum.is_none();
+        let most = opts.parts_in_flight.max(1);
+        let mut in_flight: VecDeque<(u32, InFlight)> = VecDeque::with_capacity(most);
         let mut failure = None;
         while let Some(item) = body.next().await {
             let chunk = match item {
@@ -98,18 +105,32 @@ impl TusStore {
                 let part =
                     std::mem::replace(&mut buf, part_buffer(info.plan.part_len(parts + 2), &rest)).freeze();
                 parts += 1;
-                // One part in flight: wait for the previous (stored and,
-                // without a checksum, committed) before sending the next,
-                // so commits happen in order while the socket is read.
-                self.settle(&mut in_flight).await?;
-                in_flight = Some((parts, self.spawn_part(info, parts, part, hasher.is_none())));
+                // At most `most` parts in flight: past that, wait for the
+                // oldest (and commit it, in order) before reading on.
+                if in_flight.len() >= most {
+                    self.settle_oldest(info, &mut in_flight, commit).await?;
+                }
+                in_flight.push_back((parts, self.spawn_part(info, parts, part)));
             }
         }
-        let settled = self.settle(&mut in_flight).await;
+        let mut settled = Ok(());
+        while !in_flight.is_empty() {
+            settled = self.settle_oldest(info, &mut in_flight, commit).await;
+            if settled.is_err() {
+                // The parts after a failed one can never be committed by
+                // this PATCH: stop them, so none lands after the next
+                // PATCH has stored that part again.
+                for (_, task) in in_flight.drain(..) {
+                    task.abort();
+                }
+                break;
+            }
+        }
         if let Some(failure) = failure {
             // Without a checksum, keep what arrived: every part through
-            // `parts` is stored, the rest becomes the tail. When the last
-            // part failed, the store still says `committed` (consistent).
+            // `parts` is stored, the rest becomes the tail. When a part
+            // failed, the store still says the last part committed before
+            // it (consistent; the later ones were stopped).
             if hasher.is_none() && settled.is_ok() {
                 self.commit(info, parts, buf.freeze()).await?;
             }
@@ -132,9 +153,8 @@ impl TusStore {
         })
     }
 
-    /// Stores part `number` on a task; with `commit`, then records it as
-    /// the commit point (with an empty tail: the bytes before it are in it).
-    fn spawn_part(&self, info: &UploadInfo, number: u32, part: Bytes, commit: bool) -> InFlight {
+    /// Stores part `number` on a task.
+    fn spawn_part(&self, info: &UploadInfo, number: u32, part: Bytes) -> InFlight {
         let tus = self.clone();
         let info = info.clone();
         tokio::spawn(async move {
@@ -151,23 +171,31 @@ impl TusStore {
                     },
                 )
                 .await?;
-            if commit {
-                tus.commit(&info, number, Bytes::new()).await?;
-            }
             Ok(())
         })
     }
 
-    /// Waits for the part in flight; its number once stored.
-    async fn settle(&self, in_flight: &mut Option<(u32, InFlight)>) -> Result<Option<u32>, StoreError> {
-        let Some((number, task)) = in_flight.take() else {
-            return Ok(None);
+    /// Waits for the oldest part in flight and, with `commit`, records it
+    /// as the commit point (with an empty tail: the bytes before it are in
+    /// it). Parts finish in any order but commit in order.
+    async fn settle_oldest(
+        &self,
+        info: &UploadInfo,
+        in_flight: &mut VecDeque<(u32, InFlight)>,
+        commit: bool,
+    ) -> Result<(), StoreError> {
+        let Some((number, task)) = in_flight.pop_front() else {
+            return Ok(());
         };
         match task.await {
-            Ok(Ok(())) => Ok(Some(number)),
-            Ok(Err(e)) => Err(e),
-            Err(join) => Err(StoreError::Io(std::io::Error::other(join.to_string()))),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(join) => return Err(StoreError::Io(std::io::Error::other(join.to_string()))),
         }
+        if commit {
+            self.commit(info, number, Bytes::new()).await?;
+        }
+        Ok(())
     }
 }
 

@@ -326,6 +326,7 @@ async fn concatenate(
             chute_tus::Append {
                 limit: total,
                 checksum: None,
+                parts_in_flight: tus.settings.parts_in_flight,
             },
         )
         .await;

@@ -46,6 +46,9 @@ pub const RECEIPT_HEADER: &str = "chute-receipt";
 pub struct TusSettings {
     /// The smallest multipart part (raised for large uploads).
     pub part_size: u64,
+    /// Parts of one PATCH uploading at once (memory: about this many
+    /// parts plus one per PATCH).
+    pub parts_in_flight: usize,
     /// How long a request body may send nothing before it is cut off.
     pub body_idle_timeout: Duration,
     /// How long a PATCH waits for another one on the same upload before
@@ -57,11 +60,15 @@ impl Default for TusSettings {
     fn default() -> Self {
         Self {
             part_size: chute_tus::DEFAULT_PART_SIZE,
+            parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
             body_idle_timeout: Duration::from_secs(60),
             lock_wait: Duration::from_secs(10),
         }
     }
 }
+
+/// Parts of one PATCH uploading at once unless configured.
+pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
 
 /// What the tus handlers share besides [`AppState`].
 #[derive(Debug, Clone)]

@@ -272,7 +272,16 @@ where
         .transpose()?;
     match tus
         .store
-        .append(info, progress, body, Append { limit, checksum })
+        .append(
+            info,
+            progress,
+            body,
+            Append {
+                limit,
+                checksum,
+                parts_in_flight: tus.settings.parts_in_flight,
+            },
+        )
         .await
     {
         Ok(p) => Ok(p),

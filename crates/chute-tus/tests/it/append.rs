@@ -42,9 +42,12 @@ async fn read(store: &Arc<dyn MultipartStore>, info: &UploadInfo) -> Vec<u8> {
 }
 
 fn limit(len: usize) -> Append {
+    // Three parts in flight, so the tests see parts finish out of order
+    // and commit in order.
     Append {
         limit: len as u64,
         checksum: None,
+        parts_in_flight: 3,
     }
 }
 
@@ -111,6 +114,7 @@ async fn a_checksum_mismatch_keeps_nothing() {
             algorithm: TusChecksumAlgorithm::Sha256,
             digest: Sha256::digest(b"something else").to_vec(),
         }),
+        parts_in_flight: 3,
     };
     let err = tus
         .append(&info, Progress::default(), body(&bytes, MIB), wrong)
@@ -130,6 +134,7 @@ async fn a_checksum_mismatch_keeps_nothing() {
             algorithm: TusChecksumAlgorithm::Sha256,
             digest: Sha256::digest(&bytes).to_vec(),
         }),
+        parts_in_flight: 3,
     };
     let p = tus
         .append(&info, Progress::default(), body(&bytes, MIB), right)

@@ -104,6 +104,7 @@ async fn peek_reads_no_tail_body() {
         Append {
             limit: u64::MAX,
             checksum: None,
+            parts_in_flight: 1,
         },
     )
     .await
