@@ -137,12 +137,15 @@ impl Instance {
             .map_err(|e| ApiError::store("recording a streamed upload", &e))
     }
 
-    /// Removes the marker of `upload` (best effort).
-    pub(super) async fn unmark(&self, lifecycle: &Lifecycle, upload: &ServerUpload) {
-        if let Ok(key) = self.marker(upload)
-            && let Err(e) = lifecycle.store().delete(&key).await
-        {
-            tracing::warn!(key = %key, error = %e, "could not remove a streamed upload's marker");
+    /// Removes the marker of `upload`.
+    pub(super) async fn unmark(
+        &self,
+        lifecycle: &Lifecycle,
+        upload: &ServerUpload,
+    ) -> Result<(), StoreError> {
+        match self.marker(upload) {
+            Ok(key) => lifecycle.store().delete(&key).await,
+            Err(_) => Ok(()),
         }
     }
 

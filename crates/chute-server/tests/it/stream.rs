@@ -661,3 +661,57 @@ async fn requests_share_the_memory_budget_by_waiting() {
         assert!(object(&env.data, key).await == *f, "{key} is byte-identical");
     }
 }
+
+/// The files under `dir` whose path contains `part`.
+fn files_under(dir: &Path, part: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.to_string_lossy().contains(part) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_marker_that_cannot_be_removed_fails_the_request_instead_of_receipting_it() {
+    // A marker that outlived a receipt would have the reaper delete the
+    // receipted file: removing the markers is the commit point.
+    let env = start(with_grants).await;
+    let app = env.running.app;
+    let body = form(&[Part::File("f", "a.txt", "text/plain", b"hello marker")]);
+    let split = body.len() - 20;
+    let mut stream = TcpStream::connect(app).await.unwrap();
+    stream
+        .write_all(format!("{}\r\n\r\n", post_head(body.len(), "\r\nConnection: close")).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(&body[..split]).await.unwrap();
+    let mut markers = Vec::new();
+    for _ in 0..100 {
+        markers = files_under(&env.data, "streams");
+        if !markers.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(markers.len(), 1, "{markers:?}");
+    // A directory where the marker was: deleting it fails.
+    std::fs::remove_file(&markers[0]).unwrap();
+    std::fs::create_dir_all(markers[0].join("stuck")).unwrap();
+    stream.write_all(&body[split..]).await.unwrap();
+    let (status, text) = read_response(&mut stream).await;
+    assert_eq!(
+        (status, code_of(&text).as_str()),
+        (503, "store_unavailable"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&markers[0]).unwrap();
+    assert_clean(env).await;
+}
