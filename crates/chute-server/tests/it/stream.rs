@@ -715,3 +715,38 @@ async fn a_marker_that_cannot_be_removed_fails_the_request_instead_of_receipting
     std::fs::remove_dir_all(&markers[0]).unwrap();
     assert_clean(env).await;
 }
+
+#[tokio::test]
+async fn many_small_parts_bank_no_header_allowance() {
+    // Empty file inputs count as fields: 10,000 of them are refused.
+    let env = start(with_grants).await;
+    let app = env.running.app;
+    let empties: Vec<Part<'_>> = (0..10_000)
+        .map(|_| Part::File("f", "", "application/octet-stream", b""))
+        .collect();
+    let body = form(&empties);
+    let (status, text) = request(app, &post_head(body.len(), ""), &body).await;
+    assert_eq!(
+        (status, code_of(&text).as_str()),
+        (413, "too_many_fields"),
+        "{text}"
+    );
+    // The allowance of 99 small fields is not saved up for one big part
+    // header later.
+    let names: Vec<String> = (0..99).map(|i| format!("f{i}")).collect();
+    let mut body: Vec<u8> = form(&names.iter().map(|n| Part::Field(n, "v")).collect::<Vec<_>>());
+    body.truncate(body.len() - format!("--{BOUNDARY}--\r\n").len());
+    body.extend_from_slice(
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\nX-Big: ")
+            .as_bytes(),
+    );
+    body.extend(std::iter::repeat_n(b'a', 1200 * 1024));
+    body.extend_from_slice(format!("\r\n\r\ndata\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let (status, text) = request(app, &post_head(body.len(), ""), &body).await;
+    assert_eq!(
+        (status, code_of(&text).as_str()),
+        (431, "part_headers_too_large"),
+        "{text}"
+    );
+    assert_clean(env).await;
+}
