@@ -84,9 +84,8 @@ impl Pending {
                 let take = usize::try_from(size - part.len)
                     .unwrap_or(usize::MAX)
                     .min(chunk.len());
-                if part.permit.is_none() && part.len + take as u64 > SMALL_UNTIL {
-                    part.permit = Some(self.reserve(size).await?);
-                }
+                let grown = part.len + take as u64;
+                self.reserve_for(&mut part, grown, size).await?;
                 part.push(&chunk.split_to(take), size);
                 if part.len == size {
                     let content_type = match &sniffed {
@@ -186,22 +185,39 @@ impl Pending {
         Ok(())
     }
 
-    /// Reserves the memory budget for a part of `size` bytes: waits
-    /// while other requests hold it (the body is not read meanwhile).
-    async fn reserve(&self, size: u64) -> Result<OwnedSemaphorePermit, ApiError> {
+    /// Reserves the memory budget for `part` (of `size` bytes) once it
+    /// grows past [`SMALL_UNTIL`], the whole part at once: reserving it
+    /// a MiB at a time as it fills could deadlock, every request holding
+    /// part of a part and waiting for the rest. Waits while other
+    /// requests hold the budget (the body is not read meanwhile), for at
+    /// most `body_idle_timeout`: then 503, try again later.
+    async fn reserve_for(&self, part: &mut PartBuf, len: u64, size: u64) -> Result<(), ApiError> {
+        if len <= SMALL_UNTIL || part.permit.is_some() {
+            return Ok(());
+        }
         let total = self.stream.settings.memory_mib.max(1) as u64;
-        let mib = size.div_ceil(1024 * 1024).clamp(1, total);
+        let mib = size.div_ceil(PIECE).clamp(1, total);
         let permits = u32::try_from(mib).unwrap_or(u32::MAX);
-        Arc::clone(&self.stream.memory)
-            .acquire_many_owned(permits)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting_down",
-                    "the server is shutting down",
-                )
-            })
+        let wait = self.stream.settings.body_idle_timeout;
+        let acquired =
+            tokio::time::timeout(wait, Arc::clone(&self.stream.memory).acquire_many_owned(permits))
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "busy",
+                        "the server's memory for streamed uploads stayed in use; try again later",
+                    )
+                })?
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "shutting_down",
+                        "the server is shutting down",
+                    )
+                })?;
+        part.permit = Some(acquired);
+        Ok(())
     }
 
     /// Waits for one part upload to end.

@@ -750,3 +750,43 @@ async fn many_small_parts_bank_no_header_allowance() {
     );
     assert_clean(env).await;
 }
+
+#[tokio::test]
+async fn a_request_waits_for_the_memory_budget_only_so_long() {
+    // 5 MiB for the whole process, held by a part whose client trickles
+    // a byte a second: another upload is answered 503, not kept waiting
+    // for ever.
+    let env = start(|c| {
+        with_grants(c);
+        c.stream.memory_mib = 5;
+        c.stream.body_idle_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let app = env.running.app;
+    let big = data(20 * MIB);
+    let slow_body = form(&[Part::File("f", "slow.bin", "application/octet-stream", &big)]);
+    let mut slow = TcpStream::connect(app).await.unwrap();
+    slow.write_all(format!("{}\r\n\r\n", post_head(slow_body.len(), "")).as_bytes())
+        .await
+        .unwrap();
+    slow.write_all(&slow_body[..300 * 1024]).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for i in 0..40 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if slow.write_all(&slow_body[300 * 1024 + i..][..1]).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other = data(3 * MIB);
+    let body = form(&[Part::File("f", "other.bin", "application/octet-stream", &other)]);
+    let answer = tokio::time::timeout(
+        Duration::from_secs(15),
+        request(app, &post_head(body.len(), ""), &body),
+    )
+    .await;
+    let (status, text) = answer.expect("the other upload was kept waiting");
+    assert_eq!((status, code_of(&text).as_str()), (503, "busy"), "{text}");
+    trickle.abort();
+}
