@@ -258,7 +258,7 @@ const PIECE: u64 = 1024 * 1024;
 
 /// The part being filled. Its bytes are copies, never slices of the read
 /// buffers (a slice would pin hyper's or multer's whole buffer while the
-/// part waits). Small copies at first, so a tiny file costs no more than
+/// part waits). One growing buffer at first, so a tiny file costs about
 /// itself; then pieces of 1 MiB allocated at their exact size: a store
 /// that writes as it goes (fs) frees them one by one, and one that
 /// buffers the part (S3) grows its buffer a few times only.
@@ -277,7 +277,9 @@ impl PartBuf {
     fn push(&mut self, mut data: &[u8], part_size: u64) {
         self.len += data.len() as u64;
         if self.len <= SMALL_UNTIL {
-            self.done.push(Bytes::copy_from_slice(data));
+            // One growing buffer, not a copy per chunk: a client sending
+            // one byte at a time would cost an allocation per byte.
+            self.filling.extend_from_slice(data);
             return;
         }
         while !data.is_empty() {
@@ -384,5 +386,17 @@ mod tests {
         assert_eq!(chunks.concat(), data);
         assert!(chunks.iter().all(|c| c.len() as u64 <= PIECE));
         assert_eq!(part.take().1, 0);
+    }
+
+    #[test]
+    fn tiny_chunks_are_gathered_in_one_buffer() {
+        let mut part = PartBuf::default();
+        for _ in 0..SMALL_UNTIL {
+            part.push(b"x", 8 * PIECE);
+        }
+        let (chunks, len, _) = part.take();
+        assert_eq!(len, SMALL_UNTIL);
+        assert_eq!(chunks.len(), 1, "one buffer, not one per chunk");
+        assert_eq!(chunks.concat(), vec![b'x'; SMALL_UNTIL as usize]);
     }
 }
