@@ -790,3 +790,47 @@ async fn a_request_waits_for_the_memory_budget_only_so_long() {
     assert_eq!((status, code_of(&text).as_str()), (503, "busy"), "{text}");
     trickle.abort();
 }
+
+#[tokio::test]
+async fn a_slot_given_back_out_of_order_is_used_again() {
+    // max_files 3. X takes slot 1 and is still sending while Y takes
+    // slot 2; X is then refused and gives slot 1 back, Z takes slot 3.
+    // Two files are stored, so a third must still be let in.
+    let env = start(with_grants).await;
+    let app = env.running.app;
+    let token = grant(serde_json::json!({"jti": "g-gaps", "max_files": 3}));
+    let put = |name: &str, len: usize, ty: &str| {
+        format!(
+            "PUT /api/stream/{name} HTTP/1.1\r\nHost: chute\r\nContent-Type: {ty}\r\n\
+             Content-Length: {len}\r\nAuthorization: Bearer {token}"
+        )
+    };
+    let text_body = vec![b't'; 20 * 1024];
+    let mut x = TcpStream::connect(app).await.unwrap();
+    x.write_all(
+        format!(
+            "{}\r\nConnection: close\r\n\r\n",
+            put("x.png", text_body.len(), "image/png")
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    x.write_all(&text_body[..100]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, text) = request(app, &put("y.txt", 3, "text/plain"), b"yyy").await;
+    assert_eq!(status, 201, "{text}");
+    x.write_all(&text_body[100..]).await.unwrap();
+    let (status, text) = read_response(&mut x).await;
+    assert_eq!(status, 422, "{text}");
+    let (status, text) = request(app, &put("z.txt", 3, "text/plain"), b"zzz").await;
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = request(app, &put("w.txt", 3, "text/plain"), b"www").await;
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = request(app, &put("v.txt", 3, "text/plain"), b"vvv").await;
+    assert_eq!(
+        (status, code_of(&text).as_str()),
+        (403, "max_files_reached"),
+        "{text}"
+    );
+}
