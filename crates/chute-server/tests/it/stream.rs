@@ -834,3 +834,12 @@ async fn a_slot_given_back_out_of_order_is_used_again() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_file_name_that_is_not_utf8_gets_a_json_error() {
+    let env = start(with_grants).await;
+    let head = "PUT /api/stream/%FF HTTP/1.1\r\nHost: chute\r\nContent-Length: 1";
+    let (status, text) = request(env.running.app, head, b"x").await;
+    assert_eq!((status, code_of(&text).as_str()), (400, "bad_filename"), "{text}");
+    assert_clean(env).await;
+}
