@@ -139,7 +139,13 @@ impl Lifecycle {
     /// Gives the grant back the `max_files` use of an upload that stored
     /// nothing. Best effort: a failure is logged.
     pub async fn release_server_upload(&self, upload: &ServerUpload) {
-        if let Some(slot) = &upload.slot
+        self.release_server_slot(upload.slot.as_ref()).await;
+    }
+
+    /// [`Lifecycle::release_server_upload`] by the slot alone
+    /// ([`ServerUpload::slot`]), for a path that kept only that.
+    pub async fn release_server_slot(&self, slot: Option<&ObjectKey>) {
+        if let Some(slot) = slot
             && let Err(e) = self.store().delete(slot).await
         {
             tracing::warn!(key = %slot, error = %e, "could not release a max_files slot");

@@ -10,6 +10,7 @@ use super::recovery::Instance;
 use super::{StreamState, StreamedFile};
 use crate::hooks::EventKind;
 use crate::lifecycle::{ApiError, Lifecycle, ServerUpload};
+use chute_core::ObjectKey;
 use chute_store::{PartMeta, StoreError, StoreResult};
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -200,7 +201,7 @@ async fn undo(
             (None, true) => Multipart::Unknown,
             (None, false) => Multipart::None,
         };
-        remove_upload(&lifecycle, &file.upload, multipart).await;
+        remove_upload(&lifecycle, &file.upload.key, multipart).await;
         // The slot goes back only with the marker gone: a marker left
         // behind has the reaper free the slot, and freeing it twice
         // could free another upload's.
@@ -231,35 +232,35 @@ pub(super) enum Multipart<'a> {
     Unknown,
 }
 
-/// Aborts the multipart upload and deletes the object of `upload`. With
+/// Aborts the multipart upload and deletes the object at `key`. With
 /// the upload id unknown (a crash, or a request dropped while the store
 /// was creating it) every multipart upload of the key is aborted: the
 /// key is this upload's own. Best effort: failures are logged, and the
 /// reaper gets the rest after `upload_ttl`.
-pub(super) async fn remove_upload(lifecycle: &Lifecycle, upload: &ServerUpload, multipart: Multipart<'_>) {
+pub(super) async fn remove_upload(lifecycle: &Lifecycle, key: &ObjectKey, multipart: Multipart<'_>) {
     let store = lifecycle.store();
     let ids = match multipart {
         Multipart::None => Vec::new(),
         Multipart::Id(id) => vec![id.to_owned()],
-        Multipart::Unknown => match store.list_multipart_uploads(upload.key.as_str()).await {
+        Multipart::Unknown => match store.list_multipart_uploads(key.as_str()).await {
             Ok(found) => found
                 .into_iter()
-                .filter(|u| u.key == upload.key)
+                .filter(|u| u.key == *key)
                 .map(|u| u.upload_id)
                 .collect(),
             Err(e) => {
-                tracing::warn!(key = %upload.key, error = %e, "could not list a streamed upload's multipart uploads");
+                tracing::warn!(key = %key, error = %e, "could not list a streamed upload's multipart uploads");
                 Vec::new()
             }
         },
     };
     for id in ids {
-        match store.abort_multipart(&upload.key, &id).await {
+        match store.abort_multipart(key, &id).await {
             Ok(()) | Err(StoreError::NoSuchUpload { .. }) => {}
-            Err(e) => tracing::warn!(key = %upload.key, error = %e, "could not abort a streamed upload"),
+            Err(e) => tracing::warn!(key = %key, error = %e, "could not abort a streamed upload"),
         }
     }
-    if let Err(e) = store.delete(&upload.key).await {
-        tracing::warn!(key = %upload.key, error = %e, "could not delete a streamed object");
+    if let Err(e) = store.delete(key).await {
+        tracing::warn!(key = %key, error = %e, "could not delete a streamed object");
     }
 }
