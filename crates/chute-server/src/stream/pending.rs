@@ -145,6 +145,16 @@ async fn finish(
             }
         }
     }
+    // Past its expiry an upload may be undone by the reaper any time.
+    if let Some(Err(e)) = files
+        .iter()
+        .map(|f| super::write::check_expiry(&f.upload))
+        .find(Result::is_err)
+    {
+        let reason = (e.code.to_string(), e.message.clone());
+        undo(lifecycle, instance, files, tasks, reason).await;
+        return Err(e);
+    }
     // The commit point: with every marker gone the files are final.
     for file in &files {
         if let Err(e) = instance.unmark(&lifecycle, &file.upload).await {

@@ -14,7 +14,8 @@
 //! every upload marked under its id: aborts the multipart uploads under
 //! the key, deletes the object, frees the slot, drops the marker. The
 //! same pass, and one with every reaper pass ([`Instance::reap_stale`]),
-//! undo markers of any instance older than `upload_ttl` (an instance
+//! undo markers of any instance older than `upload_ttl` plus an hour
+//! (a request stops at its upload's expiry with 408; an instance
 //! that never came back). A second process sharing the
 //! data directory finds the lock taken and runs under a fresh random id,
 //! so it never touches a live process's uploads; its own crash is then
@@ -33,6 +34,9 @@ use time::OffsetDateTime;
 const MARKERS: &str = "streams/";
 /// The file in the data directory naming this process's instance.
 const INSTANCE_FILE: &str = "stream-instance";
+/// How much longer than `upload_ttl` a marker must be left before
+/// another instance's reaper undoes it.
+const REAP_MARGIN: std::time::Duration = std::time::Duration::from_secs(3600);
 /// The largest marker read back: a few hundred bytes now; markers of
 /// earlier versions held the whole [`ServerUpload`], grant (up to 64 KiB)
 /// included.
@@ -167,7 +171,9 @@ impl Instance {
 
     async fn undo_markers(&self, lifecycle: &Lifecycle, own_too: bool) -> Result<usize, StoreError> {
         let ttl = lifecycle.settings().upload_ttl;
-        let stale_before = OffsetDateTime::now_utc() - ttl;
+        // A live request stops at its expiry (at most upload_ttl after it
+        // began) but may still be finishing: leave it a margin.
+        let stale_before = OffsetDateTime::now_utc() - ttl - REAP_MARGIN;
         let own = format!("{STATE_PREFIX}{MARKERS}{}/", self.id);
         let mut undone = 0;
         let mut opts = ListOptions {

@@ -68,6 +68,7 @@ impl Pending {
             };
             let Some(chunk) = next else { break };
             let mut chunk = chunk?;
+            check_expiry(&upload)?;
             total += chunk.len() as u64;
             if total > limit || known_size.is_some_and(|k| total > k) {
                 return Err(too_large(total, known_size.map_or(limit, |k| k.min(limit))));
@@ -360,6 +361,19 @@ fn check_type(upload: &ServerUpload, head: &[u8]) -> Result<String, ApiError> {
         .check_type(&detected)
         .map_err(|v| ApiError::rejected(v.code(), v.to_string()))?;
     Ok(detected)
+}
+
+/// 408 once `upload` is past its `expires_at`: after that the reaper
+/// may undo it, so it must not become final.
+pub(super) fn check_expiry(upload: &ServerUpload) -> Result<(), ApiError> {
+    if time::OffsetDateTime::now_utc().unix_timestamp() > upload.expires_at {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "upload_expired",
+            "the upload took longer than upload_ttl_seconds (or the grant's upload_ttl)",
+        ));
+    }
+    Ok(())
 }
 
 fn too_large(seen: u64, limit: u64) -> ApiError {

@@ -843,3 +843,35 @@ async fn a_file_name_that_is_not_utf8_gets_a_json_error() {
     assert_eq!((status, code_of(&text).as_str()), (400, "bad_filename"), "{text}");
     assert_clean(env).await;
 }
+
+#[tokio::test]
+async fn an_upload_past_its_expiry_is_refused_and_undone() {
+    let env = start(|c| {
+        with_grants(c);
+        c.lifecycle.upload_ttl = Duration::from_secs(2);
+    })
+    .await;
+    let app = env.running.app;
+    let body = [b'x'; 20];
+    let mut stream = TcpStream::connect(app).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "PUT /api/stream/late.bin HTTP/1.1\r\nHost: chute\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    stream.write_all(&body[10..]).await.unwrap();
+    let (status, text) = read_response(&mut stream).await;
+    assert_eq!(
+        (status, code_of(&text).as_str()),
+        (408, "upload_expired"),
+        "{text}"
+    );
+    assert_clean(env).await;
+}
