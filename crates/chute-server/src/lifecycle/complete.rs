@@ -128,7 +128,7 @@ impl Lifecycle {
     }
 
     /// The checks of a stored object; `Err` with 422 means "reject it".
-    async fn check(
+    pub(super) async fn check(
         &self,
         claims: &UploadClaims,
         key: &ObjectKey,
@@ -245,6 +245,18 @@ impl Lifecycle {
         meta: &ObjectMeta,
         content_type: String,
     ) -> Result<Completed, ApiError> {
+        let done = self.sign_receipt(claims, meta, content_type)?;
+        self.emit_completed(&done);
+        Ok(done)
+    }
+
+    /// Signs the receipt of a checked object, announcing nothing.
+    pub(super) fn sign_receipt(
+        &self,
+        claims: &UploadClaims,
+        meta: &ObjectMeta,
+        content_type: String,
+    ) -> Result<Completed, ApiError> {
         let now = OffsetDateTime::now_utc();
         let receipt = ReceiptClaims {
             aud: RECEIPT_AUDIENCE.into(),
@@ -272,19 +284,24 @@ impl Lifecycle {
             .tokens()
             .sign(&receipt)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        Ok(Completed {
+            receipt: token,
+            object: receipt,
+        })
+    }
+
+    /// Emits `upload.completed` for a signed receipt.
+    pub(super) fn emit_completed(&self, done: &Completed) {
+        let receipt = &done.object;
         self.emit(
             EventKind::Completed,
-            &claims.sub,
+            &receipt.jti,
             serde_json::json!({
                 "bucket": receipt.bucket, "key": receipt.key, "size": receipt.size, "etag": receipt.etag,
                 "type": receipt.content_type, "filename": receipt.filename, "subject": receipt.sub,
                 "metadata": receipt.grant.metadata,
             }),
         );
-        Ok(Completed {
-            receipt: token,
-            object: receipt,
-        })
     }
 }
 

@@ -363,7 +363,7 @@ impl Lifecycle {
             ObjectKey::parse(&format!("{STATE_PREFIX}grants/{dir}/{n}"))
                 .map_err(|e| ApiError::bad_request("bad_grant", e.to_string()))
         };
-        // Slots fill in order, so the first free one is found with
+        // Slots mostly fill in order, so a free one is found with
         // O(log max) HEADs, not one write per used slot.
         let (mut lo, mut hi) = (1u32, max + 1);
         while lo < hi {
@@ -374,18 +374,36 @@ impl Lifecycle {
                 Err(e) => return Err(ApiError::store("counting the grant's uploads", &e)),
             }
         }
-        // Racing requests move on to the next slots; a bounded number of tries.
-        for n in (lo..=max).take(MAX_SLOT_ATTEMPTS) {
-            let key = slot(n)?;
+        let take = |key: ObjectKey| async move {
             let body = futures::stream::iter([Ok(Bytes::new())]).boxed();
             let opts = PutOptions {
                 if_none_match: true,
                 ..Default::default()
             };
             match self.store().put(&key, body, opts).await {
-                Ok(_) => return Ok(Some(key)),
-                Err(StoreError::PreconditionFailed { .. }) => continue,
+                Ok(_) => Ok(Some(key)),
+                Err(StoreError::PreconditionFailed { .. }) => Ok(None),
+                Err(e) => Err(ApiError::store("counting the grant's uploads", &e)),
+            }
+        };
+        // Racing requests move on to the next slots; a bounded number of tries.
+        for n in (lo..=max).take(MAX_SLOT_ATTEMPTS) {
+            if let Some(key) = take(slot(n)?).await? {
+                return Ok(Some(key));
+            }
+        }
+        // A failed upload gives its slot back out of order, leaving a gap
+        // the search above cannot see: look below before refusing (only
+        // when the grant looks full, so this costs at most max HEADs).
+        for n in 1..lo.min(max + 1) {
+            let key = slot(n)?;
+            match self.store().head(&key).await {
+                Ok(_) => continue,
+                Err(StoreError::NoSuchKey { .. }) => {}
                 Err(e) => return Err(ApiError::store("counting the grant's uploads", &e)),
+            }
+            if let Some(key) = take(key).await? {
+                return Ok(Some(key));
             }
         }
         Err(ApiError::forbidden(

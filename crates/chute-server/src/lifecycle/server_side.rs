@@ -139,7 +139,13 @@ impl Lifecycle {
     /// Gives the grant back the `max_files` use of an upload that stored
     /// nothing. Best effort: a failure is logged.
     pub async fn release_server_upload(&self, upload: &ServerUpload) {
-        if let Some(slot) = &upload.slot
+        self.release_server_slot(upload.slot.as_ref()).await;
+    }
+
+    /// [`Lifecycle::release_server_upload`] by the slot alone
+    /// ([`ServerUpload::slot`]), for a path that kept only that.
+    pub async fn release_server_slot(&self, slot: Option<&ObjectKey>) {
+        if let Some(slot) = slot
             && let Err(e) = self.store().delete(slot).await
         {
             tracing::warn!(key = %slot, error = %e, "could not release a max_files slot");
@@ -157,23 +163,63 @@ impl Lifecycle {
         size: u64,
         checksum: Option<Checksum>,
     ) -> Result<Completed, ApiError> {
-        let now = OffsetDateTime::now_utc();
-        let claims = UploadClaims {
-            aud: UPLOAD_AUDIENCE.into(),
-            exp: upload.expires_at,
-            iat: now.unix_timestamp(),
-            sub: upload.id.clone(),
-            key: upload.key.as_str().to_owned(),
-            method: UploadMethod::Put,
-            size,
-            content_type: upload.content_type.clone(),
-            filename: upload.filename.clone(),
-            mpu: None,
-            part_size: None,
-            part_checksum: None,
-            checksum,
-            grant: upload.grant.clone(),
+        self.complete(&server_claims(upload, size, checksum)).await
+    }
+
+    /// The first half of [`Lifecycle::finish_server_upload`], for a path
+    /// that finishes several files as one (a streamed form): runs the
+    /// checks and signs the receipt, but emits nothing and deletes
+    /// nothing, whatever the outcome. The path announces the receipt
+    /// with [`Lifecycle::announce_server_upload`] once the upload is
+    /// final, or undoes it (deleting the object, emitting
+    /// `upload.rejected` once) when the check fails or another file of
+    /// the request does.
+    pub async fn check_server_upload(
+        &self,
+        upload: &ServerUpload,
+        size: u64,
+        checksum: Option<Checksum>,
+    ) -> Result<Completed, ApiError> {
+        let claims = server_claims(upload, size, checksum);
+        let key = super::tmp_key(&claims)?;
+        let meta = match self.store().head(&key).await {
+            Ok(meta) => meta,
+            Err(chute_store::StoreError::NoSuchKey { .. }) => {
+                return Err(ApiError::conflict(
+                    "not_uploaded",
+                    "the object is not in the store yet: send the bytes first",
+                ));
+            }
+            Err(e) => return Err(ApiError::store("checking the object", &e)),
         };
-        self.complete(&claims).await
+        let content_type = self.check(&claims, &key, &meta).await?;
+        self.sign_receipt(&claims, &meta, content_type)
+    }
+
+    /// Emits `upload.completed` for a receipt from
+    /// [`Lifecycle::check_server_upload`], once the upload is final.
+    pub fn announce_server_upload(&self, done: &Completed) {
+        self.emit_completed(done);
+    }
+}
+
+/// The upload claims [`Lifecycle::complete`] checks a server upload by.
+fn server_claims(upload: &ServerUpload, size: u64, checksum: Option<Checksum>) -> UploadClaims {
+    let now = OffsetDateTime::now_utc();
+    UploadClaims {
+        aud: UPLOAD_AUDIENCE.into(),
+        exp: upload.expires_at,
+        iat: now.unix_timestamp(),
+        sub: upload.id.clone(),
+        key: upload.key.as_str().to_owned(),
+        method: UploadMethod::Put,
+        size,
+        content_type: upload.content_type.clone(),
+        filename: upload.filename.clone(),
+        mpu: None,
+        part_size: None,
+        part_checksum: None,
+        checksum,
+        grant: upload.grant.clone(),
     }
 }

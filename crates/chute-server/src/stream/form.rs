@@ -28,7 +28,8 @@ use tower_http::timeout::TimeoutBody;
 
 /// The most body bytes pulled from the socket in one poll.
 const POLL_BUDGET: usize = 256 * 1024;
-/// Bytes each part may spend on its boundary and headers.
+/// Bytes the part being read may spend on its boundary and headers
+/// (parts read before are paid for at their size, [`header_bytes`]).
 const PART_OVERHEAD: u64 = 8 * 1024;
 /// Bytes read but not yet handed out as field data, beyond the parts'
 /// allowances: multer's read-ahead (one poll budget) and a margin.
@@ -48,10 +49,22 @@ pub(super) async fn post_form(State(state): State<AppState>, req: Request) -> Re
         pulled: 0,
         credit: Arc::clone(&credit),
     };
-    let mut multipart = multer::Multipart::new(guarded, boundary);
+    let mut multipart = multer::Multipart::new(guarded, boundary.clone());
     let mut pending = Pending::new(state.lifecycle.clone(), state.stream.clone());
     let mut fields = std::collections::BTreeMap::new();
-    let read = read_form(&state, grant, &mut multipart, &mut pending, &credit, &mut fields).await;
+    let allowance = Allowance {
+        credit: &credit,
+        boundary_len: boundary.len() as u64,
+    };
+    let read = read_form(
+        &state,
+        grant,
+        &mut multipart,
+        &mut pending,
+        allowance,
+        &mut fields,
+    )
+    .await;
     if let Err(e) = read {
         pending.undo(&e).await;
         drop(multipart);
@@ -109,7 +122,7 @@ async fn read_form(
     grant: Grant,
     multipart: &mut multer::Multipart<'static>,
     pending: &mut Pending,
-    credit: &AtomicU64,
+    Allowance { credit, boundary_len }: Allowance<'_>,
     fields: &mut std::collections::BTreeMap<String, serde_json::Value>,
 ) -> Result<(), ApiError> {
     let settings = &state.stream.settings;
@@ -117,12 +130,21 @@ async fn read_form(
     let mut parts = 0u64;
     while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(&e))? {
         parts += 1;
-        credit.fetch_add(PART_OVERHEAD, Ordering::Relaxed);
+        // The part's boundary and headers are paid for at what they
+        // take (about), not at the allowance each part gets while its
+        // headers are read: tiny parts cannot bank that allowance for
+        // one huge header later.
+        credit.fetch_add(header_bytes(&field, boundary_len), Ordering::Relaxed);
         let name = field.name().unwrap_or_default().to_owned();
         match field.file_name().map(str::to_owned) {
             // A browser sends a file input left empty as a part with an
-            // empty filename and no bytes: no file.
+            // empty filename and no bytes: no file, but it counts as a
+            // field, so the number of parts stays bounded.
             Some(original) if original.is_empty() => {
+                field_count += 1;
+                if field_count > settings.max_fields {
+                    return Err(too_many_fields(settings.max_fields));
+                }
                 while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
                     if !chunk.is_empty() {
                         return Err(ApiError::bad_request(
@@ -159,11 +181,7 @@ async fn read_form(
             None => {
                 field_count += 1;
                 if field_count > settings.max_fields {
-                    return Err(ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "too_many_fields",
-                        format!("a form may have at most {} plain fields", settings.max_fields),
-                    ));
+                    return Err(too_many_fields(settings.max_fields));
                 }
                 let mut value = Vec::new();
                 while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
@@ -188,6 +206,36 @@ async fn read_form(
         return Err(ApiError::bad_request("empty_form", "the form has no parts"));
     }
     Ok(())
+}
+
+/// The overhead guard's counters, as the form reader moves them.
+#[derive(Clone, Copy)]
+struct Allowance<'a> {
+    /// Bytes the form may have pulled (before the guard's margins).
+    credit: &'a AtomicU64,
+    /// The length of the form's boundary.
+    boundary_len: u64,
+}
+
+/// Slack per part over [`header_bytes`]' estimate (optional spaces).
+const HEADER_SLACK: u64 = 64;
+
+/// About the bytes `field`'s delimiter and headers took in the body.
+fn header_bytes(field: &multer::Field<'_>, boundary_len: u64) -> u64 {
+    let headers: u64 = field
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str().len() + value.len() + 4) as u64)
+        .sum();
+    boundary_len + 6 + headers + 2 + HEADER_SLACK
+}
+
+fn too_many_fields(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_many_fields",
+        format!("a form may have at most {max} plain fields (empty file inputs included)"),
+    )
 }
 
 /// Adds a field; a name sent again turns its value into an array.

@@ -10,6 +10,7 @@ use super::recovery::Instance;
 use super::{StreamState, StreamedFile};
 use crate::hooks::EventKind;
 use crate::lifecycle::{ApiError, Lifecycle, ServerUpload};
+use chute_core::ObjectKey;
 use chute_store::{PartMeta, StoreError, StoreResult};
 use std::sync::Arc;
 use tokio::task::JoinSet;
@@ -80,52 +81,96 @@ impl Pending {
         Ok(())
     }
 
-    /// Checks every written file and issues the receipts; then the
-    /// request is final and the markers go.
+    /// Checks every written file and signs its receipt; then removes
+    /// the markers, which makes the request final (a marker left behind
+    /// would have the reaper delete a receipted file), and only then
+    /// announces the files with `upload.completed`. A failed check or
+    /// marker removal undoes the whole request. Runs in a task of its
+    /// own, so a client going away cannot cut it in half.
     pub async fn finish(mut self) -> Result<Vec<StreamedFile>, ApiError> {
-        let mut out = Vec::with_capacity(self.files.len());
-        for file in &self.files {
-            let size = file.size.unwrap_or(0);
-            let done = match self
-                .lifecycle
-                .finish_server_upload(&file.upload, size, None)
-                .await
-            {
-                Ok(done) => done,
-                Err(e) => {
-                    self.undo(&e).await;
-                    return Err(e);
-                }
-            };
-            out.push(StreamedFile::new(
-                file.field.clone(),
-                file.original_name.clone(),
-                size,
-                done,
-            ));
-        }
         self.finished = true;
-        for file in &self.files {
-            self.stream.instance.unmark(&self.lifecycle, &file.upload).await;
-        }
-        Ok(out)
+        let files = std::mem::take(&mut self.files);
+        let tasks = std::mem::take(&mut self.tasks);
+        let lifecycle = self.lifecycle.clone();
+        let instance = Arc::clone(&self.stream.instance);
+        tokio::spawn(finish(lifecycle, instance, files, tasks))
+            .await
+            .unwrap_or_else(|e| Err(stopped(&e)))
     }
 
-    /// Undoes every file of the request because of `why`, waiting for it.
+    /// Undoes every file of the request because of `why`, waiting for it
+    /// (in a task of its own, which a client going away cannot stop).
     pub async fn undo(&mut self, why: &ApiError) {
         self.finished = true;
         let files = std::mem::take(&mut self.files);
         let tasks = std::mem::take(&mut self.tasks);
         let reason = (why.code.to_string(), why.message.clone());
-        undo(
+        let undone = tokio::spawn(undo(
             self.lifecycle.clone(),
             Arc::clone(&self.stream.instance),
             files,
             tasks,
             reason,
-        )
-        .await;
+        ));
+        if let Err(e) = undone.await {
+            tracing::warn!(error = %e, "undoing a streamed request stopped; the reaper gets the rest");
+        }
     }
+}
+
+fn stopped(e: &tokio::task::JoinError) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("finishing the request stopped: {e}"),
+    )
+}
+
+/// [`Pending::finish`]'s work.
+async fn finish(
+    lifecycle: Lifecycle,
+    instance: Arc<Instance>,
+    files: Vec<PendingFile>,
+    tasks: PartTasks,
+) -> Result<Vec<StreamedFile>, ApiError> {
+    let mut receipts = Vec::with_capacity(files.len());
+    for file in &files {
+        let size = file.size.unwrap_or(0);
+        match lifecycle.check_server_upload(&file.upload, size, None).await {
+            Ok(done) => receipts.push(done),
+            Err(e) => {
+                let reason = (e.code.to_string(), e.message.clone());
+                undo(lifecycle, instance, files, tasks, reason).await;
+                return Err(e);
+            }
+        }
+    }
+    // Past its expiry an upload may be undone by the reaper any time.
+    if let Some(Err(e)) = files
+        .iter()
+        .map(|f| super::write::check_expiry(&f.upload))
+        .find(Result::is_err)
+    {
+        let reason = (e.code.to_string(), e.message.clone());
+        undo(lifecycle, instance, files, tasks, reason).await;
+        return Err(e);
+    }
+    // The commit point: with every marker gone the files are final.
+    for file in &files {
+        if let Err(e) = instance.unmark(&lifecycle, &file.upload).await {
+            let err = ApiError::store("finishing the streamed request", &e);
+            let reason = (err.code.to_string(), err.message.clone());
+            undo(lifecycle, instance, files, tasks, reason).await;
+            return Err(err);
+        }
+    }
+    let mut out = Vec::with_capacity(files.len());
+    for (file, done) in files.into_iter().zip(receipts) {
+        lifecycle.announce_server_upload(&done);
+        let size = file.size.unwrap_or(0);
+        out.push(StreamedFile::new(file.field, file.original_name, size, done));
+    }
+    Ok(out)
 }
 
 impl Drop for Pending {
@@ -166,9 +211,15 @@ async fn undo(
             (None, true) => Multipart::Unknown,
             (None, false) => Multipart::None,
         };
-        remove_upload(&lifecycle, &file.upload, multipart).await;
-        lifecycle.release_server_upload(&file.upload).await;
-        instance.unmark(&lifecycle, &file.upload).await;
+        remove_upload(&lifecycle, &file.upload.key, multipart).await;
+        // The slot goes back only with the marker gone: a marker left
+        // behind has the reaper free the slot, and freeing it twice
+        // could free another upload's.
+        match instance.unmark(&lifecycle, &file.upload).await {
+            Ok(()) => lifecycle.release_server_upload(&file.upload).await,
+            Err(e) => tracing::warn!(key = %file.upload.key, error = %e,
+                "could not remove a streamed upload's marker; the reaper frees its slot"),
+        }
         lifecycle.emit(
             EventKind::Rejected,
             &file.upload.id,
@@ -191,35 +242,35 @@ pub(super) enum Multipart<'a> {
     Unknown,
 }
 
-/// Aborts the multipart upload and deletes the object of `upload`. With
+/// Aborts the multipart upload and deletes the object at `key`. With
 /// the upload id unknown (a crash, or a request dropped while the store
 /// was creating it) every multipart upload of the key is aborted: the
 /// key is this upload's own. Best effort: failures are logged, and the
 /// reaper gets the rest after `upload_ttl`.
-pub(super) async fn remove_upload(lifecycle: &Lifecycle, upload: &ServerUpload, multipart: Multipart<'_>) {
+pub(super) async fn remove_upload(lifecycle: &Lifecycle, key: &ObjectKey, multipart: Multipart<'_>) {
     let store = lifecycle.store();
     let ids = match multipart {
         Multipart::None => Vec::new(),
         Multipart::Id(id) => vec![id.to_owned()],
-        Multipart::Unknown => match store.list_multipart_uploads(upload.key.as_str()).await {
+        Multipart::Unknown => match store.list_multipart_uploads(key.as_str()).await {
             Ok(found) => found
                 .into_iter()
-                .filter(|u| u.key == upload.key)
+                .filter(|u| u.key == *key)
                 .map(|u| u.upload_id)
                 .collect(),
             Err(e) => {
-                tracing::warn!(key = %upload.key, error = %e, "could not list a streamed upload's multipart uploads");
+                tracing::warn!(key = %key, error = %e, "could not list a streamed upload's multipart uploads");
                 Vec::new()
             }
         },
     };
     for id in ids {
-        match store.abort_multipart(&upload.key, &id).await {
+        match store.abort_multipart(key, &id).await {
             Ok(()) | Err(StoreError::NoSuchUpload { .. }) => {}
-            Err(e) => tracing::warn!(key = %upload.key, error = %e, "could not abort a streamed upload"),
+            Err(e) => tracing::warn!(key = %key, error = %e, "could not abort a streamed upload"),
         }
     }
-    if let Err(e) = store.delete(&upload.key).await {
-        tracing::warn!(key = %upload.key, error = %e, "could not delete a streamed object");
+    if let Err(e) = store.delete(key).await {
+        tracing::warn!(key = %key, error = %e, "could not delete a streamed object");
     }
 }

@@ -10,6 +10,7 @@ use crate::grants::GrantRequest;
 use crate::lifecycle::ApiError;
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -19,10 +20,20 @@ use tower_http::timeout::TimeoutBody;
 
 pub(super) async fn put_raw(
     State(state): State<AppState>,
-    Path(filename): Path<String>,
+    filename: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
+    let filename = match filename {
+        Ok(Path(name)) => name,
+        Err(e) => {
+            let err = ApiError::bad_request(
+                "bad_filename",
+                format!("the file name in the path is not UTF-8 text: {}", e.body_text()),
+            );
+            return Err(refuse_unread(&parts.headers, body, err).await);
+        }
+    };
     let (mut pending, declared) = match begin(&state, &parts, &filename).await {
         Ok(begun) => begun,
         Err(e) => return Err(refuse_unread(&parts.headers, body, e).await),

@@ -4,7 +4,7 @@
 //! delete the files its form had already stored. So while a request runs,
 //! each of its files has a marker object
 //! `.chute/streams/<instance>/<upload id>` holding the
-//! [`ServerUpload`] (key, `max_files` slot), removed once the request is
+//! upload's id, key and `max_files` slot, removed once the request is
 //! final or undone.
 //!
 //! `<instance>` names the process: an id kept in
@@ -14,7 +14,8 @@
 //! every upload marked under its id: aborts the multipart uploads under
 //! the key, deletes the object, frees the slot, drops the marker. The
 //! same pass, and one with every reaper pass ([`Instance::reap_stale`]),
-//! undo markers of any instance older than `upload_ttl` (an instance
+//! undo markers of any instance older than `upload_ttl` plus an hour
+//! (a request stops at its upload's expiry with 408; an instance
 //! that never came back). A second process sharing the
 //! data directory finds the lock taken and runs under a fresh random id,
 //! so it never touches a live process's uploads; its own crash is then
@@ -25,6 +26,7 @@ use crate::lifecycle::{ApiError, Lifecycle, STATE_PREFIX, ServerUpload};
 use chute_core::ObjectKey;
 use chute_store::{ListOptions, PutOptions, StoreError};
 use futures::{StreamExt as _, TryStreamExt as _};
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use time::OffsetDateTime;
 
@@ -32,8 +34,13 @@ use time::OffsetDateTime;
 const MARKERS: &str = "streams/";
 /// The file in the data directory naming this process's instance.
 const INSTANCE_FILE: &str = "stream-instance";
-/// The largest marker read back.
-const MAX_MARKER: usize = 64 * 1024;
+/// How much longer than `upload_ttl` a marker must be left before
+/// another instance's reaper undoes it.
+const REAP_MARGIN: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The largest marker read back: a few hundred bytes now; markers of
+/// earlier versions held the whole [`ServerUpload`], grant (up to 64 KiB)
+/// included.
+const MAX_MARKER: usize = 256 * 1024;
 
 /// This process, as named in markers.
 #[derive(Debug)]
@@ -126,8 +133,7 @@ impl Instance {
     /// Stores the marker of `upload`.
     pub(super) async fn mark(&self, lifecycle: &Lifecycle, upload: &ServerUpload) -> Result<(), ApiError> {
         let key = self.marker(upload)?;
-        let body =
-            serde_json::to_vec(upload).map_err(|e| ApiError::bad_request("bad_upload", e.to_string()))?;
+        let body = marker_body(upload)?;
         let stream = futures::stream::iter([Ok(bytes::Bytes::from(body))]).boxed();
         lifecycle
             .store()
@@ -137,12 +143,15 @@ impl Instance {
             .map_err(|e| ApiError::store("recording a streamed upload", &e))
     }
 
-    /// Removes the marker of `upload` (best effort).
-    pub(super) async fn unmark(&self, lifecycle: &Lifecycle, upload: &ServerUpload) {
-        if let Ok(key) = self.marker(upload)
-            && let Err(e) = lifecycle.store().delete(&key).await
-        {
-            tracing::warn!(key = %key, error = %e, "could not remove a streamed upload's marker");
+    /// Removes the marker of `upload`.
+    pub(super) async fn unmark(
+        &self,
+        lifecycle: &Lifecycle,
+        upload: &ServerUpload,
+    ) -> Result<(), StoreError> {
+        match self.marker(upload) {
+            Ok(key) => lifecycle.store().delete(&key).await,
+            Err(_) => Ok(()),
         }
     }
 
@@ -162,7 +171,9 @@ impl Instance {
 
     async fn undo_markers(&self, lifecycle: &Lifecycle, own_too: bool) -> Result<usize, StoreError> {
         let ttl = lifecycle.settings().upload_ttl;
-        let stale_before = OffsetDateTime::now_utc() - ttl;
+        // A live request stops at its expiry (at most upload_ttl after it
+        // began) but may still be finishing: leave it a margin.
+        let stale_before = OffsetDateTime::now_utc() - ttl - REAP_MARGIN;
         let own = format!("{STATE_PREFIX}{MARKERS}{}/", self.id);
         let mut undone = 0;
         let mut opts = ListOptions {
@@ -188,6 +199,27 @@ impl Instance {
     }
 }
 
+/// What a marker holds: what undoing the upload needs, and no more (the
+/// grant, up to 64 KiB, would not fit [`MAX_MARKER`]). Markers that hold a
+/// whole [`ServerUpload`] read as this too.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct Marker {
+    id: String,
+    key: ObjectKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    slot: Option<ObjectKey>,
+}
+
+/// The body of `upload`'s marker.
+fn marker_body(upload: &ServerUpload) -> Result<Vec<u8>, ApiError> {
+    let marker = Marker {
+        id: upload.id.clone(),
+        key: upload.key.clone(),
+        slot: upload.slot.clone(),
+    };
+    serde_json::to_vec(&marker).map_err(|e| ApiError::bad_request("bad_upload", e.to_string()))
+}
+
 /// Undoes the upload a marker names, then removes the marker.
 async fn undo_marked(lifecycle: &Lifecycle, marker: &ObjectKey) -> Result<(), StoreError> {
     let store = lifecycle.store();
@@ -205,11 +237,11 @@ async fn undo_marked(lifecycle: &Lifecycle, marker: &ObjectKey) -> Result<(), St
         Err(StoreError::NoSuchKey { .. }) => return Ok(()),
         Err(e) => return Err(e),
     };
-    match serde_json::from_slice::<ServerUpload>(&body) {
-        Ok(upload) => {
-            remove_upload(lifecycle, &upload, Multipart::Unknown).await;
-            lifecycle.release_server_upload(&upload).await;
-            tracing::info!(key = %upload.key, "undid a streamed upload a stopped process left");
+    match serde_json::from_slice::<Marker>(&body) {
+        Ok(marked) => {
+            remove_upload(lifecycle, &marked.key, Multipart::Unknown).await;
+            lifecycle.release_server_slot(marked.slot.as_ref()).await;
+            tracing::info!(key = %marked.key, id = %marked.id, "undid a streamed upload a stopped process left");
         }
         Err(e) => tracing::warn!(key = %marker, error = %e, "unreadable streamed upload marker; removing it"),
     }
@@ -233,5 +265,28 @@ mod tests {
         let again = Instance::open(dir.path());
         assert_eq!(again.id(), id, "the id outlives its process");
         assert!(again._lock.is_some());
+    }
+
+    #[test]
+    fn a_marker_holds_only_what_undoing_needs() {
+        let mut grant = chute_core::Grant::default();
+        grant.metadata.insert("big".into(), "m".repeat(60 * 1024));
+        let upload = ServerUpload {
+            id: "u1".into(),
+            key: ObjectKey::parse("tmp/u1/a.bin").unwrap(),
+            filename: "a.bin".into(),
+            content_type: "application/octet-stream".into(),
+            size: None,
+            grant,
+            expires_at: 0,
+            slot: Some(ObjectKey::parse(".chute/grants/ab/1").unwrap()),
+        };
+        let body = marker_body(&upload).unwrap();
+        assert!(body.len() < 1024, "{} bytes", body.len());
+        let back: Marker = serde_json::from_slice(&body).unwrap();
+        assert_eq!((back.key, back.slot), (upload.key.clone(), upload.slot.clone()));
+        // An older marker, holding the whole upload, still reads.
+        let old = serde_json::to_vec(&upload).unwrap();
+        assert_eq!(serde_json::from_slice::<Marker>(&old).unwrap().id, "u1");
     }
 }

@@ -68,6 +68,7 @@ impl Pending {
             };
             let Some(chunk) = next else { break };
             let mut chunk = chunk?;
+            check_expiry(&upload)?;
             total += chunk.len() as u64;
             if total > limit || known_size.is_some_and(|k| total > k) {
                 return Err(too_large(total, known_size.map_or(limit, |k| k.min(limit))));
@@ -84,9 +85,8 @@ impl Pending {
                 let take = usize::try_from(size - part.len)
                     .unwrap_or(usize::MAX)
                     .min(chunk.len());
-                if part.permit.is_none() && part.len + take as u64 > SMALL_UNTIL {
-                    part.permit = Some(self.reserve(size).await?);
-                }
+                let grown = part.len + take as u64;
+                self.reserve_for(&mut part, grown, size).await?;
                 part.push(&chunk.split_to(take), size);
                 if part.len == size {
                     let content_type = match &sniffed {
@@ -186,22 +186,39 @@ impl Pending {
         Ok(())
     }
 
-    /// Reserves the memory budget for a part of `size` bytes: waits
-    /// while other requests hold it (the body is not read meanwhile).
-    async fn reserve(&self, size: u64) -> Result<OwnedSemaphorePermit, ApiError> {
+    /// Reserves the memory budget for `part` (of `size` bytes) once it
+    /// grows past [`SMALL_UNTIL`], the whole part at once: reserving it
+    /// a MiB at a time as it fills could deadlock, every request holding
+    /// part of a part and waiting for the rest. Waits while other
+    /// requests hold the budget (the body is not read meanwhile), for at
+    /// most `body_idle_timeout`: then 503, try again later.
+    async fn reserve_for(&self, part: &mut PartBuf, len: u64, size: u64) -> Result<(), ApiError> {
+        if len <= SMALL_UNTIL || part.permit.is_some() {
+            return Ok(());
+        }
         let total = self.stream.settings.memory_mib.max(1) as u64;
-        let mib = size.div_ceil(1024 * 1024).clamp(1, total);
+        let mib = size.div_ceil(PIECE).clamp(1, total);
         let permits = u32::try_from(mib).unwrap_or(u32::MAX);
-        Arc::clone(&self.stream.memory)
-            .acquire_many_owned(permits)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "shutting_down",
-                    "the server is shutting down",
-                )
-            })
+        let wait = self.stream.settings.body_idle_timeout;
+        let acquired =
+            tokio::time::timeout(wait, Arc::clone(&self.stream.memory).acquire_many_owned(permits))
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "busy",
+                        "the server's memory for streamed uploads stayed in use; try again later",
+                    )
+                })?
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "shutting_down",
+                        "the server is shutting down",
+                    )
+                })?;
+        part.permit = Some(acquired);
+        Ok(())
     }
 
     /// Waits for one part upload to end.
@@ -242,7 +259,7 @@ const PIECE: u64 = 1024 * 1024;
 
 /// The part being filled. Its bytes are copies, never slices of the read
 /// buffers (a slice would pin hyper's or multer's whole buffer while the
-/// part waits). Small copies at first, so a tiny file costs no more than
+/// part waits). One growing buffer at first, so a tiny file costs about
 /// itself; then pieces of 1 MiB allocated at their exact size: a store
 /// that writes as it goes (fs) frees them one by one, and one that
 /// buffers the part (S3) grows its buffer a few times only.
@@ -261,7 +278,9 @@ impl PartBuf {
     fn push(&mut self, mut data: &[u8], part_size: u64) {
         self.len += data.len() as u64;
         if self.len <= SMALL_UNTIL {
-            self.done.push(Bytes::copy_from_slice(data));
+            // One growing buffer, not a copy per chunk: a client sending
+            // one byte at a time would cost an allocation per byte.
+            self.filling.extend_from_slice(data);
             return;
         }
         while !data.is_empty() {
@@ -344,6 +363,19 @@ fn check_type(upload: &ServerUpload, head: &[u8]) -> Result<String, ApiError> {
     Ok(detected)
 }
 
+/// 408 once `upload` is past its `expires_at`: after that the reaper
+/// may undo it, so it must not become final.
+pub(super) fn check_expiry(upload: &ServerUpload) -> Result<(), ApiError> {
+    if time::OffsetDateTime::now_utc().unix_timestamp() > upload.expires_at {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "upload_expired",
+            "the upload took longer than upload_ttl_seconds (or the grant's upload_ttl)",
+        ));
+    }
+    Ok(())
+}
+
 fn too_large(seen: u64, limit: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -368,5 +400,17 @@ mod tests {
         assert_eq!(chunks.concat(), data);
         assert!(chunks.iter().all(|c| c.len() as u64 <= PIECE));
         assert_eq!(part.take().1, 0);
+    }
+
+    #[test]
+    fn tiny_chunks_are_gathered_in_one_buffer() {
+        let mut part = PartBuf::default();
+        for _ in 0..SMALL_UNTIL {
+            part.push(b"x", 8 * PIECE);
+        }
+        let (chunks, len, _) = part.take();
+        assert_eq!(len, SMALL_UNTIL);
+        assert_eq!(chunks.len(), 1, "one buffer, not one per chunk");
+        assert_eq!(chunks.concat(), vec![b'x'; SMALL_UNTIL as usize]);
     }
 }

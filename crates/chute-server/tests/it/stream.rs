@@ -661,3 +661,217 @@ async fn requests_share_the_memory_budget_by_waiting() {
         assert!(object(&env.data, key).await == *f, "{key} is byte-identical");
     }
 }
+
+/// The files under `dir` whose path contains `part`.
+fn files_under(dir: &Path, part: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.to_string_lossy().contains(part) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_marker_that_cannot_be_removed_fails_the_request_instead_of_receipting_it() {
+    // A marker that outlived a receipt would have the reaper delete the
+    // receipted file: removing the markers is the commit point.
+    let env = start(with_grants).await;
+    let app = env.running.app;
+    let body = form(&[Part::File("f", "a.txt", "text/plain", b"hello marker")]);
+    let split = body.len() - 20;
+    let mut stream = TcpStream::connect(app).await.unwrap();
+    stream
+        .write_all(format!("{}\r\n\r\n", post_head(body.len(), "\r\nConnection: close")).as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(&body[..split]).await.unwrap();
+    let mut markers = Vec::new();
+    for _ in 0..100 {
+        markers = files_under(&env.data, "streams");
+        if !markers.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(markers.len(), 1, "{markers:?}");
+    // A directory where the marker was: deleting it fails.
+    std::fs::remove_file(&markers[0]).unwrap();
+    std::fs::create_dir_all(markers[0].join("stuck")).unwrap();
+    stream.write_all(&body[split..]).await.unwrap();
+    let (status, text) = read_response(&mut stream).await;
+    assert_eq!(
+        (status, code_of(&text).as_str()),
+        (503, "store_unavailable"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(&markers[0]).unwrap();
+    assert_clean(env).await;
+}
+
+#[tokio::test]
+async fn many_small_parts_bank_no_header_allowance() {
+    // Empty file inputs count as fields: 10,000 of them are refused.
+    let env = start(with_grants).await;
+    let app = env.running.app;
+    let empties: Vec<Part<'_>> = (0..10_000)
+        .map(|_| Part::File("f", "", "application/octet-stream", b""))
+        .collect();
+    let body = form(&empties);
+    let (status, text) = request(app, &post_head(body.len(), ""), &body).await;
+    assert_eq!(
+        (status, code_of(&text).as_str()),
+        (413, "too_many_fields"),
+        "{text}"
+    );
+    // The allowance of 99 small fields is not saved up for one big part
+    // header later.
+    let names: Vec<String> = (0..99).map(|i| format!("f{i}")).collect();
+    let mut body: Vec<u8> = form(&names.iter().map(|n| Part::Field(n, "v")).collect::<Vec<_>>());
+    body.truncate(body.len() - format!("--{BOUNDARY}--\r\n").len());
+    body.extend_from_slice(
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\nX-Big: ")
+            .as_bytes(),
+    );
+    body.extend(std::iter::repeat_n(b'a', 1200 * 1024));
+    body.extend_from_slice(format!("\r\n\r\ndata\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let (status, text) = request(app, &post_head(body.len(), ""), &body).await;
+    assert_eq!(
+        (status, code_of(&text).as_str()),
+        (431, "part_headers_too_large"),
+        "{text}"
+    );
+    assert_clean(env).await;
+}
+
+#[tokio::test]
+async fn a_request_waits_for_the_memory_budget_only_so_long() {
+    // 5 MiB for the whole process, held by a part whose client trickles
+    // a byte a second: another upload is answered 503, not kept waiting
+    // for ever.
+    let env = start(|c| {
+        with_grants(c);
+        c.stream.memory_mib = 5;
+        c.stream.body_idle_timeout = Duration::from_secs(2);
+    })
+    .await;
+    let app = env.running.app;
+    let big = data(20 * MIB);
+    let slow_body = form(&[Part::File("f", "slow.bin", "application/octet-stream", &big)]);
+    let mut slow = TcpStream::connect(app).await.unwrap();
+    slow.write_all(format!("{}\r\n\r\n", post_head(slow_body.len(), "")).as_bytes())
+        .await
+        .unwrap();
+    slow.write_all(&slow_body[..300 * 1024]).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for i in 0..40 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if slow.write_all(&slow_body[300 * 1024 + i..][..1]).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other = data(3 * MIB);
+    let body = form(&[Part::File("f", "other.bin", "application/octet-stream", &other)]);
+    let answer = tokio::time::timeout(
+        Duration::from_secs(15),
+        request(app, &post_head(body.len(), ""), &body),
+    )
+    .await;
+    let (status, text) = answer.expect("the other upload was kept waiting");
+    assert_eq!((status, code_of(&text).as_str()), (503, "busy"), "{text}");
+    trickle.abort();
+}
+
+#[tokio::test]
+async fn a_slot_given_back_out_of_order_is_used_again() {
+    // max_files 3. X takes slot 1 and is still sending while Y takes
+    // slot 2; X is then refused and gives slot 1 back, Z takes slot 3.
+    // Two files are stored, so a third must still be let in.
+    let env = start(with_grants).await;
+    let app = env.running.app;
+    let token = grant(serde_json::json!({"jti": "g-gaps", "max_files": 3}));
+    let put = |name: &str, len: usize, ty: &str| {
+        format!(
+            "PUT /api/stream/{name} HTTP/1.1\r\nHost: chute\r\nContent-Type: {ty}\r\n\
+             Content-Length: {len}\r\nAuthorization: Bearer {token}"
+        )
+    };
+    let text_body = vec![b't'; 20 * 1024];
+    let mut x = TcpStream::connect(app).await.unwrap();
+    x.write_all(
+        format!(
+            "{}\r\nConnection: close\r\n\r\n",
+            put("x.png", text_body.len(), "image/png")
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    x.write_all(&text_body[..100]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, text) = request(app, &put("y.txt", 3, "text/plain"), b"yyy").await;
+    assert_eq!(status, 201, "{text}");
+    x.write_all(&text_body[100..]).await.unwrap();
+    let (status, text) = read_response(&mut x).await;
+    assert_eq!(status, 422, "{text}");
+    let (status, text) = request(app, &put("z.txt", 3, "text/plain"), b"zzz").await;
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = request(app, &put("w.txt", 3, "text/plain"), b"www").await;
+    assert_eq!(status, 201, "{text}");
+    let (status, text) = request(app, &put("v.txt", 3, "text/plain"), b"vvv").await;
+    assert_eq!(
+        (status, code_of(&text).as_str()),
+        (403, "max_files_reached"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_name_that_is_not_utf8_gets_a_json_error() {
+    let env = start(with_grants).await;
+    let head = "PUT /api/stream/%FF HTTP/1.1\r\nHost: chute\r\nContent-Length: 1";
+    let (status, text) = request(env.running.app, head, b"x").await;
+    assert_eq!((status, code_of(&text).as_str()), (400, "bad_filename"), "{text}");
+    assert_clean(env).await;
+}
+
+#[tokio::test]
+async fn an_upload_past_its_expiry_is_refused_and_undone() {
+    let env = start(|c| {
+        with_grants(c);
+        c.lifecycle.upload_ttl = Duration::from_secs(2);
+    })
+    .await;
+    let app = env.running.app;
+    let body = [b'x'; 20];
+    let mut stream = TcpStream::connect(app).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "PUT /api/stream/late.bin HTTP/1.1\r\nHost: chute\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    stream.write_all(&body[10..]).await.unwrap();
+    let (status, text) = read_response(&mut stream).await;
+    assert_eq!(
+        (status, code_of(&text).as_str()),
+        (408, "upload_expired"),
+        "{text}"
+    );
+    assert_clean(env).await;
+}
