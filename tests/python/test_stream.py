@@ -14,10 +14,8 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
@@ -144,34 +142,6 @@ def test_a_cut_off_or_oversized_stream_leaves_nothing(backend):
         assert time.monotonic() < deadline, "the cut file's multipart upload never started"
     conn.close()
     assert wait_clean(backend, tag) == ([], [], []), "the cut request was undone"
-
-
-@pytest.fixture
-def fresh_chute_on_garage(garage):
-    """A `chute serve` of its own over Garage, for a crash test."""
-    work = Path(tempfile.mkdtemp(prefix="chute-crash-garage-"))
-    srv = ChuteServer(work)
-    e = garage.env
-    srv.access_key, srv.secret_key = e["CHUTE_TEST_S3_ACCESS_KEY"], e["CHUTE_TEST_S3_SECRET_KEY"]
-    srv.store_endpoint = e["CHUTE_TEST_S3_ENDPOINT"]
-    srv.region = e["CHUTE_TEST_S3_REGION"]
-    srv.bucket = e["CHUTE_TEST_S3_BUCKET"]
-    srv.extra_env = {
-        "CHUTE_STORE": "s3",
-        "CHUTE_S3_ENDPOINT": srv.store_endpoint,
-        "CHUTE_S3_PATH_STYLE": "true",
-        "CHUTE_REGION": srv.region,
-        "CHUTE_BUCKET": srv.bucket,
-    }
-    srv.start()
-    yield srv
-    srv.kill()
-    shutil.rmtree(work, ignore_errors=True)
-
-
-@pytest.fixture(params=["embedded", "garage"])
-def crashable(request):
-    return request.getfixturevalue("fresh_chute" if request.param == "embedded" else "fresh_chute_on_garage")
 
 
 def ours(srv: ChuteServer, tag: str) -> tuple[list[str], list[str], list[str]]:

@@ -218,12 +218,7 @@ impl Lifecycle {
         let key = ObjectKey::parse(&format!("{TMP_PREFIX}{id}/{filename}"))
             .map_err(|e| ApiError::bad_request("bad_filename", e.to_string()))?;
         let slot = self.claim_file_slot(&grant).await?;
-        let ttl = match grant.upload_ttl {
-            Some(secs) => settings
-                .upload_ttl
-                .min(std::time::Duration::from_secs(secs.max(60))),
-            None => settings.upload_ttl,
-        };
+        let ttl = self.upload_ttl(&grant);
         let presign_ttl = settings.presign_ttl.min(ttl);
         let exp = unix_after(now, ttl);
 

@@ -225,6 +225,15 @@ impl Lifecycle {
             .map_err(|e| ApiError::store("deleting the object", &e))
     }
 
+    /// How long an upload under `grant` may stay unfinished: the server's
+    /// `upload_ttl`, capped by the grant's own (at least 60 s).
+    pub(crate) fn upload_ttl(&self, grant: &chute_core::Grant) -> Duration {
+        match grant.upload_ttl {
+            Some(secs) => self.settings().upload_ttl.min(Duration::from_secs(secs.max(60))),
+            None => self.settings().upload_ttl,
+        }
+    }
+
     /// Waits for a turn to read a whole object.
     pub(crate) async fn full_read_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
         self.inner.full_reads.acquire().await.ok()

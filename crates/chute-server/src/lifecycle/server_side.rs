@@ -60,7 +60,6 @@ impl Lifecycle {
         content_type: Option<&str>,
         size: Option<u64>,
     ) -> Result<ServerUpload, ApiError> {
-        let settings = self.settings();
         let now = OffsetDateTime::now_utc();
         if filename.is_empty() || filename.len() > 1024 {
             return Err(ApiError::bad_request(
@@ -83,12 +82,7 @@ impl Lifecycle {
         let key = ObjectKey::parse(&format!("{TMP_PREFIX}{id}/{filename}"))
             .map_err(|e| ApiError::bad_request("bad_filename", e.to_string()))?;
         let slot = self.claim_file_slot(&grant).await?;
-        let ttl = match grant.upload_ttl {
-            Some(secs) => settings
-                .upload_ttl
-                .min(std::time::Duration::from_secs(secs.max(60))),
-            None => settings.upload_ttl,
-        };
+        let ttl = self.upload_ttl(&grant);
         let upload = ServerUpload {
             id,
             key,
