@@ -21,6 +21,7 @@ pub mod grants;
 pub mod hooks;
 pub mod lifecycle;
 pub mod openapi;
+pub mod pace;
 pub mod reaper;
 mod serve;
 pub mod stream;

@@ -10,6 +10,7 @@ use super::{StreamResponse, body_failed};
 use crate::app::AppState;
 use crate::grants::GrantRequest;
 use crate::lifecycle::ApiError;
+use crate::pace::{MIN_BODY_RATE, PacedBody};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -24,7 +25,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use tower_http::timeout::TimeoutBody;
 
 /// The most body bytes pulled from the socket in one poll.
 const POLL_BUDGET: usize = 256 * 1024;
@@ -42,7 +42,12 @@ pub(super) async fn post_form(State(state): State<AppState>, req: Request) -> Re
         Err(e) => return Err(super::refuse_unread(&parts.headers, body, e).await),
     };
     let credit = Arc::new(AtomicU64::new(0));
-    let body = Body::new(TimeoutBody::new(state.stream.settings.body_idle_timeout, body)).into_data_stream();
+    let body = Body::new(PacedBody::new(
+        body,
+        state.stream.settings.body_idle_timeout,
+        MIN_BODY_RATE,
+    ))
+    .into_data_stream();
     let shared = Arc::new(Mutex::new(Some(ByteBudget::new(body, POLL_BUDGET))));
     let guarded = OverheadGuard {
         inner: Arc::clone(&shared),

@@ -157,8 +157,9 @@ impl StreamedFile {
     }
 }
 
-/// Whether `err` (or any error it wraps) is the idle-body timeout of
-/// tower-http's `TimeoutBody`.
+/// Whether `err` (or any error it wraps) is a body timeout: the
+/// `TimedOut` error of [`crate::pace::PacedBody`] (or tower-http's
+/// `TimeoutError`).
 fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(err);
     while let Some(e) = source {

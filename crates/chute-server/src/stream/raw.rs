@@ -8,6 +8,7 @@ use super::{StreamResponse, body_failed, drain, refuse_unread};
 use crate::app::AppState;
 use crate::grants::GrantRequest;
 use crate::lifecycle::ApiError;
+use crate::pace::{MIN_BODY_RATE, PacedBody};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -16,7 +17,6 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt as _;
-use tower_http::timeout::TimeoutBody;
 
 pub(super) async fn put_raw(
     State(state): State<AppState>,
@@ -39,7 +39,7 @@ pub(super) async fn put_raw(
         Err(e) => return Err(refuse_unread(&parts.headers, body, e).await),
     };
     let timeout = state.stream.settings.body_idle_timeout;
-    let mut body = Body::new(TimeoutBody::new(timeout, body))
+    let mut body = Body::new(PacedBody::new(body, timeout, MIN_BODY_RATE))
         .into_data_stream()
         .map(|r| r.map_err(|e| body_failed(&e)));
     let written = pending.write(0, declared, &mut body).await;

@@ -164,7 +164,7 @@ pub(super) async fn create(
             &info,
             progress,
             &parts.headers,
-            super::body_stream(body, &tus.settings),
+            super::body_stream(body),
         )
         .await;
         let progress = match written {

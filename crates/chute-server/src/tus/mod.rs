@@ -31,8 +31,9 @@ use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// The slowest average a PATCH body may keep up over each
-/// `body_idle_timeout` window before it is cut off (its bytes are kept).
-pub const MIN_BODY_RATE: u64 = 1024;
+/// `body_idle_timeout` window spent waiting for the client before it is
+/// cut off (its bytes are kept); see [`crate::pace`].
+pub use crate::pace::MIN_BODY_RATE;
 
 /// Where tus uploads are created; an upload lives at `<this><id>`.
 pub const BASE_PATH: &str = "/files/";
@@ -277,9 +278,10 @@ async fn dispatch(
     }
     chute_tus::headers::check_resumable(header_str(req.headers(), "tus-resumable"))?;
     let (parts, body) = req.into_parts();
-    let body = Body::new(tower_http::timeout::TimeoutBody::new(
-        tus.settings.body_idle_timeout,
+    let body = Body::new(crate::pace::PacedBody::new(
         body,
+        tus.settings.body_idle_timeout,
+        MIN_BODY_RATE,
     ));
     match endpoint {
         Endpoint::Options => Ok(options(state)),
@@ -290,35 +292,14 @@ async fn dispatch(
     }
 }
 
-/// A request body as a stream of chunks that fails once it trickles: less
-/// than [`MIN_BODY_RATE`] bytes a second on average over a window of
-/// `body_idle_timeout` (pauses longer than that fail already in
-/// `TimeoutBody`).
+/// A request body (paced by [`crate::pace::PacedBody`] in `dispatch`:
+/// it fails once its client stalls or trickles) as a stream of chunks.
 fn body_stream(
     body: Body,
-    settings: &TusSettings,
 ) -> impl futures::Stream<Item = Result<bytes::Bytes, String>> + Send + Unpin + use<> {
     use futures::StreamExt as _;
-    let window = settings.body_idle_timeout;
-    let mut start = tokio::time::Instant::now();
-    let mut got: u64 = 0;
-    body.into_data_stream().map(move |item| {
-        let chunk = item.map_err(|e| e.to_string())?;
-        got = got.saturating_add(chunk.len() as u64);
-        let elapsed = start.elapsed();
-        if elapsed >= window {
-            let need = (MIN_BODY_RATE as f64 * elapsed.as_secs_f64()) as u64;
-            if got < need {
-                return Err(format!(
-                    "the body sent {got} bytes in {:.1} s, under {MIN_BODY_RATE} bytes a second",
-                    elapsed.as_secs_f64()
-                ));
-            }
-            start = tokio::time::Instant::now();
-            got = 0;
-        }
-        Ok(chunk)
-    })
+    body.into_data_stream()
+        .map(|item| item.map_err(|e| e.to_string()))
 }
 
 /// What this server offers: version, size limit, extensions (from the
@@ -429,35 +410,6 @@ mod tests {
     fn expires_is_an_http_date() {
         assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
         assert_eq!(http_date(1_445_412_480), "Wed, 21 Oct 2015 07:28:00 GMT");
-    }
-
-    /// A body of `n` one-byte chunks, `gap` apart.
-    fn trickle(n: usize, gap: Duration) -> Body {
-        Body::from_stream(futures::stream::unfold(0, move |i| async move {
-            if i == n {
-                return None;
-            }
-            tokio::time::sleep(gap).await;
-            Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"x")), i + 1))
-        }))
-    }
-
-    #[tokio::test]
-    async fn trickling_bodies_fail_once_a_window_has_passed() {
-        use futures::StreamExt as _;
-        let settings = TusSettings {
-            body_idle_timeout: Duration::from_millis(200),
-            ..TusSettings::default()
-        };
-        let items: Vec<_> = body_stream(trickle(10, Duration::from_millis(60)), &settings)
-            .collect()
-            .await;
-        assert!(items.iter().any(Result::is_err), "the trickle is cut off");
-        // A fast body of the same size passes.
-        let fast: Vec<_> = body_stream(trickle(10, Duration::ZERO), &settings)
-            .collect()
-            .await;
-        assert!(fast.iter().all(Result::is_ok));
     }
 
     #[test]

@@ -211,15 +211,7 @@ pub(super) async fn patch(
             }
         }
     }
-    let progress = write_body(
-        state,
-        tus,
-        &info,
-        progress,
-        headers,
-        super::body_stream(body, &tus.settings),
-    )
-    .await?;
+    let progress = write_body(state, tus, &info, progress, headers, super::body_stream(body)).await?;
     let offset = progress.offset(&info.plan);
     let mut out = vec![
         ("upload-offset", offset.to_string()),

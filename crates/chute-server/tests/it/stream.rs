@@ -597,6 +597,21 @@ async fn a_slow_client_times_out_and_leaves_nothing() {
 }
 
 #[tokio::test]
+async fn a_trickle_that_never_pauses_long_is_cut_off_by_its_rate() {
+    // Never idle for the timeout (a byte every 150 ms against 600 ms), but
+    // far under 1 KiB/s: the rate check ends it after one window of waiting.
+    let env = start(|c| {
+        with_grants(c);
+        c.stream.body_idle_timeout = Duration::from_millis(600);
+    })
+    .await;
+    let head = "PUT /api/stream/trickle.bin HTTP/1.1\r\nHost: chute\r\nContent-Length: 40";
+    let (status, text) = trickle(env.running.app, head, &[b'x'; 40], 1, Duration::from_millis(150)).await;
+    assert_eq!((status, code_of(&text).as_str()), (408, "body_timeout"), "{text}");
+    assert_clean(env).await;
+}
+
+#[tokio::test]
 async fn a_client_that_disconnects_mid_file_leaves_nothing() {
     let env = start(with_grants).await;
     let app = env.running.app;
