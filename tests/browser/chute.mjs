@@ -4,7 +4,11 @@
 // the test signs. Also: a static server for the
 // test page on another port, and HS256 grant minting.
 import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { freePort, spawnChute } from '../node/server.mjs';
 
 export { BIN, freePort } from '../node/server.mjs';
@@ -13,6 +17,8 @@ export const SECRET_KEY = 'chute-browser-secret-0123456789abcdef';
 export const BUCKET = 'uploads';
 const GRANT_KID = 'browser';
 const GRANT_SECRET = 'browser-test-grant-secret-0123456789abcdef';
+
+const here = dirname(fileURLToPath(import.meta.url));
 
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
 
@@ -55,4 +61,25 @@ export async function serveStatic(routes) {
     url: `http://127.0.0.1:${port}`,
     close: () => new Promise((ok) => server.close(ok)),
   };
+}
+
+/**
+ * The Uppy test site (serveStatic): page/`html` as /, an empty favicon, and
+ * page/`script`.mjs bundled for Chromium by esbuild as /`script`.js.
+ */
+export async function serveBundledPage(html, script) {
+  const bundle = await build({
+    entryPoints: [join(here, 'page', `${script}.mjs`)],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'chrome110',
+    write: false,
+    logLevel: 'warning',
+  });
+  return serveStatic({
+    '/': { type: 'text/html; charset=utf-8', body: readFileSync(join(here, 'page', html)) },
+    '/favicon.ico': { type: 'image/x-icon', body: '' },
+    [`/${script}.js`]: { type: 'text/javascript; charset=utf-8', body: bundle.outputFiles[0].contents },
+  });
 }

@@ -3,6 +3,7 @@
 // files with their SHA-256, reading objects back over the S3 API, receipt
 // verification, the form app on another loopback origin, and the widget
 // page helpers (event log, request log, a part request failed once).
+import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -217,4 +218,23 @@ export async function failPartOnce(page, storeUrl, part, fail) {
     }
   });
   return () => failed;
+}
+
+/**
+ * Sets `file` on the page's file input with the first PUT of part 3 at
+ * `storeUrl` cut (connection reset), and waits for chute:done. Asserts the
+ * upload ended without errors, the cut happened once and chute.js retried
+ * part 3 once (`context()` goes in the failure message). Answers
+ * `{done, retries}` (the chute:done detail, the chute:retry details).
+ */
+export async function uploadWithPart3Cut(page, storeUrl, file, context) {
+  const cut = await failPartOnce(page, storeUrl, 3, (route) => route.abort('connectionreset'));
+  await page.setInputFiles('input[type=file]', file.path);
+  const done = await waitDone(page);
+  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
+  assert.equal(cut(), 1);
+  const retries = await events(page, 'retry');
+  assert.equal(retries.length, 1, JSON.stringify(retries));
+  assert.equal(retries[0].part, 3);
+  return { done, retries };
 }

@@ -11,16 +11,12 @@
 // installs tests/node's packages first).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
-import { serveStatic } from './chute.mjs';
+import { join } from 'node:path';
+import { serveBundledPage } from './chute.mjs';
 import { MiB, launchChromium, writeRandom } from './support.mjs';
 import { mintGrant, receiptClaims, startBackend, storedObject, verifyReceipt } from '../node/tus-support.mjs';
-
-const here = dirname(fileURLToPath(import.meta.url));
 
 let work;
 let site;
@@ -31,20 +27,7 @@ before(async () => {
   work = mkdtempSync(join(tmpdir(), 'chute-uppy-tus-'));
   files.five = writeRandom(join(work, 'five.bin'), 5 * MiB);
   files.big = writeRandom(join(work, 'hundred.bin'), 100 * MiB);
-  const bundle = await build({
-    entryPoints: [join(here, 'page', 'tus-upload.mjs')],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'chrome110',
-    write: false,
-    logLevel: 'warning',
-  });
-  site = await serveStatic({
-    '/': { type: 'text/html; charset=utf-8', body: readFileSync(join(here, 'page', 'tus.html')) },
-    '/favicon.ico': { type: 'image/x-icon', body: '' },
-    '/tus-upload.js': { type: 'text/javascript; charset=utf-8', body: bundle.outputFiles[0].contents },
-  });
+  site = await serveBundledPage('tus.html', 'tus-upload');
   browser = await launchChromium();
 });
 

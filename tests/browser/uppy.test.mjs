@@ -7,15 +7,12 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
-import { BUCKET, mintGrant, serveStatic, startChute } from './chute.mjs';
+import { join } from 'node:path';
+import { BUCKET, mintGrant, serveBundledPage, startChute } from './chute.mjs';
 import { MiB, embeddedStore, launchChromium, storedObject, verifyReceipt, writeRandom } from './support.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
 const BIG = 100 * MiB;
 
 let chute;
@@ -32,20 +29,7 @@ before(async () => {
   files.big = writeRandom(join(work, 'big.bin'), BIG);
 
   chute = await startChute();
-  const bundle = await build({
-    entryPoints: [join(here, 'page', 'upload.mjs')],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'chrome110',
-    write: false,
-    logLevel: 'warning',
-  });
-  site = await serveStatic({
-    '/': { type: 'text/html; charset=utf-8', body: readFileSync(join(here, 'page', 'index.html')) },
-    '/favicon.ico': { type: 'image/x-icon', body: '' },
-    '/upload.js': { type: 'text/javascript; charset=utf-8', body: bundle.outputFiles[0].contents },
-  });
+  site = await serveBundledPage('index.html', 'upload');
   browser = await launchChromium();
 });
 

@@ -8,22 +8,16 @@
 // fails and says how to get one (scripts/test builds it first).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { mintGrant, serveStatic, startChute } from './chute.mjs';
 import {
-  MiB, events, failPartOnce, launchChromium, openWidgetPage, s3Client, storedObject,
+  MiB, events, launchChromium, openWidgetPage, s3Client, storedObject, uploadWithPart3Cut,
   verifyReceipt, waitDone, widgetForm, writeRandom,
 } from './support.mjs';
-
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const GARAGE_SCRIPT = join(repo, 'scripts', 'garage');
-const GARAGE_BIN = process.env.CHUTE_GARAGE_BIN
-  || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'chute', 'garage-2.5.0', 'bin', 'garage');
+import { s3StoreEnv, startGarage, stopGarage } from '../node/tus-support.mjs';
 
 let work;
 let garageDir;
@@ -34,35 +28,6 @@ let browser;
 // The test site's routes; `/` is the current form page.
 const siteRoutes = { '/favicon.ico': { type: 'image/x-icon', body: '' } };
 
-/** `scripts/garage start DIR`, its `export` lines parsed. */
-function startGarage(dir) {
-  if (!existsSync(GARAGE_BIN)) {
-    throw new Error(`Garage binary not found at ${GARAGE_BIN}: run \`scripts/garage build\` (scripts/test does) or set CHUTE_GARAGE_BIN`);
-  }
-  const out = spawnSync(GARAGE_SCRIPT, ['start', dir], { encoding: 'utf8', timeout: 180_000 });
-  if (out.status !== 0) throw new Error(`scripts/garage start failed (${out.status ?? out.signal})\n${out.stdout}\n${out.stderr}`);
-  const env = {};
-  for (const line of out.stdout.split('\n')) {
-    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim());
-    if (m) env[m[1]] = m[2].replace(/^['"]|['"]$/g, '');
-  }
-  for (const k of ['CHUTE_TEST_S3_ENDPOINT', 'CHUTE_TEST_S3_REGION', 'CHUTE_TEST_S3_BUCKET', 'CHUTE_TEST_S3_ACCESS_KEY', 'CHUTE_TEST_S3_SECRET_KEY']) {
-    if (!env[k]) throw new Error(`scripts/garage start printed no ${k}\n${out.stdout}\n${out.stderr}`);
-  }
-  return {
-    endpoint: env.CHUTE_TEST_S3_ENDPOINT,
-    region: env.CHUTE_TEST_S3_REGION,
-    bucket: env.CHUTE_TEST_S3_BUCKET,
-    accessKey: env.CHUTE_TEST_S3_ACCESS_KEY,
-    secretKey: env.CHUTE_TEST_S3_SECRET_KEY,
-  };
-}
-
-function stopGarage(dir) {
-  const out = spawnSync(GARAGE_SCRIPT, ['stop', dir], { encoding: 'utf8', timeout: 60_000 });
-  return out.status === 0 ? null : `scripts/garage stop failed (${out.status ?? out.signal}): ${out.stderr}`;
-}
-
 /** The form page: a plain form whose file input carries data-chute. */
 function formPage(grant, attrs = '') {
   return widgetForm({ title: 'Widget on Garage', chuteUrl: chute.appUrl, grant, attrs });
@@ -72,17 +37,7 @@ before(async () => {
   work = mkdtempSync(join(tmpdir(), 'chute-widget-garage-'));
   garageDir = join(work, 'garage');
   garage = startGarage(garageDir);
-  chute = await startChute({
-    env: {
-      CHUTE_STORE: 's3',
-      CHUTE_S3_ENDPOINT: garage.endpoint,
-      CHUTE_S3_PATH_STYLE: 'true',
-      CHUTE_REGION: garage.region,
-      CHUTE_BUCKET: garage.bucket,
-      CHUTE_S3_ACCESS_KEY: garage.accessKey,
-      CHUTE_S3_SECRET_KEY: garage.secretKey,
-    },
-  });
+  chute = await startChute({ env: s3StoreEnv(garage) });
   site = await serveStatic(siteRoutes);
   browser = await launchChromium();
 });
@@ -151,14 +106,7 @@ test('Garage: a 30 MiB multipart upload, progress strictly increasing to 1.0, by
 test('Garage: a part request cut once is retried and the object is byte-identical', async () => {
   const file = writeRandom(join(work, 'cut.bin'), 30 * MiB);
   const { page, context } = await openForm(mintGrant({ sub: 'widget-user', max_size: 64 * MiB }));
-  const cut = await failPartOnce(page, garage.endpoint, 3, (route) => route.abort('connectionreset'));
-  await page.setInputFiles('input[type=file]', file.path);
-  const done = await waitDone(page);
-  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
-  assert.equal(cut(), 1);
-  const retries = await events(page, 'retry');
-  assert.equal(retries.length, 1, JSON.stringify(retries));
-  assert.equal(retries[0].part, 3);
+  const { done } = await uploadWithPart3Cut(page, garage.endpoint, file, context);
   const receipt = await verify(done.receipts[0].receipt);
   assert.deepEqual(await storedObject(garage, receipt.key), { size: 30 * MiB, sha256: file.sha256 });
   await page.close();

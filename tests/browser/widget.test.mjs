@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { mintGrant, startChute } from './chute.mjs';
 import {
   MiB, embeddedStore, events, failPartOnce, launchChromium, openWidgetPage,
-  startFormApp, storedObject as readObject, verifyReceipt, waitDone, widgetForm, writeRandom,
+  startFormApp, storedObject as readObject, uploadWithPart3Cut, verifyReceipt, waitDone, widgetForm, writeRandom,
 } from './support.mjs';
 
 let chute;
@@ -186,14 +186,7 @@ test('a file over data-max-size or of a refused type is refused before any reque
 test('a part request cut once is retried and the object is byte-identical', async () => {
   const file = writeRandom(join(work, 'cut.bin'), 30 * MiB);
   const { page, context } = await openForm({ grant: mintGrant({ sub: 'widget-user', max_size: 64 * MiB }) });
-  const cut = await failPartOnce(page, chute.s3Endpoint, 3, (route) => route.abort('connectionreset'));
-  await page.setInputFiles('input[type=file]', file.path);
-  const done = await waitDone(page);
-  assert.equal(done.errors.length, 0, `${JSON.stringify(done)}\n${context()}`);
-  assert.equal(cut(), 1);
-  const retries = await events(page, 'retry');
-  assert.equal(retries.length, 1, JSON.stringify(retries));
-  assert.equal(retries[0].part, 3);
+  const { retries } = await uploadWithPart3Cut(page, chute.s3Endpoint, file, context);
   assert.equal(retries[0].attempt, 1);
   const posted = await submit(page);
   const [v] = posted.verified;

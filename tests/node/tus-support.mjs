@@ -1,5 +1,6 @@
 // What the tus client suites share (tests/node/tus.test.mjs and
-// tests/browser/tus-uppy.test.mjs): Chute on its embedded store or on a
+// tests/browser/tus-uppy.test.mjs; widget-garage.test.mjs starts its Garage
+// here too): Chute on its embedded store or on a
 // single-node Garage started by `scripts/garage start`, always with a grant
 // secret and no open grants (the creation POST must carry a grant), HS256
 // grant minting, the receipt's claims, and reading an object back over S3.
@@ -72,6 +73,25 @@ export function stopGarage(dir) {
   return out.status === 0 ? null : `scripts/garage stop failed (${out.status ?? out.signal}): ${out.stderr}`;
 }
 
+/** The environment that makes `chute serve` keep its objects in `store` (a startGarage() answer). */
+export function s3StoreEnv(store) {
+  return {
+    CHUTE_STORE: 's3',
+    CHUTE_S3_ENDPOINT: store.endpoint,
+    CHUTE_S3_PATH_STYLE: 'true',
+    CHUTE_REGION: store.region,
+    CHUTE_BUCKET: store.bucket,
+    CHUTE_S3_ACCESS_KEY: store.accessKey,
+    CHUTE_S3_SECRET_KEY: store.secretKey,
+  };
+}
+
+/** Stops a spawnChute() server; answers `[]`, or the non-clean exit as a one-problem list. */
+async function stopChute(chute) {
+  const code = await chute.stop();
+  return code === null || code === '0' ? [] : [`chute serve exited with ${code} on SIGTERM`];
+}
+
 /**
  * `chute serve` on `backend` ('embedded' or 'garage', which starts its own
  * Garage). Answers `{name, chute, store, filesUrl, stop}`: `store` holds the
@@ -95,10 +115,7 @@ export async function startBackend(backend, { env = {} } = {}) {
       chute,
       store,
       filesUrl: `${chute.appUrl}/files/`,
-      async stop() {
-        const code = await chute.stop();
-        return code === null || code === '0' ? [] : [`chute serve exited with ${code} on SIGTERM`];
-      },
+      stop: () => stopChute(chute),
     };
   }
   if (backend !== 'garage') throw new Error(`unknown backend ${backend}`);
@@ -112,13 +129,7 @@ export async function startBackend(backend, { env = {} } = {}) {
       prefix: 'chute-tus-',
       env: {
         ...base,
-        CHUTE_STORE: 's3',
-        CHUTE_S3_ENDPOINT: store.endpoint,
-        CHUTE_S3_PATH_STYLE: 'true',
-        CHUTE_REGION: store.region,
-        CHUTE_BUCKET: store.bucket,
-        CHUTE_S3_ACCESS_KEY: store.accessKey,
-        CHUTE_S3_SECRET_KEY: store.secretKey,
+        ...s3StoreEnv(store),
         ...env,
       },
     });
@@ -133,9 +144,7 @@ export async function startBackend(backend, { env = {} } = {}) {
     store,
     filesUrl: `${chute.appUrl}/files/`,
     async stop() {
-      const problems = [];
-      const code = await chute.stop();
-      if (!(code === null || code === '0')) problems.push(`chute serve exited with ${code} on SIGTERM`);
+      const problems = await stopChute(chute);
       const stopped = stopGarage(garageDir);
       if (stopped) problems.push(stopped);
       rmSync(work, { recursive: true, force: true });
