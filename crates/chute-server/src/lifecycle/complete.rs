@@ -4,7 +4,7 @@
 //! object that breaks the grant is deleted and the upload rejected.
 
 use super::claims::{UploadClaims, UploadMethod};
-use super::sniff::{SNIFF_LEN, Sniffed, sniff};
+use super::sniff::{SNIFF_LEN, checked_type};
 use super::{ApiError, Lifecycle, tmp_key, unix_after};
 use crate::hooks::EventKind;
 use axum::http::StatusCode;
@@ -147,19 +147,7 @@ impl Lifecycle {
             ));
         }
         let head = self.read_head(key, meta).await?;
-        let content_type = match sniff(&head, &claims.content_type) {
-            Sniffed::Type(t) => t,
-            Sniffed::Mismatch { declared, detected } => {
-                let what = detected.map_or_else(|| "no known format".to_owned(), |d| format!("{d:?}"));
-                return Err(ApiError::rejected(
-                    "type_mismatch",
-                    format!("declared {declared:?} but the content is {what}"),
-                ));
-            }
-        };
-        if let Err(v) = claims.grant.check_type(&content_type) {
-            return Err(ApiError::rejected(v.code(), v.to_string()));
-        }
+        let content_type = checked_type(&head, &claims.content_type, &claims.grant)?;
         if let Some(expected) = &claims.checksum {
             let matches = match &meta.checksum {
                 Some(stored) if stored.algorithm == expected.algorithm && stored.parts.is_none() => {

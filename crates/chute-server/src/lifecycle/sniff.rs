@@ -48,6 +48,31 @@ pub fn sniff(head: &[u8], declared: &str) -> Sniffed {
     }
 }
 
+/// The type to record for content starting with `head` declared as
+/// `declared` under `grant`: the sniffed type, or 422 `type_mismatch` when
+/// the bytes contradict the declaration, or the grant's 422 when it does
+/// not allow the type.
+pub fn checked_type(
+    head: &[u8],
+    declared: &str,
+    grant: &chute_core::Grant,
+) -> Result<String, super::ApiError> {
+    let content_type = match sniff(head, declared) {
+        Sniffed::Type(t) => t,
+        Sniffed::Mismatch { declared, detected } => {
+            let what = detected.map_or_else(|| "no known format".to_owned(), |d| format!("{d:?}"));
+            return Err(super::ApiError::rejected(
+                "type_mismatch",
+                format!("declared {declared:?} but the content is {what}"),
+            ));
+        }
+    };
+    grant
+        .check_type(&content_type)
+        .map_err(|v| super::ApiError::rejected(v.code(), v.to_string()))?;
+    Ok(content_type)
+}
+
 /// The extension (with dot) for a media type, preferring `filename_ext`
 /// when it is one of the type's extensions.
 pub fn extension_for(media_type: &str, filename_ext: &str) -> Option<String> {

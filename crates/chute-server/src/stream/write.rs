@@ -19,7 +19,7 @@
 
 use super::pending::Pending;
 use super::settings::part_size_for;
-use crate::lifecycle::sniff::{SNIFF_LEN, Sniffed, sniff};
+use crate::lifecycle::sniff::{SNIFF_LEN, checked_type};
 use crate::lifecycle::{ApiError, ServerUpload};
 use axum::http::StatusCode;
 use bytes::{Bytes, BytesMut};
@@ -346,21 +346,7 @@ fn put_options(content_type: &str) -> PutOptions {
 /// Sniffs the first bytes against the declared type and the grant:
 /// the type to store, or 422.
 fn check_type(upload: &ServerUpload, head: &[u8]) -> Result<String, ApiError> {
-    let detected = match sniff(head, &upload.content_type) {
-        Sniffed::Type(t) => t,
-        Sniffed::Mismatch { declared, detected } => {
-            let what = detected.map_or_else(|| "no known format".to_owned(), |d| format!("{d:?}"));
-            return Err(ApiError::rejected(
-                "type_mismatch",
-                format!("declared {declared:?} but the content is {what}"),
-            ));
-        }
-    };
-    upload
-        .grant
-        .check_type(&detected)
-        .map_err(|v| ApiError::rejected(v.code(), v.to_string()))?;
-    Ok(detected)
+    checked_type(head, &upload.content_type, &upload.grant)
 }
 
 /// 408 once `upload` is past its `expires_at`: after that the reaper
