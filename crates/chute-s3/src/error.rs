@@ -160,10 +160,11 @@ pub(crate) const REQUEST_TIMEOUT_MESSAGE: &str =
 const BODY_TIMEOUT_TEXT: &str = "data was not received within the designated timeout";
 
 /// Whether a request body failed because it sent nothing for the idle
-/// timeout (`service` wraps every body in `tower_http`'s `TimeoutBody`):
-/// its `TimeoutError`, or an `io::Error` of kind `TimedOut`, anywhere in
-/// the source chain.
-pub(crate) fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
+/// timeout (`service` wraps every body in `tower_http`'s `TimeoutBody`;
+/// the app's upload routes use `chute_server::pace`, which fails with an
+/// `io::Error` of kind `TimedOut`): its `TimeoutError`, or an `io::Error`
+/// of kind `TimedOut`, anywhere in the source chain.
+pub fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(err);
     while let Some(err) = source {
         if err.is::<tower_http::timeout::TimeoutError>()

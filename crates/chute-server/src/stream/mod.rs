@@ -157,35 +157,16 @@ impl StreamedFile {
     }
 }
 
-/// Whether `err` (or any error it wraps) is a body timeout: the
-/// `TimedOut` error of [`crate::pace::PacedBody`] (or tower-http's
-/// `TimeoutError`).
-fn is_body_timeout(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if e.is::<tower_http::timeout::TimeoutError>()
-            || e.downcast_ref::<std::io::Error>()
-                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
-        {
-            return true;
-        }
-        source = match e.downcast_ref::<std::io::Error>() {
-            Some(io) => io
-                .get_ref()
-                .map(|inner| inner as &(dyn std::error::Error + 'static)),
-            None => e.source(),
-        };
-    }
-    false
-}
-
 /// The error for a request body that failed while being read.
 fn body_failed(err: &(dyn std::error::Error + 'static)) -> ApiError {
-    if is_body_timeout(err) {
+    if chute_s3::error::is_body_timeout(err) {
         ApiError::new(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
-            "the request body sent nothing for longer than body_idle_timeout_seconds",
+            format!(
+                "the request body was too slow ({err}): it paused longer than body_idle_timeout_seconds \
+                 or averaged under 1 KiB/s; send it again at a steady pace"
+            ),
         )
     } else {
         ApiError::bad_request(
