@@ -50,6 +50,23 @@ impl Origins {
             || (self.any_loopback && is_loopback_origin(origin))
     }
 
+    /// `layer` answering exactly these origins: any origin without
+    /// credentials for `*` (a wildcard with credentials would let any
+    /// site act with the user's session), otherwise the listed ones with
+    /// credentials.
+    pub fn allow_in(&self, layer: CorsLayer) -> CorsLayer {
+        if self.exact.iter().any(|o| o == "*") {
+            layer.allow_origin(AllowOrigin::any())
+        } else {
+            let allowed = self.clone();
+            layer
+                .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+                    origin.to_str().is_ok_and(|o| allowed.allows(o))
+                }))
+                .allow_credentials(true)
+        }
+    }
+
     /// The same set as S3 CORS rule patterns (`http://localhost:*`).
     pub fn as_s3_patterns(&self) -> Vec<String> {
         let mut out = self.exact.clone();
@@ -110,8 +127,6 @@ pub fn app_with(state: AppState, tus: crate::tus::TusSettings) -> Router {
 }
 
 fn cors_layer(origins: &Origins) -> CorsLayer {
-    let wildcard = origins.exact.iter().any(|o| o == "*");
-    let allowed = origins.clone();
     let layer = CorsLayer::new()
         .allow_methods([
             Method::GET,
@@ -122,17 +137,7 @@ fn cors_layer(origins: &Origins) -> CorsLayer {
         ])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(Duration::from_secs(600));
-    if wildcard {
-        // Any origin, but never with cookies: a wildcard with credentials
-        // would let any site act with the user's session.
-        layer.allow_origin(AllowOrigin::any())
-    } else {
-        layer
-            .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-                origin.to_str().is_ok_and(|o| allowed.allows(o))
-            }))
-            .allow_credentials(true)
-    }
+    origins.allow_in(layer)
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {

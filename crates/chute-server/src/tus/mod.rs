@@ -28,7 +28,7 @@ use chute_tus::headers::{TUS_VERSION, TusChecksumAlgorithm};
 use chute_tus::{HeaderError, TusStore, UploadInfo, UploadLocks};
 use std::sync::Arc;
 use std::time::Duration;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::CorsLayer;
 
 /// The slowest average a PATCH body may keep up over each
 /// `body_idle_timeout` window spent waiting for the client before it is
@@ -390,16 +390,7 @@ fn cors_layer(origins: &Origins) -> CorsLayer {
         .allow_headers(request_headers.map(HeaderName::from_static))
         .expose_headers(exposed.map(HeaderName::from_static))
         .max_age(Duration::from_secs(600));
-    if origins.exact.iter().any(|o| o == "*") {
-        layer.allow_origin(AllowOrigin::any())
-    } else {
-        let allowed = origins.clone();
-        layer
-            .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
-                origin.to_str().is_ok_and(|o| allowed.allows(o))
-            }))
-            .allow_credentials(true)
-    }
+    origins.allow_in(layer)
 }
 
 #[cfg(test)]

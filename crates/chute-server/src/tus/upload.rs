@@ -13,14 +13,18 @@ use chute_tus::headers::{self, parse_checksum};
 use chute_tus::{Append, ConcatRole, Peek, Progress, Status, UploadInfo, WriteError};
 use futures::Stream;
 
-/// The info of upload `id`: 404 when there is none, 410 once expired.
-pub(super) async fn load(tus: &Tus, id: &str) -> Result<UploadInfo, TusError> {
-    let info = tus
-        .store
+/// The info of upload `id`, expired or not: 404 when there is none.
+async fn read_info(tus: &Tus, id: &str) -> Result<UploadInfo, TusError> {
+    tus.store
         .info(id)
         .await
         .map_err(|e| TusError::store("reading the upload", &e))?
-        .ok_or_else(|| TusError::new(StatusCode::NOT_FOUND, "no such upload"))?;
+        .ok_or_else(|| TusError::new(StatusCode::NOT_FOUND, "no such upload"))
+}
+
+/// The info of upload `id`: 404 when there is none, 410 once expired.
+pub(super) async fn load(tus: &Tus, id: &str) -> Result<UploadInfo, TusError> {
+    let info = read_info(tus, id).await?;
     if expired(&info) {
         return Err(TusError::new(StatusCode::GONE, "the upload has expired"));
     }
@@ -351,12 +355,7 @@ pub(super) async fn delete(state: &AppState, tus: &Tus, id: &str) -> Result<Resp
             "another request is writing this upload; retry",
         )
     })?;
-    let info = tus
-        .store
-        .info(id)
-        .await
-        .map_err(|e| TusError::store("reading the upload", &e))?
-        .ok_or_else(|| TusError::new(StatusCode::NOT_FOUND, "no such upload"))?;
+    let info = read_info(tus, id).await?;
     let upload = ticket(&info)?;
     // A completed upload's receipt names its object and its use of the
     // grant is spent: only the tus state goes. (A partial upload has no
