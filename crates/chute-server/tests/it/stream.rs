@@ -109,6 +109,16 @@ fn json_of(text: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// Asserts an answer is `want_status` with the JSON error code `want_code`.
+#[track_caller]
+fn assert_refused(status: u16, text: &str, want_status: u16, want_code: &str) {
+    assert_eq!(
+        (status, code_of(text).as_str()),
+        (want_status, want_code),
+        "{text}"
+    );
+}
+
 fn code_of(text: &str) -> String {
     json_of(text)["error"]["code"]
         .as_str()
@@ -283,15 +293,11 @@ async fn wrong_content_types_and_missing_boundaries_are_refused() {
     let head =
         "POST /api/stream HTTP/1.1\r\nHost: chute\r\nContent-Type: application/json\r\nContent-Length: 2";
     let (status, text) = request(app, head, b"{}").await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (415, "need_multipart"),
-        "{text}"
-    );
+    assert_refused(status, &text, 415, "need_multipart");
     let head =
         "POST /api/stream HTTP/1.1\r\nHost: chute\r\nContent-Type: multipart/form-data\r\nContent-Length: 2";
     let (status, text) = request(app, head, b"xx").await;
-    assert_eq!((status, code_of(&text).as_str()), (400, "no_boundary"), "{text}");
+    assert_refused(status, &text, 400, "no_boundary");
     assert_clean(env).await;
 }
 
@@ -370,20 +376,12 @@ async fn ten_thousand_fields_and_oversized_fields_are_refused() {
     parts.extend(names.iter().map(|n| Part::Field(n, "v")));
     let body = form(&parts);
     let (status, text) = request(app, &post_head(body.len(), ""), &body).await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (413, "too_many_fields"),
-        "{text}"
-    );
+    assert_refused(status, &text, 413, "too_many_fields");
 
     let long = "x".repeat(65 * 1024);
     let body = form(&[Part::Field("essay", &long)]);
     let (status, text) = request(app, &post_head(body.len(), ""), &body).await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (413, "field_too_large"),
-        "{text}"
-    );
+    assert_refused(status, &text, 413, "field_too_large");
     assert_clean(env).await;
 }
 
@@ -398,11 +396,7 @@ async fn a_megabyte_of_headers_is_refused() {
     body.extend(std::iter::repeat_n(b'a', MIB));
     body.extend_from_slice(format!("\r\n\r\ndata\r\n--{BOUNDARY}--\r\n").as_bytes());
     let (status, text) = request(app, &post_head(body.len(), ""), &body).await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (431, "part_headers_too_large"),
-        "{text}"
-    );
+    assert_refused(status, &text, 431, "part_headers_too_large");
     // Before the first boundary.
     let mut body = vec![b'p'; MIB];
     body.extend(form(&[Part::File(
@@ -412,11 +406,7 @@ async fn a_megabyte_of_headers_is_refused() {
         b"x",
     )]));
     let (status, text) = request(app, &post_head(body.len(), ""), &body).await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (431, "part_headers_too_large"),
-        "{text}"
-    );
+    assert_refused(status, &text, 431, "part_headers_too_large");
     // In the request's own headers: hyper refuses them.
     let head = format!(
         "PUT /api/stream/a.bin HTTP/1.1\r\nHost: chute\r\nX-Big: {}\r\nContent-Length: 1",
@@ -442,7 +432,7 @@ async fn bodies_larger_than_the_grant_are_cut_off() {
         big.len()
     );
     let (status, text) = request(app, &head, b"").await;
-    assert_eq!((status, code_of(&text).as_str()), (413, "too_large"), "{text}");
+    assert_refused(status, &text, 413, "too_large");
     assert!(!text.contains("100 Continue"), "{text}");
     // Without Expect, the client sends at once: it reads the error, not a reset.
     let head = format!(
@@ -450,18 +440,18 @@ async fn bodies_larger_than_the_grant_are_cut_off() {
         big.len()
     );
     let (status, text) = request(app, &head, &big).await;
-    assert_eq!((status, code_of(&text).as_str()), (413, "too_large"), "{text}");
+    assert_refused(status, &text, 413, "too_large");
     // Raw, chunked: counted while streaming (after a 5 MiB part was sent).
     let head = format!("PUT /api/stream/a.bin HTTP/1.1\r\nHost: chute\r\nTransfer-Encoding: chunked{auth}");
     let (status, text) = request(app, &head, &chunked_body(&[&big[..4 * MIB], &big[4 * MIB..]])).await;
-    assert_eq!((status, code_of(&text).as_str()), (413, "too_large"), "{text}");
+    assert_refused(status, &text, 413, "too_large");
     // A form: a small file first, then one too large; the first goes too.
     let body = form(&[
         Part::File("ok", "ok.txt", "text/plain", b"fine"),
         Part::File("big", "big.bin", "application/octet-stream", &big),
     ]);
     let (status, text) = request(app, &post_head(body.len(), &auth), &body).await;
-    assert_eq!((status, code_of(&text).as_str()), (413, "too_large"), "{text}");
+    assert_refused(status, &text, 413, "too_large");
     // A Content-Length that lies (shorter than the body it promises).
     let head = format!("PUT /api/stream/a.bin HTTP/1.1\r\nHost: chute\r\nContent-Length: 100{auth}");
     let mut stream = TcpStream::connect(app).await.unwrap();
@@ -483,11 +473,7 @@ async fn the_content_is_sniffed_against_the_declared_type_and_the_grant() {
     let html = b"<!DOCTYPE html><html><script>alert(1)</script></html>".repeat(200);
     let body = form(&[Part::File("f", "cat.png", "image/png", &html)]);
     let (status, text) = request(app, &post_head(body.len(), ""), &body).await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (422, "type_mismatch"),
-        "{text}"
-    );
+    assert_refused(status, &text, 422, "type_mismatch");
 
     // A real PNG header, but the grant takes PDFs only (after 6 MiB of a
     // would-be multipart file, nothing was stored: the sniff comes first).
@@ -499,11 +485,7 @@ async fn the_content_is_sniffed_against_the_declared_type_and_the_grant() {
         png.len()
     );
     let (status, text) = request(app, &head, &png).await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (422, "type_not_allowed"),
-        "{text}"
-    );
+    assert_refused(status, &text, 422, "type_not_allowed");
     assert_clean(env).await;
 }
 
@@ -520,11 +502,7 @@ async fn too_many_files_undo_the_whole_form() {
         Part::File("c", "c.txt", "text/plain", b"three"),
     ]);
     let (status, text) = request(env.running.app, &post_head(body.len(), ""), &body).await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (413, "too_many_files"),
-        "{text}"
-    );
+    assert_refused(status, &text, 413, "too_many_files");
     // The grant's max_files counts too, and a refused form gives its uses back.
     let token = grant(serde_json::json!({"jti": "g-files", "max_files": 1}));
     let auth = format!("\r\nAuthorization: Bearer {token}");
@@ -533,11 +511,7 @@ async fn too_many_files_undo_the_whole_form() {
         Part::File("b", "b.txt", "text/plain", b"two"),
     ]);
     let (status, text) = request(env.running.app, &post_head(two.len(), &auth), &two).await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (403, "max_files_reached"),
-        "{text}"
-    );
+    assert_refused(status, &text, 403, "max_files_reached");
     let one = form(&[Part::File("a", "a.txt", "text/plain", b"one")]);
     let (status, text) = request(env.running.app, &post_head(one.len(), &auth), &one).await;
     assert_eq!(status, 201, "the refused form gave its use back: {text}");
@@ -588,11 +562,11 @@ async fn a_slow_client_times_out_and_leaves_nothing() {
         }
     }
     let (status, text) = read_response(&mut stream).await;
-    assert_eq!((status, code_of(&text).as_str()), (408, "body_timeout"), "{text}");
+    assert_refused(status, &text, 408, "body_timeout");
     // A raw body too.
     let head = "PUT /api/stream/slow.bin HTTP/1.1\r\nHost: chute\r\nContent-Length: 10";
     let (status, text) = trickle(app, head, b"0123456789", 1, Duration::from_secs(1)).await;
-    assert_eq!((status, code_of(&text).as_str()), (408, "body_timeout"), "{text}");
+    assert_refused(status, &text, 408, "body_timeout");
     assert_clean(env).await;
 }
 
@@ -607,7 +581,7 @@ async fn a_trickle_that_never_pauses_long_is_cut_off_by_its_rate() {
     .await;
     let head = "PUT /api/stream/trickle.bin HTTP/1.1\r\nHost: chute\r\nContent-Length: 40";
     let (status, text) = trickle(env.running.app, head, &[b'x'; 40], 1, Duration::from_millis(150)).await;
-    assert_eq!((status, code_of(&text).as_str()), (408, "body_timeout"), "{text}");
+    assert_refused(status, &text, 408, "body_timeout");
     assert_clean(env).await;
 }
 
@@ -722,11 +696,7 @@ async fn a_marker_that_cannot_be_removed_fails_the_request_instead_of_receipting
     std::fs::create_dir_all(markers[0].join("stuck")).unwrap();
     stream.write_all(&body[split..]).await.unwrap();
     let (status, text) = read_response(&mut stream).await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (503, "store_unavailable"),
-        "{text}"
-    );
+    assert_refused(status, &text, 503, "store_unavailable");
     std::fs::remove_dir_all(&markers[0]).unwrap();
     assert_clean(env).await;
 }
@@ -741,11 +711,7 @@ async fn many_small_parts_bank_no_header_allowance() {
         .collect();
     let body = form(&empties);
     let (status, text) = request(app, &post_head(body.len(), ""), &body).await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (413, "too_many_fields"),
-        "{text}"
-    );
+    assert_refused(status, &text, 413, "too_many_fields");
     // The allowance of 99 small fields is not saved up for one big part
     // header later.
     let names: Vec<String> = (0..99).map(|i| format!("f{i}")).collect();
@@ -758,11 +724,7 @@ async fn many_small_parts_bank_no_header_allowance() {
     body.extend(std::iter::repeat_n(b'a', 1200 * 1024));
     body.extend_from_slice(format!("\r\n\r\ndata\r\n--{BOUNDARY}--\r\n").as_bytes());
     let (status, text) = request(app, &post_head(body.len(), ""), &body).await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (431, "part_headers_too_large"),
-        "{text}"
-    );
+    assert_refused(status, &text, 431, "part_headers_too_large");
     assert_clean(env).await;
 }
 
@@ -802,7 +764,7 @@ async fn a_request_waits_for_the_memory_budget_only_so_long() {
     )
     .await;
     let (status, text) = answer.expect("the other upload was kept waiting");
-    assert_eq!((status, code_of(&text).as_str()), (503, "busy"), "{text}");
+    assert_refused(status, &text, 503, "busy");
     trickle.abort();
 }
 
@@ -843,11 +805,7 @@ async fn a_slot_given_back_out_of_order_is_used_again() {
     let (status, text) = request(app, &put("w.txt", 3, "text/plain"), b"www").await;
     assert_eq!(status, 201, "{text}");
     let (status, text) = request(app, &put("v.txt", 3, "text/plain"), b"vvv").await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (403, "max_files_reached"),
-        "{text}"
-    );
+    assert_refused(status, &text, 403, "max_files_reached");
 }
 
 #[tokio::test]
@@ -855,7 +813,7 @@ async fn a_file_name_that_is_not_utf8_gets_a_json_error() {
     let env = start(with_grants).await;
     let head = "PUT /api/stream/%FF HTTP/1.1\r\nHost: chute\r\nContent-Length: 1";
     let (status, text) = request(env.running.app, head, b"x").await;
-    assert_eq!((status, code_of(&text).as_str()), (400, "bad_filename"), "{text}");
+    assert_refused(status, &text, 400, "bad_filename");
     assert_clean(env).await;
 }
 
@@ -883,10 +841,6 @@ async fn an_upload_past_its_expiry_is_refused_and_undone() {
     tokio::time::sleep(Duration::from_millis(3500)).await;
     stream.write_all(&body[10..]).await.unwrap();
     let (status, text) = read_response(&mut stream).await;
-    assert_eq!(
-        (status, code_of(&text).as_str()),
-        (408, "upload_expired"),
-        "{text}"
-    );
+    assert_refused(status, &text, 408, "upload_expired");
     assert_clean(env).await;
 }

@@ -7,6 +7,17 @@ fn client() -> reqwest::Client {
     chute_server::webhooks::http_client(std::time::Duration::from_secs(60)).unwrap()
 }
 
+/// One tus reaper pass at `now` (pages of 100), which must not fail.
+async fn reap(
+    lifecycle: &chute_server::lifecycle::Lifecycle,
+    now: time::OffsetDateTime,
+    dry_run: bool,
+) -> chute_server::tus::TusReaped {
+    chute_server::tus::reap_expired(lifecycle, now, dry_run, 100)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn options_create_patch_head_and_receipt() {
     let dir = tempfile::tempdir().unwrap();
@@ -164,9 +175,7 @@ async fn the_reaper_keeps_an_object_whose_completion_it_cannot_read() {
     // A `done` that cannot be read (here: not JSON) may still be a valid
     // receipt's completion: the object must stay.
     put(store.as_ref(), ".chute/tus/unreadable/done", b"{").await;
-    let reaped = chute_server::tus::reap_expired(&lifecycle, now, false, 100)
-        .await
-        .unwrap();
+    let reaped = reap(&lifecycle, now, false).await;
     assert_eq!(reaped.failed, 1);
     assert_eq!(reaped.removed, 0);
     assert!(exists(store.as_ref(), "tmp/unreadable/f").await);
@@ -183,9 +192,7 @@ async fn the_reaper_removes_a_completed_upload_state_but_keeps_its_object() {
     tus.mark_done(&info, &serde_json::json!({"size": 5}))
         .await
         .unwrap();
-    let reaped = chute_server::tus::reap_expired(&lifecycle, now, false, 100)
-        .await
-        .unwrap();
+    let reaped = reap(&lifecycle, now, false).await;
     assert_eq!((reaped.removed, reaped.failed), (1, 0));
     assert!(exists(store.as_ref(), "tmp/finished/f").await);
     assert!(!exists(store.as_ref(), ".chute/tus/finished/done").await);
@@ -202,25 +209,19 @@ async fn the_reaper_removes_stray_state_once_it_is_old() {
     put(store.as_ref(), ".chute/tus/stray/done", b"{}").await;
     put(store.as_ref(), ".chute/tus/stray/tail", b"abc").await;
     let now = time::OffsetDateTime::now_utc();
-    chute_server::tus::reap_expired(&lifecycle, now, false, 100)
-        .await
-        .unwrap();
+    reap(&lifecycle, now, false).await;
     assert!(
         exists(store.as_ref(), ".chute/tus/stray/tail").await,
         "young: kept"
     );
     let later = now + lifecycle.settings().upload_ttl + std::time::Duration::from_secs(60);
-    let reaped = chute_server::tus::reap_expired(&lifecycle, later, true, 100)
-        .await
-        .unwrap();
+    let reaped = reap(&lifecycle, later, true).await;
     assert!(
         exists(store.as_ref(), ".chute/tus/stray/tail").await,
         "dry run: kept"
     );
     assert_eq!(reaped.removed, 1);
-    chute_server::tus::reap_expired(&lifecycle, later, false, 100)
-        .await
-        .unwrap();
+    reap(&lifecycle, later, false).await;
     assert!(!exists(store.as_ref(), ".chute/tus/stray/tail").await);
     assert!(!exists(store.as_ref(), ".chute/tus/stray/done").await);
 }
@@ -239,9 +240,7 @@ async fn the_reaper_removes_an_expired_partial_upload_with_its_object() {
         .await
         .unwrap();
     let now = time::OffsetDateTime::now_utc();
-    let reaped = chute_server::tus::reap_expired(&lifecycle, now, false, 100)
-        .await
-        .unwrap();
+    let reaped = reap(&lifecycle, now, false).await;
     assert_eq!((reaped.removed, reaped.failed), (1, 0));
     assert!(!exists(store.as_ref(), "tmp/partial/f").await);
     assert!(!exists(store.as_ref(), ".chute/tus/partial/done").await);
