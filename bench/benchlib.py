@@ -317,3 +317,37 @@ def load() -> str:
 
 def rm_rf(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the run loop
+
+
+def timed_upload(proc: Proc, upload, failures: list[str], what: str) -> tuple[float | None, RssSampler]:
+    """Runs upload() (its seconds) while sampling proc's RSS, then stops proc.
+    A RuntimeError (one stuck or refused upload) is said and kept in failures
+    as "<what> failed: <error>", and the seconds are None: the run goes on."""
+    with RssSampler(proc.pid) as rss:
+        try:
+            secs = upload()
+        except RuntimeError as e:  # one stuck or refused upload: say so, go on
+            failures.append(f"{what} failed: {e}")
+            say(failures[-1])
+            secs = None
+    proc.stop()
+    return secs, rss
+
+
+def print_notes(notes: list[str], failures: list[str], loads: list[str]) -> None:
+    """The lines under the goals: notes, failures, the load averages."""
+    for n in notes + failures:
+        print(f"- {n}")
+    print(f"- 1-minute load average before each upload: {' '.join(loads)}")
+
+
+def clean_up(proc: Proc | None, garage: Garage | None, work: Path) -> None:
+    """The scripts' finally: stop what still runs, remove the work dir."""
+    if proc:
+        proc.stop()
+    if garage:
+        garage.stop()
+    rm_rf(work)

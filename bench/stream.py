@@ -158,17 +158,14 @@ def main() -> None:
                 b.settle()
                 loads.append(b.load())
                 idle[name] = max(idle[name], b.tree_rss_kb(proc.pid))
-                secs = None
-                with b.RssSampler(proc.pid) as rss:
-                    try:
-                        secs, code, body = curl_form(url, src, f"bench-{tag}.bin")
-                        if not 200 <= code < 300 or str(size) not in body:
-                            raise RuntimeError(f"answered {code}: {body[:1000]}")
-                    except RuntimeError as e:  # one stuck or refused upload: say so, go on
-                        failures.append(f"run {run + 1}, {label} failed: {e}")
-                        b.say(failures[-1])
-                        secs = None
-                proc.stop()
+
+                def upload() -> float:
+                    secs, code, body = curl_form(url, src, f"bench-{tag}.bin")
+                    if not 200 <= code < 300 or str(size) not in body:
+                        raise RuntimeError(f"answered {code}: {body[:1000]}")
+                    return secs
+
+                secs, rss = b.timed_upload(proc, upload, failures, f"run {run + 1}, {label}")
                 proc = None
                 b.rm_rf(d)
                 if secs is None:
@@ -248,15 +245,9 @@ def main() -> None:
                 print(f"- goal: RSS flat from {flat[0][0]} to {flat[1][0]} MiB: peak {flat[0][2] / 1024:.1f} -> {flat[1][2] / 1024:.1f} MiB ({d:+.1f})")
         else:
             print("- goals: not measured (no Chute with /api/stream)")
-        for n in notes + failures:
-            print(f"- {n}")
-        print(f"- 1-minute load average before each upload: {' '.join(loads)}")
+        b.print_notes(notes, failures, loads)
     finally:
-        if proc:
-            proc.stop()
-        if garage:
-            garage.stop()
-        b.rm_rf(work)
+        b.clean_up(proc, garage, work)
 
 
 if __name__ == "__main__":

@@ -176,14 +176,8 @@ def main() -> None:
                 b.settle()
                 loads.append(b.load())
                 idle[(target, name)] = max(idle[(target, name)], b.tree_rss_kb(proc.pid))
-                with b.RssSampler(proc.pid) as rss:
-                    try:
-                        secs = tus_upload(url, chunks, size)
-                    except RuntimeError as e:  # one stuck or refused upload: say so, go on
-                        failures.append(f"run {run + 1}, {label} ({target}) failed: {e}")
-                        b.say(failures[-1])
-                        secs = None
-                proc.stop()
+                secs, rss = b.timed_upload(proc, lambda: tus_upload(url, chunks, size), failures,
+                                           f"run {run + 1}, {label} ({target})")
                 proc = None
                 b.rm_rf(d)
                 if secs is None:
@@ -236,15 +230,9 @@ def main() -> None:
                 print(f"- goal {target}: Chute >= {want}x {peer}: {r:.2f}x, {'met' if r >= want else 'NOT met'}")
             else:
                 print(f"- goal {target}: Chute >= {want}x {peer}: not measured")
-        for n in notes + failures:
-            print(f"- {n}")
-        print(f"- 1-minute load average before each upload: {' '.join(loads)}")
+        b.print_notes(notes, failures, loads)
     finally:
-        if proc:
-            proc.stop()
-        if garage:
-            garage.stop()
-        b.rm_rf(work)
+        b.clean_up(proc, garage, work)
 
 
 if __name__ == "__main__":
