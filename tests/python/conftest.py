@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import jwt
 import pytest
 import requests
 from botocore.config import Config
@@ -40,6 +41,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def grant(**claims) -> str:
+    """An upload grant the test servers accept (signed with GRANT_SECRET as
+    GRANT_KID, ten minutes, a fresh jti); `claims` add to or replace those."""
+    body = {"aud": "chute", "exp": int(time.time()) + 600, "jti": uuid.uuid4().hex}
+    body.update(claims)
+    return jwt.encode(body, GRANT_SECRET, algorithm="HS256", headers={"kid": GRANT_KID})
+
+
+def download(srv: "ChuteServer", key: str) -> bytes:
+    """The whole object `key` from srv's bucket, in memory."""
+    return srv.client().get_object(Bucket=srv.bucket, Key=key)["Body"].read()
 
 
 class ChuteServer:

@@ -20,7 +20,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import ChuteServer
+from conftest import ChuteServer, grant
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -94,13 +94,15 @@ def test_a_refused_stream_is_a_json_error(backend):
     assert (r.status_code, r.json()["error"]["code"]) == (422, "type_mismatch")
 
 
-def grant(**claims) -> str:
-    import jwt
-
-    from conftest import GRANT_KID, GRANT_SECRET
-
-    body = {"aud": "chute", "exp": int(time.time()) + 600, "jti": uuid.uuid4().hex, **claims}
-    return jwt.encode(body, GRANT_SECRET, algorithm="HS256", headers={"kid": GRANT_KID})
+def start_form(srv: ChuteServer, boundary: str, length: int) -> http.client.HTTPConnection:
+    """A `POST /api/stream` whose headers (multipart with `boundary`,
+    Content-Length `length`) are sent; the caller sends the body."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.app_port, timeout=30)
+    conn.putrequest("POST", "/api/stream", skip_accept_encoding=True)
+    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+    conn.putheader("Content-Length", str(length))
+    conn.endheaders()
+    return conn
 
 
 def wait_clean(srv: ChuteServer, tag: str, timeout: float = 15) -> tuple:
@@ -129,11 +131,7 @@ def test_a_cut_off_or_oversized_stream_leaves_nothing(backend):
         f"--{boundary}\r\nContent-Disposition: form-data; name=\"a\"; filename=\"first-{tag}.txt\"\r\n\r\nfirst\r\n"
         f"--{boundary}\r\nContent-Disposition: form-data; name=\"b\"; filename=\"cut-{tag}.bin\"\r\n\r\n"
     ).encode()
-    conn = http.client.HTTPConnection("127.0.0.1", backend.app_port, timeout=30)
-    conn.putrequest("POST", "/api/stream", skip_accept_encoding=True)
-    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
-    conn.putheader("Content-Length", str(len(head) + 64 * MiB))
-    conn.endheaders()
+    conn = start_form(backend, boundary, len(head) + 64 * MiB)
     conn.send(head)
     block = os.urandom(MiB)
     deadline = time.monotonic() + 60
@@ -166,11 +164,7 @@ def test_kill_mid_streamed_form_leaves_nothing_after_restart(crashable):
         f"--{boundary}\r\nContent-Disposition: form-data; name=\"big\"; filename=\"big-{tag}.bin\"\r\n"
         f"Content-Type: application/octet-stream\r\n\r\n"
     ).encode()
-    conn = http.client.HTTPConnection("127.0.0.1", srv.app_port, timeout=30)
-    conn.putrequest("POST", "/api/stream", skip_accept_encoding=True)
-    conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
-    conn.putheader("Content-Length", str(len(first) + 512 * MiB))
-    conn.endheaders()
+    conn = start_form(srv, boundary, len(first) + 512 * MiB)
     try:
         conn.send(first)
         block = os.urandom(MiB)

@@ -17,24 +17,17 @@ import json
 import os
 import socket
 import time
-import uuid
 import zlib
 
 import jwt
 import pytest
 import requests
 
-from conftest import GRANT_KID, GRANT_SECRET, ChuteServer, use_garage
+from conftest import GRANT_SECRET, ChuteServer, download, grant, use_garage
 
 MiB = 1024 * 1024
 TUS = {"Tus-Resumable": "1.0.0"}
 OCTETS = "application/offset+octet-stream"
-
-
-def grant(**claims) -> str:
-    body = {"aud": "chute", "exp": int(time.time()) + 600, "jti": uuid.uuid4().hex}
-    body.update(claims)
-    return jwt.encode(body, GRANT_SECRET, algorithm="HS256", headers={"kid": GRANT_KID})
 
 
 def b64(s: str | bytes) -> str:
@@ -97,10 +90,6 @@ def upload_in_chunks(url, data: bytes, chunk: int):
 
 def receipt_key(receipt: str) -> str:
     return jwt.decode(receipt, options={"verify_signature": False})["key"]
-
-
-def download(srv, key: str) -> bytes:
-    return srv.client().get_object(Bucket=srv.bucket, Key=key)["Body"].read()
 
 
 def upload_id(url: str) -> str:

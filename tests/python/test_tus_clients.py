@@ -17,7 +17,6 @@ import hashlib
 import os
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import jwt
@@ -27,15 +26,9 @@ from tusclient import client as tus
 from tusclient.exceptions import TusUploadFailed
 from tusclient.uploader import Uploader
 
-from conftest import GRANT_KID, GRANT_SECRET, ChuteServer
+from conftest import GRANT_SECRET, ChuteServer, download, grant
 
 MiB = 1024 * 1024
-
-
-def grant(**claims) -> str:
-    body = {"aud": "chute", "exp": int(time.time()) + 600, "jti": uuid.uuid4().hex}
-    body.update(claims)
-    return jwt.encode(body, GRANT_SECRET, algorithm="HS256", headers={"kid": GRANT_KID})
 
 
 def random_file(tmp_path, name: str, size: int):
@@ -53,10 +46,6 @@ def receipt_claims(receipt: str) -> dict:
     return jwt.decode(receipt, GRANT_SECRET, algorithms=["HS256"], audience="chute-receipt")
 
 
-def stored(server, key: str) -> bytes:
-    return server.client().get_object(Bucket=server.bucket, Key=key)["Body"].read()
-
-
 def check_object(server, receipt: str | None, data: bytes, name: str) -> dict:
     """The receipt verifies, names tmp/<id>/<name>, and the object is `data`."""
     assert receipt, f"no Chute-Receipt header on the final PATCH\n{server.output()}"
@@ -65,7 +54,7 @@ def check_object(server, receipt: str | None, data: bytes, name: str) -> dict:
     assert claims["size"] == len(data), claims
     v = requests.post(f"{server.app_url}/api/receipts/verify", json={"receipt": receipt}, timeout=30)
     assert v.status_code == 200 and v.json()["valid"] is True, v.text
-    body = stored(server, claims["key"])
+    body = download(server, claims["key"])
     assert len(body) == len(data)
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(data).hexdigest(), "stored object differs"
     return claims
