@@ -60,7 +60,13 @@ pub struct Grant {
 /// A grant as an app signs it: the [`Grant`] fields plus the JWT claims.
 /// `jti` becomes [`Grant::id`], `sub` [`Grant::subject`], `exp`
 /// [`Grant::expires_at`].
+///
+/// Unknown claims are refused: a misspelt limit (`max_szie`) must fail
+/// loudly rather than grant an upload without that limit. `iss` is the one
+/// registered claim Chute does not use but accepts, since JWT libraries
+/// and identity providers add it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GrantClaims {
     /// Audience; Chute expects [`crate::token::GRANT_AUDIENCE`] unless configured.
     pub aud: String,
@@ -72,6 +78,9 @@ pub struct GrantClaims {
     /// Not before, Unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// Issuer; accepted and not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
     /// Grant id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
@@ -477,6 +486,31 @@ mod tests {
             subject: Some("user-7"),
             date: "2026/11/21",
         }
+    }
+
+    #[test]
+    fn a_misspelt_grant_claim_is_refused_not_ignored() {
+        // `max_szie` silently granting no size limit would be a hole.
+        let ring = crate::Keyring::new(crate::TokenKey::new("k", vec![7; 32]).unwrap(), vec![]);
+        let now = time::OffsetDateTime::now_utc();
+        let exp = now.unix_timestamp() + 60;
+        let claims = serde_json::json!({"aud": crate::token::GRANT_AUDIENCE, "exp": exp, "max_szie": 10});
+        let token = ring.sign(&claims).unwrap();
+        let err = ring
+            .verify::<GrantClaims>(&token, crate::token::GRANT_AUDIENCE, now)
+            .unwrap_err();
+        assert!(err.to_string().contains("max_szie"), "{err}");
+        // Registered claims a JWT library adds on its own stay accepted.
+        let claims = serde_json::json!({
+            "aud": crate::token::GRANT_AUDIENCE, "exp": exp, "iss": "my-app", "iat": now.unix_timestamp(),
+            "nbf": now.unix_timestamp(), "jti": "g1", "sub": "u1", "max_size": 10
+        });
+        let token = ring.sign(&claims).unwrap();
+        let grant: Grant = ring
+            .verify::<GrantClaims>(&token, crate::token::GRANT_AUDIENCE, now)
+            .unwrap()
+            .into();
+        assert_eq!(grant.max_size, Some(10));
     }
 
     #[test]
