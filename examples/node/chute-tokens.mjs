@@ -87,6 +87,9 @@ export async function mintGrant(subject, options = {}) {
   const claims = {};
   for (const [option, value] of Object.entries(limits)) {
     if (!(option in names)) throw new TypeError(`mintGrant: unknown option ${option}`);
+    if ((option === 'types' || option === 'extensions') && value != null && !Array.isArray(value)) {
+      throw new TypeError(`mintGrant: ${option} is an array, for example types: ['image/*']`);
+    }
     const empty = value == null || (Array.isArray(value) && value.length === 0);
     if (!empty) claims[names[option]] = value;
   }

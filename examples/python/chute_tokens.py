@@ -112,7 +112,9 @@ def mint_grant(
     it does not know, so a misspelt claim would silently lift a limit."""
     if ttl <= 0:
         raise ValueError("ttl must be a positive number of seconds")
-    key = (keys or keys_from_env())[0]
+    if isinstance(types, str) or isinstance(extensions, str):
+        raise TypeError("types and extensions are lists, for example types=['image/*']")
+    key = (keys if keys is not None else keys_from_env())[0]
     now = int(time.time())
     claims: dict[str, Any] = {"aud": audience, "iat": now, "exp": now + ttl, "jti": grant_id or uuid.uuid4().hex}
     optional = {
@@ -146,7 +148,7 @@ def verify_receipt(
     receipt claim is present, and, when given, that the grant was issued to
     `subject` and carried `metadata` (for example `{"purpose": "avatar"}`,
     so a receipt from another form's grant is refused)."""
-    keys = keys or keys_from_env()
+    keys = keys if keys is not None else keys_from_env()
     if not isinstance(token, str) or not token.strip():
         raise ReceiptError("receipt_missing", "no receipt was sent")
     try:

@@ -155,6 +155,7 @@ test('the server enforces the limits of a grant minted by the example', async ()
   // A typo is an error here, where Chute would ignore the unknown claim.
   await assert.rejects(mintGrant('u', { keys: KEYS, max_size: 10 }), /unknown option max_size/);
   await assert.rejects(mintGrant('u', { keys: KEYS, ttl: 0 }), /ttl/);
+  await assert.rejects(mintGrant('u', { keys: KEYS, types: 'image/*' }), /types is an array/);
 });
 
 test('a bare secret gets the key id Chute derives', async () => {

@@ -183,6 +183,8 @@ def test_bad_settings_are_refused_before_signing():
         parse_key("k1:too-short")
     with pytest.raises(ValueError, match="ttl"):
         mint_grant("u", keys=KEYS, ttl=0)
+    with pytest.raises(TypeError, match="lists"):
+        mint_grant("u", keys=KEYS, types="image/*")
     with pytest.raises(RuntimeError, match="CHUTE_GRANT_SECRET"):
         chute_tokens.keys_from_env({})
     # A passphrase with a colon stays whole, as in Chute.
