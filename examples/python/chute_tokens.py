@@ -28,7 +28,6 @@ before any byte is stored) is never taken for a receipt.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import re
 import time
@@ -153,12 +152,12 @@ def verify_receipt(
         raise ReceiptError("receipt_missing", "no receipt was sent")
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.DecodeError as e:
+    except jwt.InvalidTokenError as e:  # not a JWT, or a header of the wrong shape
         raise ReceiptError("token_malformed", f"the receipt is not a JWT: {e}") from None
     if header.get("alg") != ALGORITHM:
         raise ReceiptError("token_wrong_algorithm", f"receipts are signed with {ALGORITHM}, not {header.get('alg')!r}")
     kid = header.get("kid")
-    candidates = list(keys) if kid is None else [k for k in keys if hmac.compare_digest(k.kid, str(kid))]
+    candidates = list(keys) if kid is None else [k for k in keys if k.kid == str(kid)]
     if not candidates:
         raise ReceiptError("token_unknown_key", f"the receipt is signed with an unknown key id {kid!r}")
     claims = _decode(token, candidates, leeway)

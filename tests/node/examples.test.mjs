@@ -6,7 +6,7 @@
 // examples/node/package.json (the example's own dependency, `npm ci` there).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { SignJWT, decodeJwt, decodeProtectedHeader } from 'jose';
 import { ReceiptError, keysFromEnv, mintGrant, parseKey, verifyReceipt } from '../../examples/node/chute-tokens.mjs';
 import { ACCESS_KEY, SECRET_KEY, spawnChute } from './server.mjs';
@@ -73,6 +73,12 @@ async function refusal(token, options = {}) {
 
 const b64 = (value) => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url');
 
+/** A token of any shape with a valid HS256 signature. */
+function rawSigned(header, payload, secret = SECRET) {
+  const input = `${b64(header)}.${b64(payload)}`;
+  return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+}
+
 function sign(claims, { secret = SECRET, alg = 'HS256', kid = KID } = {}) {
   return new SignJWT(claims).setProtectedHeader({ alg, kid }).sign(new TextEncoder().encode(secret));
 }
@@ -118,8 +124,10 @@ test('forged, expired, foreign and other-algorithm receipts are refused', async 
       await sign(claims, { alg: 'HS512' }),
       await sign(claims, { alg: 'HS384' }),
     ],
-    token_unknown_key: [await sign(claims, { kid: 'retired-long-ago' })],
-    token_malformed: ['not-a-jwt', `${head}.${body}`, await sign(without('grant')), await sign({ ...claims, grant: 'all' })],
+    token_unknown_key: [await sign(claims, { kid: 'retired-long-ago' }), await sign(claims, { kid: 'ключ' })],
+    token_malformed: ['not-a-jwt', `${head}.${body}`, rawSigned([], claims), rawSigned({ alg: 'HS256', kid: 7 }, claims),
+      rawSigned({ alg: 'HS256', kid: KID }, [1]),
+      await sign(without('grant')), await sign({ ...claims, grant: 'all' })],
   };
   for (const [code, tokens] of Object.entries(cases)) {
     for (const token of tokens) {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import sys
 import time
@@ -68,6 +69,13 @@ def b64(obj) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+def raw_signed(header, payload, secret: str = GRANT_SECRET) -> str:
+    """A token of any shape with a valid HS256 signature."""
+    signing_input = f"{b64(header)}.{b64(payload)}"
+    sig = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(sig)}"
+
+
 def test_grant_upload_and_receipt_round_trip(chute):
     grant = mint_grant("user-7", keys=KEYS, max_size=1024, types=["image/*"], extensions=[".png"],
                        template="avatars/{sub}/{uuid}{ext}", metadata={"purpose": "avatar"})
@@ -110,8 +118,10 @@ def test_forged_and_foreign_receipts_are_refused(chute):
                                  signed({k: v for k, v in claims.items() if k != "aud"})],
         "token_wrong_algorithm": [f"{b64({'alg': 'none', 'kid': GRANT_KID})}.{body}.",
                                   signed(claims, algorithm="HS512"), signed(claims, algorithm="HS384")],
-        "token_unknown_key": [signed(claims, kid="retired-long-ago")],
-        "token_malformed": ["not-a-jwt", f"{head}.{body}", signed({k: v for k, v in claims.items() if k != "grant"}),
+        "token_unknown_key": [signed(claims, kid="retired-long-ago"), signed(claims, kid="ключ")],
+        "token_malformed": ["not-a-jwt", f"{head}.{body}", raw_signed([], claims), raw_signed({"alg": "HS256", "kid": 7}, claims),
+                            raw_signed({"alg": "HS256", "kid": GRANT_KID}, [1]),
+                            signed({k: v for k, v in claims.items() if k != "grant"}),
                             signed(dict(claims, grant="everything"))],
     }
     for code, tokens in cases.items():

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from conftest import GRANT_KID, GRANT_SECRET, REPO, download, free_port
-from test_examples import KEYS, PNG, b64, mint_grant, upload
+from test_examples import KEYS, PNG, b64, mint_grant, raw_signed, upload
 
 sys.path.insert(0, str(REPO / "examples" / "python" / "django_app"))
 
@@ -120,6 +120,9 @@ def test_hostile_receipts_are_refused_and_nothing_is_kept(chute, site, client, u
     cases = [
         ({}, 400, "wait for its upload"),
         ({"receipt": "not a receipt"}, 400, "not a JWT"),
+        ({"receipt": raw_signed({"alg": "HS256", "kid": 7}, claims)}, 400, "not a JWT"),
+        ({"receipt": signed(dict(claims, grant=None))}, 400, "grant is not an object"),
+        ({"receipt": jwt.encode(claims, GRANT_SECRET, algorithm="HS256", headers={"kid": "ключ"})}, 403, "unknown key id"),
         ({"receipt": mine[:-3] + ("AAA" if not mine.endswith("AAA") else "BBB")}, 403, "signature is invalid"),
         ({"receipt": f"{head}.{b64(dict(claims, sub=str(other.pk)))}.{sig}"}, 403, "signature is invalid"),
         ({"receipt": signed(dict(claims, exp=int(time.time()) - 5))}, 403, "expired"),
