@@ -81,6 +81,7 @@ def test_grant_view_needs_login_and_mints_for_the_user(site, client, user):
     r = client.get("/chute/grant")
     assert r.status_code == 200
     assert r.json()["uploads_url"] == f"{site.CHUTE_URL}/api/uploads"
+    assert "no-store" in r["Cache-Control"]
     claims = jwt.decode(r.json()["grant"], GRANT_SECRET, algorithms=["HS256"], audience="chute")
     assert claims["sub"] == str(user.pk) and claims["metadata"] == {"purpose": "avatar"}
     # The form page embeds a grant for the widget.

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from chute_tokens import ReceiptError, mint_grant, parse_key, verify_receipt
@@ -49,6 +50,7 @@ def _grant_for(user) -> str:
     )
 
 
+@never_cache  # a grant is a credential: no shared cache may keep it
 @require_GET
 def grant(request: HttpRequest) -> JsonResponse:
     """`{"grant", "uploads_url"}` for the logged-in user, for scripts and
@@ -58,6 +60,7 @@ def grant(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"grant": _grant_for(request.user), "uploads_url": f"{settings.CHUTE_URL}/api/uploads"})
 
 
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def avatar(request: HttpRequest) -> HttpResponse:
