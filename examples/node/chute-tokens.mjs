@@ -74,9 +74,9 @@ export function keysFromEnv(env = process.env) {
 /**
  * A grant JWT for `subject` (the user id; it comes back as the receipt's
  * `sub` and fills `{sub}` in templates), valid for `ttl` seconds, signed
- * with the first of `keys`. Limits are named options on purpose: Chute
- * ignores JWT claims it does not know, so a misspelt claim would silently
- * lift a limit; an unknown option here is an error instead.
+ * with the first of `keys`. Limits are named options on purpose: an
+ * unknown option throws here, before Chute refuses the grant for an
+ * unknown claim (`401 token_malformed`).
  */
 export async function mintGrant(subject, options = {}) {
   const { keys, ttl = 600, audience = GRANT_AUDIENCE, grantId, ...limits } = options;

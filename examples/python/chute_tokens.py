@@ -107,8 +107,8 @@ def mint_grant(
     receipt's `sub` and fills `{sub}` in templates), valid for `ttl`
     seconds and signed with the first of `keys`.
 
-    Every limit is a keyword argument on purpose: Chute ignores JWT claims
-    it does not know, so a misspelt claim would silently lift a limit."""
+    Every limit is a keyword argument on purpose: a typo is a TypeError
+    here, before Chute would refuse the grant for an unknown claim."""
     if ttl <= 0:
         raise ValueError("ttl must be a positive number of seconds")
     if isinstance(types, str) or isinstance(extensions, str):

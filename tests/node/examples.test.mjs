@@ -160,7 +160,7 @@ test('the server enforces the limits of a grant minted by the example', async ()
   const forged = await mintGrant('u', { keys: [{ kid: KID, secret: new TextEncoder().encode('z'.repeat(40)) }] });
   assert.equal((await create(chute, forged)).status, 401);
   assert.equal(code(await create(chute, await mintGrant('u', { keys: KEYS, audience: 'someone-else' })))[1], 'token_wrong_audience');
-  // A typo is an error here, where Chute would ignore the unknown claim.
+  // A typo is an error here already; Chute refuses unknown claims too.
   await assert.rejects(mintGrant('u', { keys: KEYS, max_size: 10 }), /unknown option max_size/);
   await assert.rejects(mintGrant('u', { keys: KEYS, ttl: 0 }), /ttl/);
   await assert.rejects(mintGrant('u', { keys: KEYS, types: 'image/*' }), /types is an array/);

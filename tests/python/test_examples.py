@@ -173,6 +173,23 @@ def test_the_server_enforces_grant_limits_minted_by_the_example(chute):
     assert code(done) == (422, "type_mismatch")
 
 
+def test_hand_written_pyjwt_grants_as_rfc_7519_allows(chute):
+    """Grants written with PyJWT directly: an `aud` list and a fractional
+    `exp` (both RFC 7519) are accepted; a misspelt limit is refused, never
+    ignored (it used to give an upload with no size limit)."""
+    def hand(**claims):
+        body = {"aud": "chute", "exp": time.time() + 600, "jti": uuid.uuid4().hex}
+        body.update(claims)
+        return jwt.encode(body, GRANT_SECRET, algorithm="HS256", headers={"kid": GRANT_KID})
+
+    assert create(chute, hand(aud=["my-app", "chute"], iss="my-app")).status_code == 201
+    assert create(chute, hand(aud=["my-app"])).json()["error"]["code"] == "token_wrong_audience"
+    r = create(chute, hand(max_szie=10))
+    assert r.status_code == 401, r.text
+    assert r.json()["error"]["code"] == "token_malformed"
+    assert "max_szie" in r.json()["error"]["message"]
+
+
 def test_a_bare_secret_gets_the_key_id_chute_derives(tmp_path):
     bare = "a-bare-secret-without-key-id-" + uuid.uuid4().hex
     key = parse_key(bare)
