@@ -197,10 +197,14 @@ pub struct RawConfig {
     /// are re-queued when their status is asked for (default 300, 0 to 86400).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_requeue_after_seconds: Option<u64>,
+    /// Whether the derivatives route answers with presigned URLs (default:
+    /// in development mode only, as a receipt is not read access).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_status_urls: Option<bool>,
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 53] = [
+const ENV_KEYS: [&str; 54] = [
     "store",
     "s3_endpoint",
     "s3_path_style",
@@ -254,6 +258,7 @@ const ENV_KEYS: [&str; 53] = [
     "image_format",
     "image_quality",
     "image_requeue_after_seconds",
+    "image_status_urls",
 ];
 
 impl RawConfig {
@@ -401,7 +406,7 @@ impl TryFrom<RawConfig> for Config {
 
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
         let backend_raw = raw.clone();
-        let lifecycle = lifecycle_settings(&raw)?;
+        let mut lifecycle = lifecycle_settings(&raw)?;
         let stream = stream_settings(&raw)?;
         let grant_audience = raw
             .grant_audience
@@ -431,6 +436,8 @@ impl TryFrom<RawConfig> for Config {
                 ));
             }
         };
+        // A receipt is not read access in production unless the operator says so.
+        lifecycle.images.status_urls = raw.image_status_urls.unwrap_or(mode == Mode::Development);
         let addr = |name: &str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let value = value.unwrap_or_else(|| default.to_owned());
             value.parse().map_err(|_| {
@@ -1143,6 +1150,22 @@ mod tests {
     fn image_settings_have_defaults_and_bounds() {
         let c = Config::try_from(RawConfig::default()).unwrap();
         assert_eq!(c.lifecycle.images, crate::derivatives::ImageSettings::default());
+        assert!(
+            c.lifecycle.images.status_urls,
+            "development mode links derivatives"
+        );
+        let prod = Config::try_from(RawConfig {
+            mode: Some("production".into()),
+            grant_secret: Some("k1:0123456789abcdef0123456789abcdef".into()),
+            s3_access_key: Some("access".into()),
+            s3_secret_key: Some("a-secret-key-long-enough-0123456789".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            !prod.lifecycle.images.status_urls,
+            "production does not, unless asked"
+        );
         let c = Config::try_from(RawConfig {
             image_workers: Some(2),
             image_queue: Some(0),

@@ -3,7 +3,10 @@
 //! dimensions and, when ready, a presigned GET URL on the store the
 //! browser talks to (the embedded S3 listener or the S3 backend's public
 //! endpoint, signed the same way as upload URLs). The receipt is the
-//! capability: whoever holds it may read the status.
+//! capability: whoever holds it may read the status; the URLs come only
+//! where `image_status_urls` allows (development mode by default), since
+//! in production a receipt is not read access (see `demo.rs`) and the app
+//! reads derivatives at their keys as it reads originals.
 
 use crate::app::AppState;
 use crate::derivatives::manifest::{Entry, Status};
@@ -76,7 +79,9 @@ pub(super) async fn derivatives(
         .into_iter()
         .map(|(name, entry)| {
             let url = match (entry.status, ObjectKey::parse(&entry.key)) {
-                (Status::Ready, Ok(key)) => lifecycle.signer().get(&key, ttl, now).ok().map(|s| s.url),
+                (Status::Ready, Ok(key)) if service.settings().status_urls => {
+                    lifecycle.signer().get(&key, ttl, now).ok().map(|s| s.url)
+                }
                 _ => None,
             };
             (name, DerivativeStatus { entry, url })

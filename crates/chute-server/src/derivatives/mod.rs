@@ -59,6 +59,10 @@ pub struct ImageSettings {
     /// Pending work older than this, not running here, is re-queued when
     /// its status is asked for.
     pub requeue_after: Duration,
+    /// Whether the status route answers with presigned URLs. On in
+    /// development; in production a receipt (which apps log and pass
+    /// around) is not read access unless the operator turns this on.
+    pub status_urls: bool,
 }
 
 impl Default for ImageSettings {
@@ -70,6 +74,7 @@ impl Default for ImageSettings {
             encode: EncodeDefaults::default(),
             limits: DerivativeLimits::default(),
             requeue_after: Duration::from_secs(300),
+            status_urls: true,
         }
     }
 }
@@ -322,8 +327,15 @@ impl Derivatives {
             }
         }
         // Record the work before doing it; a second completion of the
-        // same upload finds the manifest and leaves it alone.
-        match manifest::write(store.as_ref(), &m, !requeue).await {
+        // same upload finds the manifest and leaves it alone (atomically
+        // where the store has create-only puts; Garage has none, so there
+        // two instances completing one upload at once may both derive it,
+        // writing the same objects).
+        let create_only = !requeue && store.capabilities().create_only;
+        if !requeue && !create_only && matches!(manifest::read(store.as_ref(), upload).await, Ok(Some(_))) {
+            return;
+        }
+        match manifest::write(store.as_ref(), &m, create_only).await {
             Ok(()) => {}
             Err(StoreError::PreconditionFailed { .. }) => return,
             Err(e) => {
@@ -353,7 +365,7 @@ impl Derivatives {
             .filter_map(|(name, p)| Some((name.clone(), *p.spec.as_ref().ok()?)))
             .collect();
         let prepare = async {
-            let bytes = match self.read_source(upload, &mut m.source).await {
+            let bytes = match self.read_source(receipt, &mut m.source).await {
                 Ok(bytes) => bytes,
                 Err(why) => return Some(Box::new(move || Err(why)) as RenderJob),
             };
@@ -375,9 +387,14 @@ impl Derivatives {
         }
     }
 
-    /// Reads the original, following a promotion that moved it meanwhile.
-    async fn read_source(&self, upload: &str, source: &mut String) -> Result<Vec<u8>, String> {
+    /// Reads the original, following a promotion that moved it meanwhile,
+    /// and only when it is the object the receipt describes: a POST form
+    /// or PUT URL stays valid after completion, and a single-part object's
+    /// ETag (its MD5) survives promotion's copy.
+    async fn read_source(&self, receipt: &ReceiptClaims, source: &mut String) -> Result<Vec<u8>, String> {
+        let upload = receipt.jti.as_str();
         let max = self.inner.settings.decode.max_alloc;
+        let single_part = !receipt.etag.contains('-');
         for _ in 0..2 {
             let key = ObjectKey::parse(source).map_err(|e| format!("bad source key: {e}"))?;
             match self.inner.store.get(&key, None).await {
@@ -387,6 +404,12 @@ impl Derivatives {
                         got.meta.size / (1024 * 1024),
                         max / (1024 * 1024)
                     ));
+                }
+                Ok(got)
+                    if got.meta.size != receipt.size
+                        || (single_part && got.meta.etag.trim_matches('"') != receipt.etag) =>
+                {
+                    return Err("the object changed after its receipt was issued".into());
                 }
                 Ok(got) => {
                     return collect(got.body, usize::try_from(max).unwrap_or(usize::MAX))
