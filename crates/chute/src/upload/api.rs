@@ -161,7 +161,8 @@ impl ChuteApi {
                 }
                 send_json(r, what)
             })
-            .await?;
+            .await
+            .map_err(grant_hint)?;
         parse(what, v)
     }
 
@@ -226,6 +227,24 @@ impl ChuteApi {
             })
             .await?;
         parse(what, v)
+    }
+}
+
+/// A refused grant says where the grant comes from.
+fn grant_hint(e: UploadError) -> UploadError {
+    match e {
+        UploadError::Refused {
+            what,
+            status: status @ (401 | 403),
+            code,
+            message,
+        } => UploadError::Refused {
+            what,
+            status,
+            code,
+            message: format!("{message}; check the grant (--grant or CHUTE_GRANT)"),
+        },
+        other => other,
     }
 }
 
