@@ -257,6 +257,7 @@ impl TusClient {
             if let Some(at) = self.head(url).await?
                 && at.offset != offset
             {
+                job.progress.add(at.offset.saturating_sub(offset));
                 return Ok(at);
             }
         }
