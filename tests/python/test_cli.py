@@ -317,3 +317,49 @@ def test_an_unreachable_server_fails_after_retries(tmp_path):
     assert "the network failed after 2 attempt(s)" in out.stderr, out.stderr
     missing = subprocess.run([str(BIN), "upload", str(tmp_path / "nope.bin")], env=env, capture_output=True, text=True)
     assert missing.returncode == 1 and "nope.bin" in missing.stderr, missing
+
+
+def restart_on_same_ports(srv: ChuteServer, monkeypatch) -> None:
+    """Restarts a killed server on its old ports, so the URL the client
+    resumes against (and keys its state file by) stays the same."""
+    import conftest
+
+    ports = iter([srv.app_port, srv.s3_port])
+    with monkeypatch.context() as m:
+        m.setattr(conftest, "free_port", lambda: next(ports))
+        srv.start()
+
+
+def test_network_loss_is_retried_then_resumed(crashable, tmp_path, monkeypatch):
+    srv = crashable
+    path, sha = make_file(tmp_path / "flaky.bin", 40 * MiB)
+    state = tmp_path / "state"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    argv = upload_argv(srv, state, "--json", "--part-size", "5M", str(path))
+
+    # The server vanishes for a second: the client's backoff outlasts it.
+    proc = subprocess.Popen([*argv, "--limit-rate", "16M", "--retries", "10"], env=clean,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_progress(proc, state)
+    srv.kill()
+    time.sleep(1)
+    restart_on_same_ports(srv, monkeypatch)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    [line] = [json.loads(x) for x in out.splitlines()]
+    assert (line["resumed"], line["bytes_sent"]) == (False, 40 * MiB), line
+    assert stored_sha256(srv, line["key"]) == (40 * MiB, sha)
+
+    # Gone for longer than the retries: the command fails, keeps its state,
+    # and the next run sends only what is missing.
+    proc = subprocess.Popen([*argv, "--limit-rate", "16M", "--retries", "1"], env=clean,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_progress(proc, state)
+    srv.kill()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    assert "the network failed after 2 attempt(s)" in err and "run the same command again to resume" in err, err
+    restart_on_same_ports(srv, monkeypatch)
+    [line] = receipts(upload(srv, state, "--json", "--part-size", "5M", str(path)))
+    assert line["resumed"] is True and 0 < line["bytes_sent"] < 40 * MiB, line
+    assert stored_sha256(srv, line["key"]) == (40 * MiB, sha)
