@@ -363,3 +363,33 @@ def test_network_loss_is_retried_then_resumed(crashable, tmp_path, monkeypatch):
     [line] = receipts(upload(srv, state, "--json", "--part-size", "5M", str(path)))
     assert line["resumed"] is True and 0 < line["bytes_sent"] < 40 * MiB, line
     assert stored_sha256(srv, line["key"]) == (40 * MiB, sha)
+
+
+def test_bars_on_a_terminal(chute, tmp_path):
+    """With stderr on a terminal: a bar per file and a total with speed and
+    time left; stdout (a pipe) still gets only the receipts."""
+    import pty
+
+    a, _ = make_file(tmp_path / "bar-a.bin", 6 * MiB)
+    b, _ = make_file(tmp_path / "bar-b.bin", 6 * MiB)
+    master, slave = pty.openpty()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    proc = subprocess.Popen(upload_argv(chute, tmp_path / "state", "--limit-rate", "12M", "--part-size", "5M", str(a), str(b)),
+                            env=dict(clean, TERM="xterm"), stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    out, _ = proc.communicate(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0
+    text = drawn.decode(errors="replace")
+    assert "bar-a.bin" in text and "bar-b.bin" in text and "total" in text, text[-2000:]
+    assert "MiB/s" in text and "eta" in text, text[-2000:]
+    assert [line.split(":")[0] for line in out.splitlines() if not line.startswith("  ")] == [str(a), str(b)]

@@ -53,7 +53,7 @@ pub struct UploadArgs {
     /// resumed ...), no progress bars.
     #[arg(long)]
     json: bool,
-    /// No progress bars or notes; only the receipts (or --json lines).
+    /// No progress bars; stdout gets only the receipts, one a line.
     #[arg(long, short)]
     quiet: bool,
     /// Upload to a tus 1.0 server instead: `--tus` uses <URL>/files/,
