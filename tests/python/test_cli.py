@@ -263,25 +263,57 @@ def test_interrupted_upload_resumes_with_fewer_bytes(backend, tmp_path, how, pro
     assert not list(state.glob("*.json"))
 
 
-def test_a_forgotten_upload_starts_over(backend, tmp_path):
+@pytest.mark.parametrize("protocol", ["api", "tus"])
+def test_a_forgotten_upload_starts_over(backend, tmp_path, protocol):
     path, sha = make_file(tmp_path / "forgotten.bin", 24 * MiB)
     state = tmp_path / "state"
+    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
-    proc = subprocess.Popen(upload_argv(backend, state, "--json", "--limit-rate", "16M", "--part-size", "5M", str(path)),
+    proc = subprocess.Popen(upload_argv(backend, state, "--json", "--limit-rate", "16M", *extra, str(path)),
                             env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     saved = wait_for_progress(proc, state)
     proc.kill()
     proc.communicate(timeout=30)
-    # The upload is aborted behind the client's back (as expiry would).
-    r = requests.delete(f"{backend.app_url}/api/uploads/{saved['upload_id']}",
-                        headers={"Authorization": f"Bearer {saved['token']}"}, timeout=30)
+    # The upload is removed behind the client's back (as expiry would).
+    if protocol == "tus":
+        r = requests.delete(saved["tus_url"], headers={"Tus-Resumable": "1.0.0"}, timeout=30)
+    else:
+        r = requests.delete(f"{backend.app_url}/api/uploads/{saved['upload_id']}",
+                            headers={"Authorization": f"Bearer {saved['token']}"}, timeout=30)
     assert r.status_code == 204, r.text
-    out = upload(backend, state, "--json", "--part-size", "5M", str(path))
+    out = upload(backend, state, "--json", *extra, str(path))
     [line] = receipts(out)
-    assert "no longer has upload" in out.stderr and "starting over" in out.stderr, out.stderr
+    assert "no longer has" in out.stderr and "starting over" in out.stderr, out.stderr
     assert (line["resumed"], line["bytes_sent"]) == (False, 24 * MiB), line
-    assert line["upload_id"] != saved["upload_id"]
+    if protocol == "tus":
+        assert line["tus_url"] != saved["tus_url"]
+    else:
+        assert line["upload_id"] != saved["upload_id"]
     assert stored_sha256(backend, line["key"]) == (24 * MiB, sha)
+
+
+@pytest.mark.parametrize("protocol", ["api", "tus"])
+def test_a_file_changed_mid_upload_is_refused(chute, tmp_path, protocol):
+    path, _ = make_file(tmp_path / "growing.bin", 24 * MiB)
+    state = tmp_path / "state"
+    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    proc = subprocess.Popen(upload_argv(chute, state, "--json", "--limit-rate", "16M", *extra, str(path)),
+                            env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    saved = wait_for_progress(proc, state)
+    with open(path, "ab") as f:
+        f.write(b"more")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and out == "", (out, err)
+    assert "the file changed during the upload" in err, err
+    assert not list(state.glob("*.json")), "a changed file's upload cannot finish: no state kept"
+    # Nor does the server keep its parts until expiry.
+    if protocol == "tus":
+        assert requests.head(saved["tus_url"], headers={"Tus-Resumable": "1.0.0"}, timeout=30).status_code == 404
+    else:
+        r = requests.get(f"{chute.app_url}/api/uploads/{saved['upload_id']}",
+                         headers={"Authorization": f"Bearer {saved['token']}"}, timeout=30)
+        assert r.status_code == 200 and r.json()["state"] == "gone", r.text
 
 
 def test_a_bad_grant_is_a_clear_error(chute, tmp_path):

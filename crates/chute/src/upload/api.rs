@@ -5,7 +5,7 @@
 //! call is retried on transient failures by [`RetryPolicy`].
 
 use super::error::UploadError;
-use super::http::{RetryPolicy, send_json};
+use super::http::{RetryPolicy, send, send_json};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -214,6 +214,15 @@ impl ChuteApi {
             .into_iter()
             .next()
             .ok_or_else(|| UploadError::bad_answer(what, format!("no URL for part {number}")))
+    }
+
+    /// `DELETE /api/uploads/{id}`, best effort: for an upload that can
+    /// never finish, so its parts do not wait for expiry.
+    pub async fn abort(&self, id: &str, token: &str) {
+        let url = format!("{}/api/uploads/{id}", self.base);
+        if let Err(e) = send(self.client.delete(&url).bearer_auth(token)).await {
+            tracing::debug!(id, failure = ?e, "could not abort the upload");
+        }
     }
 
     /// `POST /api/uploads/{id}/complete`.

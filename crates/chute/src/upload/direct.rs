@@ -212,7 +212,10 @@ async fn multipart(
         .buffer_unordered(parallel.max(1))
         .try_for_each(|()| async { Ok(()) })
         .await?;
-    check_unchanged(job)?;
+    if let Err(e) = check_unchanged(job) {
+        api.abort(&mp.id, &mp.token).await;
+        return Err(e);
+    }
     let done = api.complete(&mp.id, &mp.token).await?;
     job.state_file.remove();
     Ok(Outcome::new(
@@ -319,7 +322,7 @@ impl Multipart<'_> {
 }
 
 /// Refuses to complete an upload of a file that changed meanwhile.
-fn check_unchanged(job: &FileJob) -> Result<(), UploadError> {
+pub(super) fn check_unchanged(job: &FileJob) -> Result<(), UploadError> {
     match job.fingerprint.still_matches(&job.file) {
         Ok(true) => Ok(()),
         Ok(false) => Err(UploadError::FileChanged {

@@ -9,6 +9,7 @@
 //! a `Chute-Receipt` header, printed like the API's receipts.
 
 use super::body::counted;
+use super::direct::check_unchanged;
 use super::error::UploadError;
 use super::fingerprint::read_exact_at;
 use super::http::{Failure, RetryPolicy, send};
@@ -59,6 +60,11 @@ impl TusClient {
         job.progress.add(at.offset);
         let mut sent = 0u64;
         while at.offset < size {
+            // The last PATCH completes the object: never from a changed file.
+            if let Err(e) = check_unchanged(job) {
+                self.terminate(&url).await;
+                return Err(e);
+            }
             let len = self.chunk_size.min(size - at.offset);
             let data = read_chunk(job, at.offset, len).await?;
             let before = at.offset;
@@ -88,6 +94,15 @@ impl TusClient {
             resumed,
             checksum,
         ))
+    }
+
+    /// `DELETE` (termination), best effort, for an upload that can never
+    /// finish.
+    async fn terminate(&self, url: &reqwest::Url) {
+        let req = self.client.delete(url.clone()).header("tus-resumable", TUS_VERSION);
+        if let Err(e) = send(req).await {
+            tracing::debug!(url = %url, failure = ?e, "could not terminate the tus upload");
+        }
     }
 
     fn state(&self, job: &FileJob, url: &reqwest::Url) -> UploadState {
