@@ -99,7 +99,10 @@ impl TusClient {
     /// `DELETE` (termination), best effort, for an upload that can never
     /// finish.
     async fn terminate(&self, url: &reqwest::Url) {
-        let req = self.client.delete(url.clone()).header("tus-resumable", TUS_VERSION);
+        let req = self
+            .client
+            .delete(url.clone())
+            .header("tus-resumable", TUS_VERSION);
         if let Err(e) = send(req).await {
             tracing::debug!(url = %url, failure = ?e, "could not terminate the tus upload");
         }
