@@ -207,7 +207,9 @@ def test_upload_prints_receipts_for_people(chute, tmp_path):
 def test_tus_upload(backend, tmp_path):
     files = [make_file(tmp_path / "t0.bin", 0), make_file(tmp_path / "t1.bin", 1),
              make_file(tmp_path / "t20.bin", 20 * MiB + 3)]
-    out = upload(backend, tmp_path / "state", "--json", "--tus", "--chunk-size", "8M", *[str(p) for p, _ in files])
+    # The endpoint spelled out (`--tus` alone means <URL>/files/, as the resume tests use it).
+    out = upload(backend, tmp_path / "state", "--json", f"--tus={backend.app_url}/files/", "--chunk-size", "8M",
+                 *[str(p) for p, _ in files])
     for (path, sha), line in zip(files, receipts(out)):
         size = path.stat().st_size
         assert (line["method"], line["size"], line["bytes_sent"], line["resumed"]) == ("tus", size, size, False)
