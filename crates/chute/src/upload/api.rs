@@ -5,7 +5,7 @@
 //! call is retried on transient failures by [`RetryPolicy`].
 
 use super::error::UploadError;
-use super::http::{RetryPolicy, send, send_json};
+use super::http::{RetryPolicy, SMALL_REQUEST_TIMEOUT, send, send_json};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -154,6 +154,7 @@ impl ChuteApi {
                 let mut r = self
                     .client
                     .post(&url)
+                    .timeout(SMALL_REQUEST_TIMEOUT)
                     .header("content-type", "application/json")
                     .body(body.clone());
                 if let Some(g) = &self.grant {
@@ -174,7 +175,13 @@ impl ChuteApi {
         let got = self
             .retry
             .run(what, |_| {
-                send_json(self.client.get(&url).bearer_auth(token), what)
+                send_json(
+                    self.client
+                        .get(&url)
+                        .timeout(SMALL_REQUEST_TIMEOUT)
+                        .bearer_auth(token),
+                    what,
+                )
             })
             .await;
         match got {
@@ -201,7 +208,14 @@ impl ChuteApi {
         let v = self
             .retry
             .run(what, |_| {
-                send_json(self.client.post(&url).bearer_auth(token).json_body(&body), what)
+                send_json(
+                    self.client
+                        .post(&url)
+                        .timeout(SMALL_REQUEST_TIMEOUT)
+                        .bearer_auth(token)
+                        .json_body(&body),
+                    what,
+                )
             })
             .await?;
         #[derive(Deserialize)]
@@ -220,7 +234,14 @@ impl ChuteApi {
     /// never finish, so its parts do not wait for expiry.
     pub async fn abort(&self, id: &str, token: &str) {
         let url = format!("{}/api/uploads/{id}", self.base);
-        if let Err(e) = send(self.client.delete(&url).bearer_auth(token)).await {
+        if let Err(e) = send(
+            self.client
+                .delete(&url)
+                .timeout(SMALL_REQUEST_TIMEOUT)
+                .bearer_auth(token),
+        )
+        .await
+        {
             tracing::debug!(id, failure = ?e, "could not abort the upload");
         }
     }
@@ -232,7 +253,13 @@ impl ChuteApi {
         let v = self
             .retry
             .run(what, |_| {
-                send_json(self.client.post(&url).bearer_auth(token), what)
+                send_json(
+                    self.client
+                        .post(&url)
+                        .timeout(SMALL_REQUEST_TIMEOUT)
+                        .bearer_auth(token),
+                    what,
+                )
             })
             .await?;
         parse(what, v)

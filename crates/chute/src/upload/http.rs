@@ -125,17 +125,29 @@ impl RetryPolicy {
     }
 }
 
+/// The whole-request limit of small requests (API calls, tus HEAD, OPTIONS
+/// and creation); requests carrying file bytes have none (see [`client`]).
+pub const SMALL_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The client: rustls with the ring provider (installed once per process,
 /// as `chute serve` does for its webhooks), no redirects (a presigned URL
-/// is exact), a connect timeout and a read timeout that notices a dead
-/// connection.
+/// is exact), a connect timeout, and a dead connection noticed by TCP
+/// itself: keepalive probes while waiting for an answer and, on Linux,
+/// `TCP_USER_TIMEOUT` while sending. No read or total timeout: reqwest
+/// counts those from the start of the request, so a part taking longer
+/// than that on a slow link would fail on every attempt.
 pub fn client() -> Result<reqwest::Client, UploadError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .user_agent(concat!("chute-upload/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(120))
+        .tcp_keepalive(Duration::from_secs(15))
+        .tcp_keepalive_interval(Duration::from_secs(5))
+        .tcp_keepalive_retries(4);
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    let builder = builder.tcp_user_timeout(Duration::from_secs(60));
+    builder
         .build()
         .map_err(|e| UploadError::bad_answer("starting the HTTP client", e.to_string()))
 }

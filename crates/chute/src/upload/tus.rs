@@ -12,7 +12,7 @@ use super::body::counted;
 use super::direct::check_unchanged;
 use super::error::UploadError;
 use super::fingerprint::read_exact_at;
-use super::http::{Failure, RetryPolicy, send};
+use super::http::{Failure, RetryPolicy, SMALL_REQUEST_TIMEOUT, send};
 use super::state::{Protocol, UploadState};
 use super::{FileJob, Outcome};
 use base64::Engine as _;
@@ -102,6 +102,7 @@ impl TusClient {
         let req = self
             .client
             .delete(url.clone())
+            .timeout(SMALL_REQUEST_TIMEOUT)
             .header("tus-resumable", TUS_VERSION);
         if let Err(e) = send(req).await {
             tracing::debug!(url = %url, failure = ?e, "could not terminate the tus upload");
@@ -126,6 +127,7 @@ impl TusClient {
         let req = self
             .client
             .request(reqwest::Method::OPTIONS, self.endpoint.clone())
+            .timeout(SMALL_REQUEST_TIMEOUT)
             .header("tus-resumable", TUS_VERSION);
         let res = send(req).await.ok()?;
         let listed = header(res.headers(), "tus-checksum-algorithm")?.to_ascii_lowercase();
@@ -168,7 +170,13 @@ impl TusClient {
         let got = self
             .retry
             .run(what, |_| async {
-                let res = send(self.client.head(url.clone()).header("tus-resumable", TUS_VERSION)).await?;
+                let res = send(
+                    self.client
+                        .head(url.clone())
+                        .timeout(SMALL_REQUEST_TIMEOUT)
+                        .header("tus-resumable", TUS_VERSION),
+                )
+                .await?;
                 offset_of(res.headers(), what).map_err(Failure::Final)
             })
             .await;
@@ -196,6 +204,7 @@ impl TusClient {
                 let mut req = self
                     .client
                     .post(self.endpoint.clone())
+                    .timeout(SMALL_REQUEST_TIMEOUT)
                     .header("tus-resumable", TUS_VERSION)
                     .header("upload-length", job.fingerprint.size)
                     .header("upload-metadata", &metadata)
