@@ -154,37 +154,9 @@ async fn multipart(
     let (state, missing, resumed) = match resume(api, job).await? {
         Some(found) => found,
         None => {
-            let created = api
-                .create(&CreateRequest {
-                    filename: job.name.clone(),
-                    size,
-                    content_type: job.content_type.clone(),
-                    method: "multipart",
-                    part_size: Some(part_size),
-                    checksum: None,
-                    part_checksum_algorithm: Some("crc32c"),
-                })
-                .await?;
-            let info = created.multipart.ok_or_else(|| {
-                UploadError::bad_answer("creating the upload", "no `multipart` section in the answer")
-            })?;
-            let plan = PartPlan::new(size, info.part_size);
-            if plan.count() != info.part_count {
-                return Err(UploadError::bad_answer(
-                    "creating the upload",
-                    format!(
-                        "{} parts of {} bytes do not make {size} bytes",
-                        info.part_count, info.part_size
-                    ),
-                ));
-            }
-            let mut state =
-                UploadState::new(Protocol::Chute, api.base(), &job.path, size, &job.fingerprint.hex);
-            state.upload_id = Some(created.id);
-            state.token = Some(created.token);
-            state.part_size = Some(info.part_size);
-            job.state_file.save(&state)?;
-            (state, (1..=plan.count()).collect(), false)
+            let state = start(api, job, part_size).await?;
+            let count = PartPlan::new(size, state.part_size.unwrap_or(part_size)).count();
+            (state, (1..=count).collect(), false)
         }
     };
     let (Some(id), Some(token), Some(ps)) = (state.upload_id.clone(), state.token.clone(), state.part_size)
@@ -226,6 +198,41 @@ async fn multipart(
         resumed,
         Some("crc32c"),
     ))
+}
+
+/// Creates the multipart upload and records it in the state file.
+async fn start(api: &ChuteApi, job: &FileJob, part_size: u64) -> Result<UploadState, UploadError> {
+    let size = job.fingerprint.size;
+    let created = api
+        .create(&CreateRequest {
+            filename: job.name.clone(),
+            size,
+            content_type: job.content_type.clone(),
+            method: "multipart",
+            part_size: Some(part_size),
+            checksum: None,
+            part_checksum_algorithm: Some("crc32c"),
+        })
+        .await?;
+    let info = created.multipart.ok_or_else(|| {
+        UploadError::bad_answer("creating the upload", "no `multipart` section in the answer")
+    })?;
+    let plan = PartPlan::new(size, info.part_size);
+    if plan.count() != info.part_count {
+        return Err(UploadError::bad_answer(
+            "creating the upload",
+            format!(
+                "{} parts of {} bytes do not make {size} bytes",
+                info.part_count, info.part_size
+            ),
+        ));
+    }
+    let mut state = UploadState::new(Protocol::Chute, api.base(), &job.path, size, &job.fingerprint.hex);
+    state.upload_id = Some(created.id);
+    state.token = Some(created.token);
+    state.part_size = Some(info.part_size);
+    job.state_file.save(&state)?;
+    Ok(state)
 }
 
 /// The saved upload of this file and the parts the server still lacks, if
