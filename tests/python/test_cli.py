@@ -1,17 +1,29 @@
-"""The `chute check` and `chute gc` commands, run as a user runs them.
+"""The `chute check`, `chute gc` and `chute upload` commands, run as a user
+runs them.
 
-The logic is unit-tested in Rust (check.rs, tests/it/reaper.rs); these
-check what only the binary shows: one line per problem on stdout, the
-exit status, and that `gc` refuses a store a running server holds.
+The logic is unit-tested in Rust (check.rs, tests/it/reaper.rs,
+crates/chute/src/upload/); these check what only the binary shows: one
+line per problem on stdout, the exit status, that `gc` refuses a store a
+running server holds, and `chute upload` end to end against the embedded
+store and Garage.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
+import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
-from conftest import BIN, ChuteServer
+import pytest
+import requests
+
+from conftest import BIN, ChuteServer, grant
 
 
 def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -101,3 +113,317 @@ def test_gc_installs_the_lifecycle_rule_on_an_s3_backend(tmp_path, garage):
     # The embedded store has no such rule to install.
     embedded = run("gc", "--install-lifecycle-rule", "--data-dir", str(tmp_path / "d2"), cwd=tmp_path)
     assert embedded.returncode != 0 and "S3 backends" in embedded.stderr
+
+
+# ---------------------------------------------------------------- chute upload
+#
+# The real binary against the embedded store and Garage (`backend`): sizes
+# 0 B, 1 B and 100 MiB checked by a streamed SHA-256 of the stored object,
+# several files in one run, --json, --tus, SIGKILL and SIGINT mid-upload
+# then a resume that sends fewer bytes, a server that forgot the upload,
+# and refused grants.
+
+MiB = 1024 * 1024
+
+
+def make_file(path: Path, size: int) -> tuple[Path, str]:
+    """`size` random bytes at `path` (each MiB distinct) and their SHA-256."""
+    digest = hashlib.sha256()
+    block = bytearray(os.urandom(min(size, MiB)))
+    with open(path, "wb") as f:
+        for i, off in enumerate(range(0, size, MiB)):
+            chunk = block[: min(MiB, size - off)]
+            chunk[:8] = i.to_bytes(8, "big")[: len(chunk)]
+            f.write(chunk)
+            digest.update(chunk)
+    return path, digest.hexdigest()
+
+
+def stored_sha256(srv: ChuteServer, key: str) -> tuple[int, str]:
+    """Size and SHA-256 of a stored object, streamed down in 1 MiB pieces."""
+    obj = srv.client().get_object(Bucket=srv.bucket, Key=key)
+    digest, size = hashlib.sha256(), 0
+    for chunk in obj["Body"].iter_chunks(MiB):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def upload_argv(srv: ChuteServer, state: Path, *args: str) -> list[str]:
+    return [str(BIN), "upload", "--to", srv.app_url, "--state-dir", str(state), *args]
+
+
+def upload(srv: ChuteServer, state: Path, *args: str, timeout: float = 170) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    return subprocess.run(upload_argv(srv, state, *args), env=clean, capture_output=True, text=True, timeout=timeout)
+
+
+def receipts(out: subprocess.CompletedProcess) -> list[dict]:
+    assert out.returncode == 0, f"exit {out.returncode}\nstdout: {out.stdout}\nstderr: {out.stderr}"
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def verified(srv: ChuteServer, receipt: str) -> dict:
+    r = requests.post(f"{srv.app_url}/api/receipts/verify", json={"receipt": receipt}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["receipt"]
+
+
+def test_upload_0_1_and_100_mib_in_one_run(backend, tmp_path):
+    files = [make_file(tmp_path / "empty.bin", 0), make_file(tmp_path / "one.bin", 1),
+             make_file(tmp_path / "hundred.bin", 100 * MiB)]
+    out = upload(backend, tmp_path / "state", "--json", "--grant", grant(), *[str(p) for p, _ in files])
+    lines = receipts(out)
+    assert [line["file"] for line in lines] == [str(p) for p, _ in files]
+    for (path, sha), line in zip(files, lines):
+        size = path.stat().st_size
+        assert (line["size"], line["bytes_sent"], line["resumed"]) == (size, size, False), line
+        assert line["key"].startswith("tmp/") and line["key"].endswith("/" + path.name), line
+        assert stored_sha256(backend, line["key"]) == (size, sha)
+        claims = verified(backend, line["receipt"])
+        assert (claims["key"], claims["size"]) == (line["key"], size)
+    small, big = lines[1], lines[2]
+    # One PUT with the whole file's SHA-256, bound into the signature and
+    # stated in the receipt; multipart with each part's CRC32C.
+    assert (small["method"], small["verified_with"]) == ("put", "sha256")
+    assert small["checksum"] == "sha256:" + base64.b64encode(bytes.fromhex(files[1][1])).decode()
+    assert (big["method"], big["verified_with"]) == ("multipart", "crc32c of each part")
+    assert not list((tmp_path / "state").glob("*.json")), "finished uploads leave no state"
+
+
+def test_upload_prints_receipts_for_people(chute, tmp_path):
+    path, _ = make_file(tmp_path / "note.txt", 10)
+    out = upload(chute, tmp_path / "state", str(path))
+    assert out.returncode == 0, out.stderr
+    first, second = out.stdout.splitlines()
+    assert first.startswith(f"{path}: tmp/") and "(10 bytes, 10 sent)" in first, first
+    assert second.startswith("  receipt: ey"), second
+    # stderr is not a terminal: no progress bars.
+    assert out.stderr == "", out.stderr
+    quiet = upload(chute, tmp_path / "state", "--quiet", str(path))
+    assert quiet.returncode == 0 and quiet.stdout.count(".") == 2 and quiet.stdout.startswith("ey"), quiet
+
+
+def test_tus_upload(backend, tmp_path):
+    files = [make_file(tmp_path / "t0.bin", 0), make_file(tmp_path / "t1.bin", 1),
+             make_file(tmp_path / "t20.bin", 20 * MiB + 3)]
+    # The endpoint spelled out (`--tus` alone means <URL>/files/, as the resume tests use it).
+    out = upload(backend, tmp_path / "state", "--json", f"--tus={backend.app_url}/files/", "--chunk-size", "8M",
+                 *[str(p) for p, _ in files])
+    for (path, sha), line in zip(files, receipts(out)):
+        size = path.stat().st_size
+        assert (line["method"], line["size"], line["bytes_sent"], line["resumed"]) == ("tus", size, size, False)
+        assert line["tus_url"].startswith(f"{backend.app_url}/files/"), line
+        assert line["verified_with"] == "crc32 of each PATCH"
+        assert stored_sha256(backend, line["key"]) == (size, sha)
+        assert verified(backend, line["receipt"])["size"] == size
+
+
+def wait_for_progress(proc: subprocess.Popen, state: Path, timeout: float = 60) -> dict:
+    """The state file once it records stored bytes (the upload is under way)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"chute upload ended early: {proc.communicate()}"
+        for f in state.glob("*.json"):
+            try:
+                saved = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            if saved.get("bytes_done", 0) > 0:
+                return saved
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("no part was recorded within the timeout")
+
+
+@pytest.mark.parametrize("how", ["sigkill", "sigint"])
+@pytest.mark.parametrize("protocol", ["api", "tus"])
+def test_interrupted_upload_resumes_with_fewer_bytes(backend, tmp_path, how, protocol):
+    path, sha = make_file(tmp_path / f"resume-{protocol}.bin", 48 * MiB)
+    state = tmp_path / "state"
+    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    proc = subprocess.Popen(upload_argv(backend, state, "--json", "--limit-rate", "16M", *extra, str(path)),
+                            env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    saved = wait_for_progress(proc, state)
+    assert saved["size"] == 48 * MiB and saved["protocol"] == ("tus" if protocol == "tus" else "chute")
+    if how == "sigkill":
+        proc.kill()
+        proc.communicate(timeout=30)
+    else:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, (proc.returncode, out, err)
+        assert "interrupted" in err and "run the same command again to resume" in err, err
+        assert out == ""
+    assert list(state.glob("*.json")), "the state file survives the interruption"
+
+    [line] = receipts(upload(backend, state, "--json", *extra, str(path)))
+    assert line["resumed"] is True, line
+    assert 0 < line["bytes_sent"] < 48 * MiB, line
+    assert stored_sha256(backend, line["key"]) == (48 * MiB, sha)
+    assert not list(state.glob("*.json"))
+
+
+@pytest.mark.parametrize("protocol", ["api", "tus"])
+def test_a_forgotten_upload_starts_over(backend, tmp_path, protocol):
+    path, sha = make_file(tmp_path / "forgotten.bin", 24 * MiB)
+    state = tmp_path / "state"
+    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    proc = subprocess.Popen(upload_argv(backend, state, "--json", "--limit-rate", "16M", *extra, str(path)),
+                            env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    saved = wait_for_progress(proc, state)
+    proc.kill()
+    proc.communicate(timeout=30)
+    # The upload is removed behind the client's back (as expiry would).
+    if protocol == "tus":
+        r = requests.delete(saved["tus_url"], headers={"Tus-Resumable": "1.0.0"}, timeout=30)
+    else:
+        r = requests.delete(f"{backend.app_url}/api/uploads/{saved['upload_id']}",
+                            headers={"Authorization": f"Bearer {saved['token']}"}, timeout=30)
+    assert r.status_code == 204, r.text
+    out = upload(backend, state, "--json", *extra, str(path))
+    [line] = receipts(out)
+    assert "no longer has" in out.stderr and "starting over" in out.stderr, out.stderr
+    assert (line["resumed"], line["bytes_sent"]) == (False, 24 * MiB), line
+    if protocol == "tus":
+        assert line["tus_url"] != saved["tus_url"]
+    else:
+        assert line["upload_id"] != saved["upload_id"]
+    assert stored_sha256(backend, line["key"]) == (24 * MiB, sha)
+
+
+@pytest.mark.parametrize("protocol", ["api", "tus"])
+def test_a_file_changed_mid_upload_is_refused(chute, tmp_path, protocol):
+    path, _ = make_file(tmp_path / "growing.bin", 24 * MiB)
+    state = tmp_path / "state"
+    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    proc = subprocess.Popen(upload_argv(chute, state, "--json", "--limit-rate", "16M", *extra, str(path)),
+                            env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    saved = wait_for_progress(proc, state)
+    with open(path, "ab") as f:
+        f.write(b"more")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and out == "", (out, err)
+    assert "the file changed during the upload" in err, err
+    assert not list(state.glob("*.json")), "a changed file's upload cannot finish: no state kept"
+    # Nor does the server keep its parts until expiry.
+    if protocol == "tus":
+        assert requests.head(saved["tus_url"], headers={"Tus-Resumable": "1.0.0"}, timeout=30).status_code == 404
+    else:
+        r = requests.get(f"{chute.app_url}/api/uploads/{saved['upload_id']}",
+                         headers={"Authorization": f"Bearer {saved['token']}"}, timeout=30)
+        assert r.status_code == 200 and r.json()["state"] == "gone", r.text
+
+
+def test_a_bad_grant_is_a_clear_error(chute, tmp_path):
+    path, _ = make_file(tmp_path / "g.bin", 6 * MiB)
+    state = tmp_path / "state"
+    cases = [("not-a-jwt", "(401 token_malformed)"), (grant(exp=int(time.time()) - 60), "(401 "),
+             (grant(max_size=5), "(413 too_large)")]
+    for token, status in cases:
+        out = upload(chute, state, "--json", "--grant", token, "--part-size", "5M", str(path))
+        assert out.returncode == 3, (out.returncode, out.stderr)
+        assert out.stdout == ""
+        assert out.stderr.startswith(f"chute upload: {path}: creating the upload (POST /api/uploads): the server refused it {status}"), out.stderr
+        assert len(out.stderr.splitlines()) == 1, out.stderr
+        if status.startswith("(401"):
+            assert out.stderr.rstrip().endswith("; check the grant (--grant or CHUTE_GRANT)"), out.stderr
+    assert not list(state.glob("*.json"))
+    # The grant also comes from CHUTE_GRANT.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    out = subprocess.run(upload_argv(chute, state, str(path)), env=dict(env, CHUTE_GRANT="not-a-jwt"),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3 and "(401 token_malformed)" in out.stderr, out.stderr
+
+
+def test_an_unreachable_server_fails_after_retries(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path, _ = make_file(tmp_path / "u.bin", 10)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    out = subprocess.run([str(BIN), "upload", "--retries", "1", "--state-dir", str(tmp_path / "s"), str(path)],
+                         env=dict(env, CHUTE_URL=f"http://127.0.0.1:{port}"), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out
+    assert "the network failed after 2 attempt(s)" in out.stderr, out.stderr
+    missing = subprocess.run([str(BIN), "upload", str(tmp_path / "nope.bin")], env=env, capture_output=True, text=True)
+    assert missing.returncode == 1 and "nope.bin" in missing.stderr, missing
+
+
+def restart_on_same_ports(srv: ChuteServer, monkeypatch) -> None:
+    """Restarts a killed server on its old ports, so the URL the client
+    resumes against (and keys its state file by) stays the same."""
+    import conftest
+
+    ports = iter([srv.app_port, srv.s3_port])
+    with monkeypatch.context() as m:
+        m.setattr(conftest, "free_port", lambda: next(ports))
+        srv.start()
+
+
+def test_network_loss_is_retried_then_resumed(crashable, tmp_path, monkeypatch):
+    srv = crashable
+    path, sha = make_file(tmp_path / "flaky.bin", 40 * MiB)
+    state = tmp_path / "state"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    argv = upload_argv(srv, state, "--json", "--part-size", "5M", str(path))
+
+    # The server vanishes for a second: the client's backoff outlasts it.
+    proc = subprocess.Popen([*argv, "--limit-rate", "16M", "--retries", "10"], env=clean,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_progress(proc, state)
+    srv.kill()
+    time.sleep(1)
+    restart_on_same_ports(srv, monkeypatch)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    [line] = [json.loads(x) for x in out.splitlines()]
+    assert (line["resumed"], line["bytes_sent"]) == (False, 40 * MiB), line
+    assert stored_sha256(srv, line["key"]) == (40 * MiB, sha)
+
+    # Gone for longer than the retries: the command fails, keeps its state,
+    # and the next run sends only what is missing.
+    proc = subprocess.Popen([*argv, "--limit-rate", "16M", "--retries", "1"], env=clean,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_progress(proc, state)
+    srv.kill()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    assert "the network failed after 2 attempt(s)" in err and "run the same command again to resume" in err, err
+    restart_on_same_ports(srv, monkeypatch)
+    [line] = receipts(upload(srv, state, "--json", "--part-size", "5M", str(path)))
+    assert line["resumed"] is True and 0 < line["bytes_sent"] < 40 * MiB, line
+    assert stored_sha256(srv, line["key"]) == (40 * MiB, sha)
+
+
+def test_bars_on_a_terminal(chute, tmp_path):
+    """With stderr on a terminal: a bar per file and a total with speed and
+    time left; stdout (a pipe) still gets only the receipts."""
+    import pty
+
+    a, _ = make_file(tmp_path / "bar-a.bin", 6 * MiB)
+    b, _ = make_file(tmp_path / "bar-b.bin", 6 * MiB)
+    master, slave = pty.openpty()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    proc = subprocess.Popen(upload_argv(chute, tmp_path / "state", "--limit-rate", "12M", "--part-size", "5M", str(a), str(b)),
+                            env=dict(clean, TERM="xterm"), stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    out, _ = proc.communicate(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0
+    text = drawn.decode(errors="replace")
+    assert "bar-a.bin" in text and "bar-b.bin" in text and "total" in text, text[-2000:]
+    assert "MiB/s" in text and "eta" in text, text[-2000:]
+    assert [line.split(":")[0] for line in out.splitlines() if not line.startswith("  ")] == [str(a), str(b)]

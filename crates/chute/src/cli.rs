@@ -1,10 +1,12 @@
 //! The command line: `chute serve` with the flags of DESIGN.md section 7,
-//! `chute gc` and `chute check`.
+//! `chute gc`, `chute check` and `chute upload` (its flags live in
+//! [`crate::upload`]).
 //! Flags override `CHUTE_*` variables, which override the config file.
 
 use anyhow::Context as _;
 use chute_server::{Config, Mode, RawConfig};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 /// Chute: file uploads straight into S3-compatible storage.
 #[derive(Debug, clap::Parser)]
@@ -24,6 +26,9 @@ enum Command {
     /// Validate the settings; with --deploy, also list every setting unfit
     /// for production (one line each) and fail if there is any.
     Check(CheckArgs),
+    /// Upload files to a Chute server from the terminal (straight to its
+    /// store, parts in parallel, resumable), or with --tus to a tus server.
+    Upload(crate::upload::UploadArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -73,9 +78,19 @@ struct ServeArgs {
 }
 
 impl Cli {
-    /// Runs the chosen command.
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Runs the chosen command; `chute upload` picks its own exit codes.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
+            Command::Upload(args) => Ok(crate::upload::run(args).await),
+            command => command.run().await.map(|()| ExitCode::SUCCESS),
+        }
+    }
+}
+
+impl Command {
+    async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Upload(_) => Ok(()),
             Command::Serve(args) => {
                 let flags = RawConfig {
                     data_dir: args.data_dir,

@@ -1,11 +1,14 @@
-//! The `chute` command. Parsing lives in [`cli`]; the work in `chute-server`.
+//! The `chute` command. Parsing lives in [`cli`]; serving in `chute-server`,
+//! the upload client in [`upload`].
 
 mod cli;
+mod upload;
 
 use anyhow::Context as _;
 use clap::Parser as _;
+use std::process::ExitCode;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<ExitCode> {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
