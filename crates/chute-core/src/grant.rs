@@ -60,7 +60,7 @@ pub struct Grant {
 /// A grant as an app signs it: the [`Grant`] fields plus the JWT claims.
 /// `jti` becomes [`Grant::id`], `sub` [`Grant::subject`], `exp`
 /// [`Grant::expires_at`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GrantClaims {
     /// Audience; Chute expects [`crate::token::GRANT_AUDIENCE`] unless configured.
     pub aud: String,
