@@ -1,4 +1,4 @@
-//! The extractors: [`ReceiptForm`] (a urlencoded form or JSON body whose
+//! The extractors: [`ReceiptForm`] (a form or JSON body whose
 //! receipt fields are verified on demand, beside the app's other fields),
 //! and [`Receipt`] / [`Receipts`] (the body holds receipts only, under the
 //! field and constraints a [`ReceiptPolicy`] names). All take their
@@ -190,11 +190,13 @@ where
 /// The body as `(name, value)` pairs: a urlencoded form as is; a JSON
 /// object's strings, and arrays of strings as repeated fields.
 async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejection> {
-    let content_type = req
+    let raw_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
+        .to_owned();
+    let content_type = raw_type
         .split(';')
         .next()
         .unwrap_or("")
@@ -218,6 +220,7 @@ async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejec
     };
     match content_type.as_str() {
         "application/x-www-form-urlencoded" => serde_urlencoded::from_bytes(&body).map_err(|e| bad(&e)),
+        "multipart/form-data" => multipart_fields(&raw_type, body).await,
         "application/json" => {
             let body: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_slice(&body).map_err(|e| bad(&e))?;
@@ -241,7 +244,7 @@ async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejec
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!(
-                "receipts come in an application/x-www-form-urlencoded form or a JSON object, not {:?}",
+                "receipts come in a form (urlencoded or multipart) or a JSON object, not {:?}",
                 if other.is_empty() {
                     "a body without Content-Type"
                 } else {
@@ -250,4 +253,40 @@ async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejec
             ),
         )),
     }
+}
+
+/// A multipart form's text fields. A file part means the widget did not
+/// run (the browser sent the file itself): refused, since the bytes were
+/// meant for the store, not the app.
+async fn multipart_fields(
+    content_type: &str,
+    body: bytes::Bytes,
+) -> Result<Vec<(String, String)>, ReceiptRejection> {
+    let bad = |e: &dyn std::fmt::Display| {
+        ReceiptRejection::new(
+            StatusCode::BAD_REQUEST,
+            "bad_form",
+            format!("cannot parse the form: {e}"),
+        )
+    };
+    let boundary = multer::parse_boundary(content_type).map_err(|e| bad(&e))?;
+    let body = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+    let mut form = multer::Multipart::new(body, boundary);
+    let mut fields = Vec::new();
+    while let Some(field) = form.next_field().await.map_err(|e| bad(&e))? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if field.file_name().is_some_and(|f| !f.is_empty()) {
+            return Err(ReceiptRejection::new(
+                StatusCode::BAD_REQUEST,
+                "file_in_form",
+                format!(
+                    "field {name:?} holds a file, not a receipt: the upload widget did not run \
+                     (is JavaScript on, and /chute.js loaded?)"
+                ),
+            ));
+        }
+        let value = field.text().await.map_err(|e| bad(&e))?;
+        fields.push((name, value));
+    }
+    Ok(fields)
 }

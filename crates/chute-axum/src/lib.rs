@@ -8,7 +8,7 @@
 //!   the S3 endpoint browsers send bytes to, on a task of its own (the
 //!   app does not bind it; with an S3 backend there is nothing to bind).
 //! - [`Receipt`], [`Receipts`] and [`ReceiptForm`] are extractors: they
-//!   read a urlencoded form or a JSON body, verify each receipt's
+//!   read a form (urlencoded or multipart, text fields only) or a JSON body, verify each receipt's
 //!   signature, key id, audience and expiry with chute-core (the code
 //!   Chute signs with), check the route's [`Constraints`], and refuse with
 //!   a [`ReceiptRejection`] (a clear 4xx, Chute's JSON error shape or

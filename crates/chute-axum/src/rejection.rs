@@ -25,8 +25,8 @@ pub enum RejectionFormat {
 ///
 /// | status | codes |
 /// |---|---|
-/// | 400 | `missing_receipt`, `too_many_receipts`, `bad_form`, `token_*` (tampered, expired, wrong audience, unknown key) |
-/// | 415 | `unsupported_media_type` (neither a urlencoded form nor JSON) |
+/// | 400 | `missing_receipt`, `too_many_receipts`, `bad_form`, `file_in_form`, `token_*` (tampered, expired, wrong audience, unknown key) |
+/// | 415 | `unsupported_media_type` (neither a form nor JSON) |
 /// | 403 | `wrong_subject`, `key_not_allowed` (the receipt is valid but not this user's, or outside the prefix) |
 /// | 413 | `too_large` |
 /// | 422 | `type_not_allowed`, `extension_not_allowed`, `metadata_mismatch`, ... |

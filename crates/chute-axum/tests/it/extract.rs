@@ -231,3 +231,30 @@ fn base64_encode(b: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
+
+#[tokio::test]
+async fn multipart_forms_carry_receipts_but_not_files() {
+    let t = start().await;
+    let app = app(&t.chute);
+    let receipt = upload(&app, &grant(&t.chute, "alice"), "a.txt", "text/plain", b"a").await;
+    let multipart = |parts: &str| {
+        Request::post("/any")
+            .header(header::CONTENT_TYPE, "multipart/form-data; boundary=XyZ")
+            .body(Body::from(parts.replace('\n', "\r\n")))
+            .unwrap()
+    };
+    let text = format!(
+        "--XyZ\nContent-Disposition: form-data; name=\"title\"\n\nhi\n--XyZ\n\
+         Content-Disposition: form-data; name=\"receipt\"\n\n{receipt}\n--XyZ--\n"
+    );
+    let (status, body) = call(&app, multipart(&text)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["size"], 1);
+    let file = "--XyZ\nContent-Disposition: form-data; name=\"receipt\"; filename=\"a.txt\"\n\
+                Content-Type: text/plain\n\nbytes\n--XyZ--\n";
+    let (status, body) = call(&app, multipart(file)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("file_in_form"))
+    );
+}
