@@ -1,6 +1,7 @@
 // The demo page at / of `chute serve` (development mode, open grants) in
 // Debian's Chromium: choose a PNG, watch its row, see the receipt, the
-// thumbnail (loaded from the store through a presigned link) and the link;
+// thumbnail (the server-made `thumb` derivative, loaded from the store
+// through a presigned link) and the link;
 // cancel one of two files with its row's button.
 // Screenshots during and after the upload go to tests/artifacts/.
 import { after, before, test } from 'node:test';
@@ -115,7 +116,9 @@ test('the demo page uploads a PNG and shows its progress, receipt, thumbnail and
   const thumb = row.locator('img.thumb');
   await thumb.waitFor({ timeout: 60_000 });
   await page.waitForFunction(() => document.querySelector('img.thumb')?.complete, null, { timeout: 30_000 });
-  assert.equal(await thumb.evaluate((img) => img.naturalWidth), WIDTH);
+  // The open grant's `thumb` derivative: a 200x200 JPEG made by the server.
+  assert.deepEqual(await thumb.evaluate((img) => [img.naturalWidth, img.naturalHeight]), [200, 200]);
+  assert.match(await thumb.getAttribute('src'), /\/derivatives\/[^/]+\/thumb\.jpg\?/);
   assert.equal(await row.locator('.meta').textContent(), 'uploaded');
   assert.equal(await page.locator('#status').textContent(), 'All uploads finished.');
   // The file name went in as text, not markup.

@@ -8,6 +8,7 @@
 //! template such as `avatars/{user}/{uuid}{ext}` filled from the grant's
 //! metadata and the upload ([`KeyTemplate`]).
 
+use crate::derivative::{DerivativeLimits, DerivativeSpec, DeriveOn};
 use crate::key::{KeyError, ObjectKey};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -55,12 +56,25 @@ pub struct Grant {
     /// (capped by the server's `upload_ttl_seconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_ttl: Option<u64>,
+    /// Image derivatives to make of the upload: name (`thumb`) -> spec
+    /// (`200x200 crop`); see [`crate::derivative`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub derivatives: BTreeMap<String, String>,
+    /// When the derivatives are made: on completion (default) or promotion.
+    #[serde(default, skip_serializing_if = "DeriveOn::is_default")]
+    pub derive_on: DeriveOn,
 }
 
 /// A grant as an app signs it: the [`Grant`] fields plus the JWT claims.
 /// `jti` becomes [`Grant::id`], `sub` [`Grant::subject`], `exp`
 /// [`Grant::expires_at`].
+///
+/// Unknown claims are refused: a misspelt limit (`max_szie`) must fail
+/// loudly rather than grant an upload without that limit. `iss` is the one
+/// registered claim Chute does not use but accepts, since JWT libraries
+/// and identity providers add it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GrantClaims {
     /// Audience; Chute expects [`crate::token::GRANT_AUDIENCE`] unless configured.
     pub aud: String,
@@ -72,6 +86,9 @@ pub struct GrantClaims {
     /// Not before, Unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// Issuer; accepted and not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
     /// Grant id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
@@ -105,6 +122,12 @@ pub struct GrantClaims {
     /// See [`Grant::upload_ttl`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_ttl: Option<u64>,
+    /// See [`Grant::derivatives`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub derivatives: BTreeMap<String, String>,
+    /// See [`Grant::derive_on`].
+    #[serde(default, skip_serializing_if = "DeriveOn::is_default")]
+    pub derive_on: DeriveOn,
 }
 
 impl From<GrantClaims> for Grant {
@@ -122,6 +145,8 @@ impl From<GrantClaims> for Grant {
             metadata: c.metadata,
             expires_at: Some(c.exp),
             upload_ttl: c.upload_ttl,
+            derivatives: c.derivatives,
+            derive_on: c.derive_on,
         }
     }
 }
@@ -160,6 +185,9 @@ pub enum GrantViolation {
     /// A template that does not expand to a valid key.
     #[error("key template: {0}")]
     Template(String),
+    /// A derivative with a bad name or spec, or too many of them.
+    #[error("{0}")]
+    Derivative(String),
 }
 
 impl GrantViolation {
@@ -173,6 +201,7 @@ impl GrantViolation {
             Self::Expired => "grant_expired",
             Self::KeyNotAllowed(_) => "key_not_allowed",
             Self::Template(_) => "bad_template",
+            Self::Derivative(_) => "bad_derivative",
         }
     }
 }
@@ -226,6 +255,15 @@ impl Grant {
             Some(exp) if exp <= now => Err(GrantViolation::Expired),
             _ => Ok(()),
         }
+    }
+
+    /// Parses and checks the grant's derivatives against `limits`.
+    pub fn check_derivatives(
+        &self,
+        limits: &DerivativeLimits,
+    ) -> Result<BTreeMap<String, DerivativeSpec>, GrantViolation> {
+        crate::derivative::parse_all(&self.derivatives, limits)
+            .map_err(|e| GrantViolation::Derivative(e.to_string()))
     }
 
     /// Checks a whole file: name, declared type and size.
@@ -480,6 +518,31 @@ mod tests {
     }
 
     #[test]
+    fn a_misspelt_grant_claim_is_refused_not_ignored() {
+        // `max_szie` silently granting no size limit would be a hole.
+        let ring = crate::Keyring::new(crate::TokenKey::new("k", vec![7; 32]).unwrap(), vec![]);
+        let now = time::OffsetDateTime::now_utc();
+        let exp = now.unix_timestamp() + 60;
+        let claims = serde_json::json!({"aud": crate::token::GRANT_AUDIENCE, "exp": exp, "max_szie": 10});
+        let token = ring.sign(&claims).unwrap();
+        let err = ring
+            .verify::<GrantClaims>(&token, crate::token::GRANT_AUDIENCE, now)
+            .unwrap_err();
+        assert!(err.to_string().contains("max_szie"), "{err}");
+        // Registered claims a JWT library adds on its own stay accepted.
+        let claims = serde_json::json!({
+            "aud": crate::token::GRANT_AUDIENCE, "exp": exp, "iss": "my-app", "iat": now.unix_timestamp(),
+            "nbf": now.unix_timestamp(), "jti": "g1", "sub": "u1", "max_size": 10
+        });
+        let token = ring.sign(&claims).unwrap();
+        let grant: Grant = ring
+            .verify::<GrantClaims>(&token, crate::token::GRANT_AUDIENCE, now)
+            .unwrap()
+            .into();
+        assert_eq!(grant.max_size, Some(10));
+    }
+
+    #[test]
     fn size_type_and_extension_checks() {
         let g = Grant {
             max_size: Some(10),
@@ -600,6 +663,31 @@ mod tests {
         assert_eq!(g.expires_at, Some(100));
         assert_eq!(g.check_live(100), Err(GrantViolation::Expired));
         assert!(g.check_live(99).is_ok());
+    }
+
+    #[test]
+    fn derivatives_travel_from_claims_and_are_checked() {
+        let json = r#"{"aud":"chute","exp":100,"derivatives":{"thumb":"200x200 crop","big":"1200x1200 fit webp q80"},"derive_on":"promote"}"#;
+        let g = Grant::from(serde_json::from_str::<GrantClaims>(json).unwrap());
+        assert_eq!(g.derive_on, DeriveOn::Promote);
+        let specs = g.check_derivatives(&DerivativeLimits::default()).unwrap();
+        assert_eq!(specs["thumb"].width, 200);
+        // The webhook's JSON grant keeps refusing unknown fields.
+        let bad = serde_json::from_str::<Grant>(r#"{"derivative":{"thumb":"1x1 fit"}}"#);
+        assert!(bad.is_err());
+        let ok: Grant = serde_json::from_str(r#"{"derivatives":{"thumb":"1x1 fit"}}"#).unwrap();
+        assert_eq!(ok.derive_on, DeriveOn::Complete);
+        assert_eq!(
+            serde_json::to_string(&ok).unwrap(),
+            r#"{"derivatives":{"thumb":"1x1 fit"}}"#
+        );
+        let huge = Grant {
+            derivatives: BTreeMap::from([("thumb".into(), "9000x10 fit".into())]),
+            ..Grant::default()
+        };
+        let err = huge.check_derivatives(&DerivativeLimits::default()).unwrap_err();
+        assert_eq!(err.code(), "bad_derivative");
+        assert!(err.to_string().contains("\"thumb\""), "{err}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod bucket;
 pub mod checksum;
+pub mod derivative;
 pub mod filename;
 pub mod grant;
 pub mod key;
@@ -24,6 +25,7 @@ pub mod token;
 
 pub use bucket::{BucketName, BucketNameError};
 pub use checksum::{Checksum, ChecksumAlgorithm, ChecksumError, ChecksumHasher, Hasher};
+pub use derivative::{DerivativeLimits, DerivativeSpec, DeriveOn, FitMode, OutputFormat};
 pub use filename::sanitize_filename;
 pub use grant::{Grant, GrantClaims, GrantViolation, KeyTemplate, TemplateVars};
 pub use key::{KeyError, ObjectKey};

@@ -6,6 +6,7 @@
 
 use crate::grant::Grant;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The claims of a receipt JWT.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +45,12 @@ pub struct ReceiptClaims {
     /// The grant the upload ran under (limits, promotion targets,
     /// metadata), so promotion needs no other state.
     pub grant: Grant,
+    /// The image derivatives this upload gets: name -> key (see
+    /// [`crate::derivative::derivative_key`]). Present when the grant names
+    /// derivatives, whether or not they are made yet; their status is at
+    /// `GET /api/objects/{receipt}/derivatives`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub derivatives: BTreeMap<String, String>,
 }
 
 #[cfg(test)]
@@ -71,6 +78,7 @@ mod tests {
             declared_type: "image/png".into(),
             filename: "a.png".into(),
             grant: Grant::default(),
+            derivatives: BTreeMap::from([("thumb".into(), "derivatives/u1/thumb.jpg".into())]),
         };
         let token = ring.sign(&claims).unwrap();
         let back: ReceiptClaims = ring.verify(&token, RECEIPT_AUDIENCE, now).unwrap();

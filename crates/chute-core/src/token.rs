@@ -206,7 +206,7 @@ impl Keyring {
                 &DecodingKey::from_secret(&key.secret),
                 &validation,
             ) {
-                Ok(data) => return check_times(data.claims, now),
+                Ok(data) => return check_times(data.claims, audience, now),
                 Err(e) => {
                     last = map_error(&e, audience);
                     if last != TokenError::BadSignature {
@@ -219,22 +219,56 @@ impl Keyring {
     }
 }
 
-fn check_times<C: DeserializeOwned>(claims: serde_json::Value, now: OffsetDateTime) -> Result<C, TokenError> {
+/// Checks `exp` and `nbf` against `now` and decodes the claims, after
+/// normalising what RFC 7519 allows but the typed claim structs do not
+/// take: an `aud` array (already checked to name `audience`) becomes that
+/// one string, and a fractional NumericDate (`exp`, `nbf`, `iat`) is
+/// rounded down to whole seconds.
+fn check_times<C: DeserializeOwned>(
+    mut claims: serde_json::Value,
+    audience: &str,
+    now: OffsetDateTime,
+) -> Result<C, TokenError> {
     let now = now.unix_timestamp();
+    if let Some(obj) = claims.as_object_mut() {
+        if obj.get("aud").is_some_and(serde_json::Value::is_array) {
+            obj.insert("aud".into(), audience.into());
+        }
+        for name in ["exp", "nbf", "iat"] {
+            if let Some(value) = obj.get_mut(name) {
+                *value = numeric_date(value).map(Into::into).ok_or_else(|| {
+                    TokenError::Malformed(format!("{name} must be a number of seconds since 1970"))
+                })?;
+            }
+        }
+    }
     let exp = claims.get("exp").and_then(serde_json::Value::as_i64);
     match exp {
         Some(exp) if exp > now => {}
         Some(_) => return Err(TokenError::Expired),
-        None => return Err(TokenError::Malformed("exp must be a number".into())),
-    }
-    if let Some(nbf) = claims.get("nbf") {
-        match nbf.as_i64() {
-            Some(nbf) if nbf > now => return Err(TokenError::NotYetValid),
-            Some(_) => {}
-            None => return Err(TokenError::Malformed("nbf must be a number".into())),
+        None => {
+            return Err(TokenError::Malformed(
+                "exp must be a number of seconds since 1970".into(),
+            ));
         }
     }
+    if let Some(nbf) = claims.get("nbf").and_then(serde_json::Value::as_i64)
+        && nbf > now
+    {
+        return Err(TokenError::NotYetValid);
+    }
     serde_json::from_value(claims).map_err(|e| TokenError::Malformed(e.to_string()))
+}
+
+/// A NumericDate as whole seconds: integers as they are, finite fractions
+/// rounded down, anything else (strings, out-of-range floats) `None`.
+fn numeric_date(value: &serde_json::Value) -> Option<i64> {
+    if let Some(n) = value.as_i64() {
+        return Some(n);
+    }
+    let f = value.as_f64()?.floor();
+    // 2^53: beyond it f64 seconds are not exact, and far past year 9999.
+    (f.abs() < 9_007_199_254_740_992.0).then_some(f as i64)
 }
 
 fn map_error(e: &jsonwebtoken::errors::Error, audience: &str) -> TokenError {
@@ -337,6 +371,75 @@ mod tests {
             ring.verify::<Claims>(&t, "chute", NOW),
             Err(TokenError::NotYetValid)
         );
+    }
+
+    /// Signs a raw JSON claims object (tests of claim shapes the typed
+    /// structs cannot produce).
+    fn sign_json(ring: &Keyring, claims: serde_json::Value) -> String {
+        ring.sign(&claims).unwrap()
+    }
+
+    #[test]
+    fn an_audience_array_naming_ours_is_accepted() {
+        // RFC 7519 4.1.3: `aud` may be an array; PyJWT and jose write one
+        // when given a list.
+        let ring = Keyring::new(key("k1", 2), vec![]);
+        let exp = NOW.unix_timestamp() + 60;
+        let t = sign_json(
+            &ring,
+            serde_json::json!({"aud": ["other", "chute"], "exp": exp, "sub": "u1"}),
+        );
+        let c: Claims = ring.verify(&t, "chute", NOW).unwrap();
+        assert_eq!(c.aud, "chute");
+        let t = sign_json(
+            &ring,
+            serde_json::json!({"aud": ["other"], "exp": exp, "sub": "u1"}),
+        );
+        assert_eq!(
+            ring.verify::<Claims>(&t, "chute", NOW),
+            Err(TokenError::WrongAudience {
+                expected: "chute".into()
+            })
+        );
+    }
+
+    #[test]
+    fn fractional_numeric_dates_are_accepted() {
+        // RFC 7519 2: a NumericDate may be non-integer (Python's
+        // `time.time() + 600`).
+        let ring = Keyring::new(key("k1", 2), vec![]);
+        let exp = NOW.unix_timestamp() as f64 + 60.75;
+        let t = sign_json(
+            &ring,
+            serde_json::json!({"aud": "chute", "exp": exp, "nbf": NOW.unix_timestamp() as f64 - 0.5, "sub": "u1"}),
+        );
+        let c: Claims = ring.verify(&t, "chute", NOW).unwrap();
+        assert_eq!(c.exp, NOW.unix_timestamp() + 60);
+        let t = sign_json(
+            &ring,
+            serde_json::json!({"aud": "chute", "exp": NOW.unix_timestamp() as f64 + 0.5, "sub": "u1"}),
+        );
+        assert_eq!(
+            ring.verify::<Claims>(&t, "chute", NOW + time::Duration::seconds(1)),
+            Err(TokenError::Expired)
+        );
+        for bad in [
+            serde_json::json!("soon"),
+            serde_json::json!(1e300),
+            serde_json::json!(-1e300),
+        ] {
+            let t = sign_json(
+                &ring,
+                serde_json::json!({"aud": "chute", "exp": bad, "sub": "u1"}),
+            );
+            assert!(
+                matches!(
+                    ring.verify::<Claims>(&t, "chute", NOW),
+                    Err(TokenError::Malformed(_))
+                ),
+                "exp {bad} must be refused as malformed"
+            );
+        }
     }
 
     #[test]

@@ -171,10 +171,40 @@ pub struct RawConfig {
     /// Parts of one tus PATCH uploading at once (default 4, 1 to 16).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tus_parts_in_flight: Option<usize>,
+    /// Threads making image derivatives (default 0: one per core; 0 to 256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_workers: Option<usize>,
+    /// Image jobs that may wait for a worker (default 64, 0 to 100000);
+    /// beyond that, work stays pending until its status is asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_queue: Option<usize>,
+    /// The widest or tallest image decoded, in pixels (default 16384, 16 to 65535).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_max_dimension: Option<u32>,
+    /// MiB one image's file and decoded pixels may each take (default 512, 1 to 16384).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_max_alloc_mib: Option<u64>,
+    /// The largest width or height a grant's derivative may name (default 4096, 1 to 16384).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_max_output_dimension: Option<u32>,
+    /// Derivative format when the spec names none: `jpeg` (default) or `webp` (lossless).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_format: Option<String>,
+    /// JPEG quality when the spec names none (default 85, 1 to 100).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_quality: Option<u8>,
+    /// Seconds after which pending derivatives not running in this process
+    /// are re-queued when their status is asked for (default 300, 0 to 86400).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_requeue_after_seconds: Option<u64>,
+    /// Whether the derivatives route answers with presigned URLs (default:
+    /// in development mode only, as a receipt is not read access).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_status_urls: Option<bool>,
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 45] = [
+const ENV_KEYS: [&str; 54] = [
     "store",
     "s3_endpoint",
     "s3_path_style",
@@ -220,6 +250,15 @@ const ENV_KEYS: [&str; 45] = [
     "stream_memory_mib",
     "tus_part_size",
     "tus_parts_in_flight",
+    "image_workers",
+    "image_queue",
+    "image_max_dimension",
+    "image_max_alloc_mib",
+    "image_max_output_dimension",
+    "image_format",
+    "image_quality",
+    "image_requeue_after_seconds",
+    "image_status_urls",
 ];
 
 impl RawConfig {
@@ -367,7 +406,7 @@ impl TryFrom<RawConfig> for Config {
 
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
         let backend_raw = raw.clone();
-        let lifecycle = lifecycle_settings(&raw)?;
+        let mut lifecycle = lifecycle_settings(&raw)?;
         let stream = stream_settings(&raw)?;
         let grant_audience = raw
             .grant_audience
@@ -397,6 +436,8 @@ impl TryFrom<RawConfig> for Config {
                 ));
             }
         };
+        // A receipt is not read access in production unless the operator says so.
+        lifecycle.images.status_urls = raw.image_status_urls.unwrap_or(mode == Mode::Development);
         let addr = |name: &str, value: Option<String>, default: &str| -> Result<SocketAddr, ConfigError> {
             let value = value.unwrap_or_else(|| default.to_owned());
             value.parse().map_err(|_| {
@@ -845,6 +886,58 @@ fn lifecycle_settings(raw: &RawConfig) -> Result<crate::lifecycle::LifecycleSett
         chute_core::KeyTemplate::parse(t).map_err(|e| ConfigError::new("promote_template", e.to_string()))?;
         s.default_template = t.clone();
     }
+    s.images = image_settings(raw)?;
+    Ok(s)
+}
+
+/// The image derivative settings, each checked against its bounds.
+fn image_settings(raw: &RawConfig) -> Result<crate::derivatives::ImageSettings, ConfigError> {
+    fn bounded<T: PartialOrd + fmt::Display + Copy>(
+        name: &str,
+        v: Option<T>,
+        default: T,
+        (min, max): (T, T),
+    ) -> Result<T, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(v) if v >= min && v <= max => Ok(v),
+            Some(_) => Err(ConfigError::new(name, format!("must be {min} to {max}"))),
+        }
+    }
+    let mut s = crate::derivatives::ImageSettings::default();
+    s.workers = bounded("image_workers", raw.image_workers, s.workers, (0, 256))?;
+    s.queue = bounded("image_queue", raw.image_queue, s.queue, (0, 100_000))?;
+    s.decode.max_dimension = bounded(
+        "image_max_dimension",
+        raw.image_max_dimension,
+        s.decode.max_dimension,
+        (16, 65_535),
+    )?;
+    let mib = bounded(
+        "image_max_alloc_mib",
+        raw.image_max_alloc_mib,
+        s.decode.max_alloc / (1024 * 1024),
+        (1, 16_384),
+    )?;
+    s.decode.max_alloc = mib * 1024 * 1024;
+    s.limits.max_dimension = bounded(
+        "image_max_output_dimension",
+        raw.image_max_output_dimension,
+        s.limits.max_dimension,
+        (1, 16_384),
+    )?;
+    if let Some(f) = &raw.image_format {
+        s.encode.format = chute_core::OutputFormat::parse(f)
+            .ok_or_else(|| ConfigError::new("image_format", "must be jpeg or webp"))?;
+    }
+    s.encode.quality = bounded("image_quality", raw.image_quality, s.encode.quality, (1, 100))?;
+    let secs = bounded(
+        "image_requeue_after_seconds",
+        raw.image_requeue_after_seconds,
+        s.requeue_after.as_secs(),
+        (0, 86_400),
+    )?;
+    s.requeue_after = Duration::from_secs(secs);
     Ok(s)
 }
 
@@ -1050,6 +1143,100 @@ mod tests {
             .unwrap();
             assert_eq!(c.body_idle_timeout, Duration::from_secs(seconds));
             assert_eq!(c.max_connections, n);
+        }
+    }
+
+    #[test]
+    fn image_settings_have_defaults_and_bounds() {
+        let c = Config::try_from(RawConfig::default()).unwrap();
+        assert_eq!(c.lifecycle.images, crate::derivatives::ImageSettings::default());
+        assert!(
+            c.lifecycle.images.status_urls,
+            "development mode links derivatives"
+        );
+        let prod = Config::try_from(RawConfig {
+            mode: Some("production".into()),
+            grant_secret: Some("k1:0123456789abcdef0123456789abcdef".into()),
+            s3_access_key: Some("access".into()),
+            s3_secret_key: Some("a-secret-key-long-enough-0123456789".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            !prod.lifecycle.images.status_urls,
+            "production does not, unless asked"
+        );
+        let c = Config::try_from(RawConfig {
+            image_workers: Some(2),
+            image_queue: Some(0),
+            image_max_dimension: Some(8000),
+            image_max_alloc_mib: Some(64),
+            image_max_output_dimension: Some(1000),
+            image_format: Some("WebP".into()),
+            image_quality: Some(70),
+            image_requeue_after_seconds: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+        let s = &c.lifecycle.images;
+        assert_eq!((s.workers, s.queue, s.decode.max_dimension), (2, 0, 8000));
+        assert_eq!(s.decode.max_alloc, 64 * 1024 * 1024);
+        assert_eq!(s.limits.max_dimension, 1000);
+        assert_eq!(s.encode.format, chute_core::OutputFormat::Webp);
+        assert_eq!((s.encode.quality, s.requeue_after), (70, Duration::ZERO));
+        for (raw, name) in [
+            (
+                RawConfig {
+                    image_workers: Some(257),
+                    ..Default::default()
+                },
+                "image_workers",
+            ),
+            (
+                RawConfig {
+                    image_max_dimension: Some(8),
+                    ..Default::default()
+                },
+                "image_max_dimension",
+            ),
+            (
+                RawConfig {
+                    image_max_alloc_mib: Some(0),
+                    ..Default::default()
+                },
+                "image_max_alloc_mib",
+            ),
+            (
+                RawConfig {
+                    image_max_output_dimension: Some(0),
+                    ..Default::default()
+                },
+                "image_max_output_dimension",
+            ),
+            (
+                RawConfig {
+                    image_format: Some("png".into()),
+                    ..Default::default()
+                },
+                "image_format",
+            ),
+            (
+                RawConfig {
+                    image_quality: Some(0),
+                    ..Default::default()
+                },
+                "image_quality",
+            ),
+            (
+                RawConfig {
+                    image_requeue_after_seconds: Some(86_401),
+                    ..Default::default()
+                },
+                "image_requeue_after_seconds",
+            ),
+        ] {
+            let err = Config::try_from(raw).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
         }
     }
 

@@ -93,6 +93,9 @@ pub struct Grants {
     /// origin, so a foreign page cannot spend the user's session on
     /// uploads (a plain `GET /s3/params` needs no CORS preflight).
     pub origins: crate::app::Origins,
+    /// What a grant's image derivatives may ask for; checked on every
+    /// grant, whatever its source (400 `bad_derivative`).
+    pub derivative_limits: chute_core::DerivativeLimits,
 }
 
 impl fmt::Debug for Grants {
@@ -142,6 +145,7 @@ impl Grants {
             ));
         };
         grant.check_live(now.unix_timestamp())?;
+        grant.check_derivatives(&self.derivative_limits)?;
         Ok(grant)
     }
 }

@@ -1,6 +1,6 @@
 //! Chute's HTTP server: configuration ([`config`]), the upload lifecycle
 //! ([`lifecycle`]) and its HTTP API ([`api`]), grant sources ([`grants`]),
-//! lifecycle events ([`hooks`]) and their signed HTTP delivery
+//! image derivatives ([`derivatives`]), lifecycle events ([`hooks`]) and their signed HTTP delivery
 //! ([`webhooks`]), expiry ([`reaper`]), tus 1.0 at `/files/` ([`tus`]),
 //! the app router ([`app()`]), and
 //! [`serve`], which opens the store, binds the app and S3 listeners and
@@ -17,6 +17,7 @@ pub mod companion;
 pub mod config;
 mod credentials;
 mod demo;
+pub mod derivatives;
 mod embed;
 pub mod grants;
 pub mod hooks;

@@ -543,9 +543,19 @@ fn grants(config: &Config) -> Result<Grants, WebhookError> {
         }),
         webhook,
         callback: None,
-        open: config.open_grants.then(Grant::default),
+        open: config.open_grants.then(open_grant),
         origins: origins(config),
+        derivative_limits: config.lifecycle.images.limits,
     })
+}
+
+/// Development mode's open grant: anything, and a 200x200 `thumb` of
+/// images (the demo page shows it).
+fn open_grant() -> Grant {
+    Grant {
+        derivatives: std::collections::BTreeMap::from([("thumb".to_owned(), "200x200 crop".to_owned())]),
+        ..Grant::default()
+    }
 }
 
 pub(crate) async fn bind(

@@ -6,6 +6,10 @@
 //! call on `/api/uploads/{id}` carries that token as
 //! `Authorization: Bearer`.
 
+mod derivatives;
+
+pub use derivatives::{DerivativeStatus, DerivativesStatus};
+
 use crate::app::AppState;
 use crate::grants::{GrantRequest, bearer};
 use crate::lifecycle::{ApiError, CreateRequest, Created, PromoteRequest, UploadClaims, UploadMethod};
@@ -32,6 +36,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/uploads/{id}/complete", post(complete))
         .route("/api/receipts/verify", post(verify_receipt))
         .route("/api/objects/promote", post(promote))
+        .route(
+            "/api/objects/{receipt}/derivatives",
+            get(derivatives::derivatives),
+        )
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY))
 }
 

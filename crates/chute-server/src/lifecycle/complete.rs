@@ -246,6 +246,9 @@ impl Lifecycle {
         content_type: String,
     ) -> Result<Completed, ApiError> {
         let now = OffsetDateTime::now_utc();
+        let derivatives = self
+            .derivatives()
+            .receipt_keys(&claims.sub, &claims.grant, &content_type);
         let receipt = ReceiptClaims {
             aud: RECEIPT_AUDIENCE.into(),
             exp: unix_after(now, self.settings().receipt_ttl),
@@ -267,6 +270,7 @@ impl Lifecycle {
             declared_type: claims.content_type.clone(),
             filename: claims.filename.clone(),
             grant: claims.grant.clone(),
+            derivatives,
         };
         let token = self
             .tokens()
@@ -278,9 +282,11 @@ impl Lifecycle {
         })
     }
 
-    /// Emits `upload.completed` for a signed receipt.
+    /// Emits `upload.completed` for a signed receipt and starts its
+    /// derivatives (unless they wait for promotion).
     pub(super) fn emit_completed(&self, done: &Completed) {
         let receipt = &done.object;
+        self.derivatives().completed(receipt);
         self.emit(
             EventKind::Completed,
             &receipt.jti,

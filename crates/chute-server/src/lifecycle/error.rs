@@ -103,7 +103,7 @@ impl From<GrantViolation> for ApiError {
             GrantViolation::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GrantViolation::Expired => StatusCode::UNAUTHORIZED,
             GrantViolation::KeyNotAllowed(_) => StatusCode::FORBIDDEN,
-            GrantViolation::Template(_) => StatusCode::BAD_REQUEST,
+            GrantViolation::Template(_) | GrantViolation::Derivative(_) => StatusCode::BAD_REQUEST,
             GrantViolation::TooSmall { .. }
             | GrantViolation::TypeNotAllowed(_)
             | GrantViolation::ExtensionNotAllowed(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -26,6 +26,7 @@ pub use promote::{PromoteRequest, Promoted};
 pub use server_side::ServerUpload;
 pub use signer::{SignedRequest, Signer};
 
+use crate::derivatives::Derivatives;
 use crate::hooks::{Event, EventKind, Hooks};
 use chute_core::token::{RECEIPT_AUDIENCE, UPLOAD_AUDIENCE};
 use chute_core::{Keyring, ObjectKey, ReceiptClaims};
@@ -56,6 +57,8 @@ pub struct LifecycleSettings {
     pub part_batch: u32,
     /// The promotion template when neither grant nor request names one.
     pub default_template: String,
+    /// How image derivatives are made.
+    pub images: crate::derivatives::ImageSettings,
 }
 
 impl Default for LifecycleSettings {
@@ -68,6 +71,7 @@ impl Default for LifecycleSettings {
             max_object_size: 5 * 1024 * 1024 * 1024 * 1024,
             part_batch: 100,
             default_template: "uploads/{uuid}{ext}".into(),
+            images: crate::derivatives::ImageSettings::default(),
         }
     }
 }
@@ -85,6 +89,7 @@ struct Inner {
     tokens: Keyring,
     settings: LifecycleSettings,
     hooks: Hooks,
+    derivatives: Derivatives,
     /// Whole-object reads for checksum verification run at most this many
     /// at a time: each may stream gigabytes, and a client may call
     /// `complete` again and again.
@@ -106,6 +111,7 @@ impl Lifecycle {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                derivatives: Derivatives::new(Arc::clone(&store), settings.images.clone()),
                 store,
                 signer,
                 tokens,
@@ -119,6 +125,11 @@ impl Lifecycle {
     /// The store.
     pub fn store(&self) -> &Arc<dyn MultipartStore> {
         &self.inner.store
+    }
+
+    /// The image derivative service.
+    pub fn derivatives(&self) -> &Derivatives {
+        &self.inner.derivatives
     }
 
     /// The signer for browser requests.

@@ -121,6 +121,7 @@ impl Lifecycle {
                 "the object changed after its receipt was issued",
             ));
         }
+        self.derivatives().promoted(&receipt, &target).await;
         self.delete_source(&source).await;
         self.emit(
             EventKind::Promoted,

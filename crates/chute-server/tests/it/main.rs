@@ -5,8 +5,12 @@
 mod companion;
 /// The demo page at `/` and its development-only object links.
 mod demo;
+/// Image derivatives: grant, receipt, status route, hostile images, promotion, re-queue.
+mod derivatives;
 /// Raw HTTP/1.1 over TCP, so the tests control exactly when bytes are sent.
 mod http;
+/// Image fixtures made in memory (JPEG with EXIF, PNG, WebP, GIF, a bomb).
+mod images;
 /// Start-up, health and readiness endpoints.
 mod lifecycle;
 /// The S3 listener serves at most `max_connections` clients at once.

@@ -29,6 +29,7 @@ const SERVED: &[(&str, &str)] = &[
     ("POST", "/api/stream"),
     ("PUT", "/api/stream/{filename}"),
     ("GET", "/api/objects/link"),
+    ("GET", "/api/objects/{receipt}/derivatives"),
     ("GET", "/api/openapi.json"),
     ("GET", "/s3/params"),
     ("POST", "/s3/multipart"),

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Image derivatives per second: Chute's worker pool vs ImageMagick, same run.
+
+The sources are N 12-megapixel (4000x3000) photo-like JPEGs (ImageMagick
+plasma fractals with Gaussian noise, quality 90, made once per run with
+distinct seeds; made before any timing).
+
+- **Chute**: `chute serve` (development mode, embedded store,
+  `image_workers = 2`) takes every file with `PUT /api/stream/NAME` under
+  a grant naming `thumb = "200x200 fit"` with `derive_on = "promote"`, so
+  nothing is derived while the files go in. Then the clock starts, every
+  upload is promoted (`POST /api/objects/promote`, which queues its
+  derivative), and the clock stops when `GET /api/objects/{receipt}/
+  derivatives` reports every thumbnail ready. The time covers reading each
+  original from the store, decoding, resizing, encoding (JPEG q85) and
+  storing the thumbnail, plus the promotions' server-side copies.
+- **ImageMagick**: Debian's `convert SRC -thumbnail 200x200 OUT.jpg`
+  (a fit, as `200x200 fit`), two processes at a time (`xargs -P 2`) over
+  the same files, so both sides have two workers on the machine's two
+  cores.
+
+Each run reports derivatives per second for both; the table has the
+medians. Installs the `imagemagick` package with apt when /usr/bin/convert
+is missing (not /usr/local/bin/convert or anything else on PATH).
+
+Chute is CHUTE_BIN (default target/release/chute).
+
+Usage: bench/derivatives [--runs 3] [--files 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as b  # noqa: E402
+
+CONVERT = Path("/usr/bin/convert")
+GRANT_KID = "bench1"
+GRANT_SECRET = "bench-grant-secret-0123456789abcdef0123"
+WIDTH, HEIGHT = 4000, 3000
+
+
+def ensure_imagemagick() -> None:
+    if not CONVERT.exists():
+        b.say("installing Debian's imagemagick (apt-get install imagemagick)")
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-q", "imagemagick"], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
+def imagemagick_version() -> str:
+    out = subprocess.run([str(CONVERT), "-version"], capture_output=True, text=True, check=True).stdout
+    return out.splitlines()[0].removeprefix("Version: ").strip()
+
+
+def make_photos(work: Path, n: int) -> list[Path]:
+    """n distinct 4000x3000 photo-like JPEGs (a few distinct fractals,
+    re-encoded with different noise seeds)."""
+    paths = []
+    for i in range(n):
+        path = work / f"photo-{i:03}.jpg"
+        subprocess.run([str(CONVERT), "-seed", str(i + 1), "-size", f"{WIDTH}x{HEIGHT}", "plasma:fractal",
+                        "-attenuate", "0.4", "+noise", "Gaussian", "-quality", "90", str(path)], check=True)
+        paths.append(path)
+    return paths
+
+
+def jwt(claims: dict) -> str:
+    def part(obj) -> str:
+        raw = json.dumps(obj, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    head = part({"alg": "HS256", "typ": "JWT", "kid": GRANT_KID})
+    body = part(claims)
+    sig = hmac.new(GRANT_SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
+
+
+def call(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> dict:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"{method} {url}: HTTP {e.code}: {e.read()[:500]!r}") from e
+
+
+def chute_run(binary: Path, work: Path, photos: list[Path], run: int) -> float:
+    proc, app = b.start_chute(binary, work, f"chute-{run}", env={
+        "CHUTE_GRANT_SECRET": f"{GRANT_KID}:{GRANT_SECRET}", "CHUTE_IMAGE_WORKERS": "2",
+    })
+    try:
+        token = jwt({"aud": "chute", "exp": int(time.time()) + 3600,
+                     "derivatives": {"thumb": "200x200 fit"}, "derive_on": "promote"})
+        receipts = []
+        for i, path in enumerate(photos):
+            answer = call("PUT", f"{app}/api/stream/bench-{run}-{i}.jpg", path.read_bytes(),
+                          {"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"})
+            receipts.append(answer["files"][0]["receipt"])
+        b.settle()
+        t0 = time.monotonic()
+        for r in receipts:
+            call("POST", f"{app}/api/objects/promote", json.dumps({"receipt": r}).encode(),
+                 {"Content-Type": "application/json"})
+        for r in receipts:
+            while True:
+                thumb = call("GET", f"{app}/api/objects/{r}/derivatives")["derivatives"]["thumb"]
+                if thumb["status"] == "ready":
+                    if (thumb["width"], thumb["height"]) != (200, 150):
+                        raise RuntimeError(f"unexpected thumbnail size {thumb}")
+                    break
+                if thumb["status"] == "failed":
+                    raise RuntimeError(f"derivative failed: {thumb.get('error')}")
+                time.sleep(0.02)
+        return time.monotonic() - t0
+    finally:
+        proc.stop()
+
+
+def imagemagick_run(work: Path, photos: list[Path], run: int) -> float:
+    """Seconds for `convert SRC -thumbnail 200x200 OUT` over every photo,
+    two processes at a time."""
+    out = work / f"im-{run}"
+    out.mkdir()
+    b.settle()
+    t0 = time.monotonic()
+    running: list[subprocess.Popen] = []
+    queue = list(photos)
+    while queue or running:
+        while queue and len(running) < 2:
+            p = queue.pop(0)
+            running.append(subprocess.Popen([str(CONVERT), str(p), "-thumbnail", "200x200", str(out / p.name)]))
+        done = running.pop(0)
+        if done.wait() != 0:
+            raise RuntimeError(f"convert exited with {done.returncode}")
+    secs = time.monotonic() - t0
+    sizes = subprocess.run(["/usr/bin/identify", "-format", "%wx%h\n", *map(str, sorted(out.iterdir()))],
+                           capture_output=True, text=True, check=True).stdout.split()
+    if set(sizes) != {"200x150"}:
+        raise RuntimeError(f"unexpected ImageMagick thumbnail sizes {set(sizes)}")
+    return secs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--files", type=int, default=24)
+    args = ap.parse_args()
+    b.exit_on_sigterm()
+    ensure_imagemagick()
+    binary = b.chute_bin()
+    if binary is None:
+        sys.exit("bench: no chute binary: build with `cargo build --release -p chute` or set CHUTE_BIN")
+    work = Path(tempfile.mkdtemp(prefix="chute-bench-derivatives-"))
+    try:
+        b.say(f"making {args.files} {WIDTH}x{HEIGHT} JPEGs")
+        photos = make_photos(work, args.files)
+        mb = sum(p.stat().st_size for p in photos) / args.files / b.MiB
+        chute, magick, loads = [], [], []
+        for run in range(args.runs):
+            loads.append(b.load())
+            secs = chute_run(binary, work, photos, run)
+            chute.append(args.files / secs)
+            b.say(f"run {run + 1}: Chute {chute[-1]:.2f}/s")
+            secs = imagemagick_run(work, photos, run)
+            magick.append(args.files / secs)
+            b.say(f"run {run + 1}: ImageMagick {magick[-1]:.2f}/s")
+        ratio = b.median(chute) / b.median(magick)
+        print(f"\n200x200 thumbnails of {args.files} {WIDTH}x{HEIGHT} JPEGs ({mb:.1f} MiB each), "
+              f"two workers on {os.cpu_count()} cores, median of {args.runs} runs\n")
+        print("| tool | derivatives/s | runs | Chute / this |")
+        print("|---|---:|---|---:|")
+        print(f"| Chute (`200x200 fit`, image_workers = 2) | {b.median(chute):.2f} | "
+              f"{', '.join(f'{x:.2f}' for x in chute)} | 1.00 |")
+        print(f"| ImageMagick {imagemagick_version()} (`convert -thumbnail 200x200`, 2 processes) | "
+              f"{b.median(magick):.2f} | {', '.join(f'{x:.2f}' for x in magick)} | {ratio:.2f} |")
+        print()
+        print(f"- goal: Chute >= 2x ImageMagick: {ratio:.2f}x, {'met' if ratio >= 2 else 'NOT met'}")
+        print(f"- 1-minute load average before each run: {' '.join(loads)}")
+    finally:
+        b.rm_rf(work)
+
+
+if __name__ == "__main__":
+    main()

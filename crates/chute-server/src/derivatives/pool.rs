@@ -1,0 +1,132 @@
+//! A fixed pool of OS threads for image work, so decoding and resizing
+//! never block the async runtime's threads (nor use tokio's blocking pool,
+//! which grows to hundreds of threads). The queue is bounded: a job is
+//! accepted only while fewer than `workers + queue` jobs are waiting or
+//! running, and [`WorkerPool::try_reserve`] says so before any source
+//! bytes are read, so a flood of uploads costs neither memory nor threads.
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The pool: `workers` threads fed from one bounded channel.
+#[derive(Debug, Clone)]
+pub struct WorkerPool {
+    jobs: SyncSender<Job>,
+    /// Places in the pool: running plus waiting jobs.
+    places: Arc<Semaphore>,
+    /// Turns to run: a job reads its source only when it holds one, so
+    /// at most `workers` sources are in memory at once.
+    turns: Arc<Semaphore>,
+    workers: usize,
+}
+
+/// A place in the pool, held from acceptance until the job ends.
+#[derive(Debug)]
+pub struct Place {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl WorkerPool {
+    /// Starts `workers` threads (at least 1) with room for `queue` waiting
+    /// jobs. The threads end when the last handle to the pool is dropped.
+    pub fn new(workers: usize, queue: usize) -> std::io::Result<Self> {
+        let workers = workers.max(1);
+        let (jobs, rx) = sync_channel::<Job>(workers + queue);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers {
+            let rx = Arc::clone(&rx);
+            std::thread::Builder::new()
+                .name(format!("chute-image-{i}"))
+                .spawn(move || work(&rx))?;
+        }
+        Ok(Self {
+            jobs,
+            places: Arc::new(Semaphore::new(workers + queue)),
+            turns: Arc::new(Semaphore::new(workers)),
+            workers,
+        })
+    }
+
+    /// The number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// A place for one job, or `None` when the pool is full.
+    pub fn try_reserve(&self) -> Option<Place> {
+        Arc::clone(&self.places)
+            .try_acquire_owned()
+            .ok()
+            .map(|p| Place { _permit: p })
+    }
+
+    /// Waits for a turn to run (a free worker), then runs `f` on it.
+    /// `prepare` runs first, inside the turn, on the async side (reading
+    /// the source), so sources are read only when a worker is free.
+    pub async fn run<P, T, F>(&self, _place: &Place, prepare: P) -> Option<T>
+    where
+        P: std::future::Future<Output = Option<F>>,
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let _turn = self.turns.acquire().await.ok()?;
+        let f = prepare.await?;
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+        });
+        // Never blocks: the channel holds as many jobs as there are places.
+        self.jobs.send(job).ok()?;
+        rx.await.ok()
+    }
+}
+
+fn work(rx: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match rx.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        match job {
+            // A panicking decoder must not take the worker down with it.
+            Ok(job) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                    tracing::error!("an image job panicked; its derivatives stay pending");
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_pool_runs_jobs_off_the_runtime_and_refuses_when_full() {
+        let pool = WorkerPool::new(1, 1).unwrap();
+        let a = pool.try_reserve().unwrap();
+        let b = pool.try_reserve().unwrap();
+        assert!(pool.try_reserve().is_none(), "1 worker + 1 queued is full");
+        let name = pool
+            .run(&a, async {
+                Some(|| std::thread::current().name().map(str::to_owned))
+            })
+            .await
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("chute-image-0"));
+        drop(a);
+        assert!(pool.try_reserve().is_some(), "a finished job frees its place");
+        let panicked = pool.run(&b, async { Some(|| -> u8 { panic!("boom") }) }).await;
+        assert_eq!(panicked, None);
+        assert_eq!(
+            pool.run(&b, async { Some(|| 7) }).await,
+            Some(7),
+            "the worker survived"
+        );
+    }
+}
