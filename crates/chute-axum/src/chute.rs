@@ -2,7 +2,7 @@
 //! opens the store from a [`Config`], starts the embedded S3 listener
 //! (the store browsers upload to) when the embedded store is used, and
 //! hands back the router to merge, the verifier for the extractors, grant
-//! minting, promotion and reads.
+//! minting, promotion, reads and image derivatives.
 
 use crate::grant::GrantBuilder;
 use crate::verify::{ReceiptVerifier, VerifiedReceipt};
@@ -12,6 +12,7 @@ use axum::extract::FromRef;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chute_core::{KeyError, Keyring, ObjectKey, TokenError};
+use chute_server::derivatives::manifest::{Entry, Manifest, Status};
 use chute_server::lifecycle::{ApiError, Lifecycle, PromoteRequest, Promoted};
 use chute_server::{Config, ConfigError, Embedded, RawConfig, ServeError};
 use chute_store::{GetResult, StoreError};
@@ -228,6 +229,41 @@ impl Chute {
             .signer()
             .get(&key, ttl, OffsetDateTime::now_utc())?;
         Ok(signed.url)
+    }
+
+    /// The status of the receipt's image derivatives (pending, ready,
+    /// failed; key, size, dimensions); `None` while nothing was recorded.
+    pub async fn derivatives(&self, receipt: &VerifiedReceipt) -> Result<Option<Manifest>, ChuteError> {
+        Ok(self.inner.lifecycle.derivatives().status(&receipt.claims).await?)
+    }
+
+    /// The derivative `name` of the receipt's upload, waiting up to `wait`
+    /// while it is pending. `None` when the receipt names no such
+    /// derivative (or it is not an image); a pending entry when `wait`
+    /// ran out; read a ready one at its `key`.
+    pub async fn derivative(
+        &self,
+        receipt: &VerifiedReceipt,
+        name: &str,
+        wait: Duration,
+    ) -> Result<Option<Entry>, ChuteError> {
+        if !receipt.claims.derivatives.contains_key(name)
+            || !chute_server::derivatives::is_image(receipt.content_type())
+        {
+            return Ok(None);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let entry = self
+                .derivatives(receipt)
+                .await?
+                .and_then(|mut m| m.derivatives.remove(name));
+            let pending = entry.as_ref().is_none_or(|e| e.status == Status::Pending);
+            if !pending || tokio::time::Instant::now() >= deadline {
+                return Ok(entry);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Stops the embedded S3 listener and the reaper, letting requests in

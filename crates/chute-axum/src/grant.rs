@@ -1,10 +1,11 @@
 //! Grant minting: [`GrantBuilder`] fills chute-core's [`GrantClaims`] (who,
-//! where to, how big, which types, how many files, metadata, how long)
+//! where to, how big, which types, how many files, metadata, image
+//! derivatives, how long)
 //! and signs them with the grant keyring, giving the JWT the page hands to
 //! the widget (`data-grant`).
 
 use chute_core::token::GRANT_AUDIENCE;
-use chute_core::{GrantClaims, Keyring, TokenError};
+use chute_core::{DeriveOn, GrantClaims, Keyring, TokenError};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -105,6 +106,20 @@ impl GrantBuilder {
         self
     }
 
+    /// An image derivative to make of each upload: `name` (`thumb`) and
+    /// `spec` (`200x200 crop`, `1200x1200 fit webp q80`); receipts name
+    /// its key.
+    pub fn derivative(mut self, name: impl Into<String>, spec: impl Into<String>) -> Self {
+        self.claims.derivatives.insert(name.into(), spec.into());
+        self
+    }
+
+    /// When derivatives are made: on completion (default) or promotion.
+    pub fn derive_on(mut self, when: DeriveOn) -> Self {
+        self.claims.derive_on = when;
+        self
+    }
+
     /// How long the grant allows new uploads.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
@@ -143,6 +158,8 @@ mod tests {
             .max_size(1 << 20)
             .max_files(1)
             .metadata("user", "alice")
+            .derivative("thumb", "200x200 crop")
+            .derive_on(DeriveOn::Promote)
             .ttl(Duration::from_secs(60))
             .sign(&ring)
             .unwrap();
@@ -153,6 +170,8 @@ mod tests {
         assert_eq!(grant.subject.as_deref(), Some("alice"));
         assert_eq!(grant.max_files, Some(1));
         assert_eq!(grant.metadata["user"], "alice");
+        assert_eq!(grant.derivatives["thumb"], "200x200 crop");
+        assert_eq!(grant.derive_on, DeriveOn::Promote);
         assert!(grant.check_type("image/png").is_ok());
         assert!(grant.check_type("application/pdf").is_err());
     }

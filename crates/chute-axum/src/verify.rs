@@ -141,6 +141,13 @@ impl VerifiedReceipt {
         self.claims.sub.as_deref()
     }
 
+    /// The image derivatives the upload gets: name -> key (made on
+    /// completion or promotion, as the grant said; see
+    /// `Chute::derivative`).
+    pub fn derivatives(&self) -> &BTreeMap<String, String> {
+        &self.claims.derivatives
+    }
+
     /// The grant the upload ran under.
     pub fn grant(&self) -> &Grant {
         &self.claims.grant
