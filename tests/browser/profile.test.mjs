@@ -1,6 +1,7 @@
 // examples/profile (an axum app with Chute embedded through chute-axum)
 // in Debian's Chromium: sign in, pick an avatar and two documents, save;
-// the page shows the avatar and lists the documents, which download
+// the page shows the avatar's thumbnail (made by Chute's image
+// derivatives) and lists the documents, which download
 // intact. A tampered or foreign receipt posted to the form gets a clear
 // 4xx and changes nothing.
 import { after, before, test } from 'node:test';
@@ -15,9 +16,9 @@ import { launchChromium } from './support.mjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = process.env.PROFILE_BIN || join(repo, 'target', 'debug', 'chute-example-profile');
-/** The avatar the test draws, and what the page must show of it. */
+/** The avatar the test draws, and the thumbnail the page must show of it (the grant's `200x200 crop`). */
 const AVATAR = { width: 640, height: 480 };
-const SHOWN = { width: 640, height: 480 };
+const SHOWN = { width: 200, height: 200 };
 
 let app;
 let browser;
@@ -139,7 +140,7 @@ async function shown(page) {
     const img = document.querySelector('#avatar');
     return {
       name: document.querySelector('#display-name').textContent,
-      avatar: img && { src: img.getAttribute('src'), width: img.naturalWidth, height: img.naturalHeight },
+      avatar: img && { src: img.getAttribute('src'), original: img.closest('a')?.getAttribute('href'), width: img.naturalWidth, height: img.naturalHeight },
       documents: [...document.querySelectorAll('#documents a')].map((a) => ({ name: a.textContent, href: a.getAttribute('href') })),
     };
   });
@@ -150,7 +151,7 @@ const PDF = '%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0
 
 let aliceReceipts = [];
 
-test('the form uploads to the store, submits receipts, and the page shows the avatar and the documents', async () => {
+test('the form uploads to the store, submits receipts, and the page shows the avatar thumbnail and the documents', async () => {
   const { page, logs } = await signIn('alice');
   const avatar = await drawPng(page, AVATAR);
   await page.setInputFiles('input[data-chute-name=avatar]', { name: 'me.png', mimeType: 'image/png', buffer: avatar });
@@ -170,7 +171,14 @@ test('the form uploads to the store, submits receipts, and the page shows the av
   const seen = await shown(page);
   assert.equal(seen.name, 'Alice <Liddell>', logs());
   assert.ok(seen.avatar, `no avatar shown\n${logs()}`);
-  assert.deepEqual({ width: seen.avatar.width, height: seen.avatar.height }, SHOWN);
+  assert.deepEqual({ width: seen.avatar.width, height: seen.avatar.height }, SHOWN, JSON.stringify(seen.avatar));
+  assert.match(seen.avatar.src, /^\/media\/derivatives\/[^/]+\/thumb\.[a-z]+$/);
+  assert.match(seen.avatar.original, /^\/media\/avatars\/alice\/[0-9a-f-]+\.png$/);
+  const original = await page.evaluate(async (href) => {
+    const r = await fetch(href);
+    return { status: r.status, type: r.headers.get('content-type'), size: (await r.arrayBuffer()).byteLength };
+  }, seen.avatar.original);
+  assert.deepEqual(original, { status: 200, type: 'image/png', size: avatar.length });
   assert.deepEqual(seen.documents.map((d) => d.name).sort(), ['cv.txt', 'letter.pdf']);
   for (const doc of seen.documents) {
     assert.match(doc.href, /^\/media\/docs\/alice\/[0-9a-f-]+\.(txt|pdf)\?download=1$/);
@@ -226,7 +234,9 @@ test('a tampered or foreign receipt gets a clear 4xx and changes nothing', async
   assert.equal(bobSees.name, 'bob');
   assert.deepEqual(bobSees.documents, []);
   // Nor read Alice's files.
-  const peek = await bob.page.evaluate(async (href) => (await fetch(href)).status, before.documents[0].href);
-  assert.equal(peek, 404);
+  for (const href of [before.documents[0].href, before.avatar.src, before.avatar.original]) {
+    const peek = await bob.page.evaluate(async (h) => (await fetch(h)).status, href);
+    assert.equal(peek, 404, href);
+  }
   await bob.context.close();
 });

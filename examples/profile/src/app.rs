@@ -1,10 +1,10 @@
 //! The example's routes: sign in, the profile page (which mints one grant
 //! per input), saving the form (receipts verified by chute-axum, then
-//! promoted to `avatars/<user>/` and `docs/<user>/`), and the user's own
-//! files. Chute's routes (`/api/...`, `/chute.js`) are merged in.
+//! promoted to `avatars/<user>/` and `docs/<user>/`; the avatar's
+//! thumbnail is made by Chute), and the user's own files. Chute's routes (`/api/...`, `/chute.js`) are merged in.
 
 use crate::pages::{self, ProfileView};
-use crate::state::{Memory, StoredFile};
+use crate::state::{Avatar, Memory, StoredFile};
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use chute_axum::{Chute, Constraints, ReceiptForm, ReceiptRejection, ReceiptVerifier, VerifiedReceipt};
+use chute_server::derivatives::manifest::Status;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,11 @@ const AVATAR_MAX: u64 = 5 << 20;
 const DOCUMENT_MAX: u64 = 10 << 20;
 /// Media types an avatar may have.
 const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/webp", "image/gif"];
+/// The avatar thumbnail Chute makes on completion (see chute-core's
+/// `derivative` for the spec).
+const THUMB: &str = "200x200 crop";
+/// How long saving waits for a thumbnail still being made.
+const THUMB_WAIT: Duration = Duration::from_secs(15);
 /// Media types a document may have.
 const DOCUMENT_TYPES: [&str; 2] = ["application/pdf", "text/plain"];
 
@@ -118,6 +124,7 @@ fn avatar_grant(chute: &Chute, user: &str) -> Result<String, chute_axum::ChuteEr
             .types(IMAGE_TYPES)
             .max_size(AVATAR_MAX)
             .max_files(1)
+            .derivative("thumb", THUMB)
             .ttl(Duration::from_secs(3600)),
     )
 }
@@ -196,7 +203,10 @@ async fn save(
     };
     let avatar = match avatar {
         Some(r) => match promote(&state.chute, &r, &format!("avatars/{user}")).await {
-            Ok(stored) => Some(stored),
+            Ok(stored) => Some(Avatar {
+                thumb: thumbnail(&state.chute, &r).await,
+                file: stored,
+            }),
             Err(e) => return e,
         },
         None => None,
@@ -223,6 +233,23 @@ async fn save(
         }
     });
     Redirect::to("/").into_response()
+}
+
+/// The key of the avatar's thumbnail once Chute has made it; `None` (the
+/// page shows the original) when it failed (not a decodable image) or is
+/// still pending after [`THUMB_WAIT`].
+async fn thumbnail(chute: &Chute, receipt: &VerifiedReceipt) -> Option<String> {
+    match chute.derivative(receipt, "thumb", THUMB_WAIT).await {
+        Ok(Some(entry)) if entry.status == Status::Ready => Some(entry.key),
+        Ok(other) => {
+            tracing::info!(?other, "no thumbnail for this avatar; showing the original");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the avatar's thumbnail status");
+            None
+        }
+    }
 }
 
 async fn promote(chute: &Chute, receipt: &VerifiedReceipt, below: &str) -> Result<StoredFile, Response> {
@@ -259,11 +286,13 @@ async fn media(
     Query(q): Query<MediaQuery>,
 ) -> Response {
     let profile = state.memory.profile(&user);
-    let owned = profile
+    let avatar = profile
         .avatar
         .iter()
-        .chain(&profile.documents)
-        .any(|f| f.key == key);
+        .flat_map(|a| a.thumb.iter().chain([&a.file.key]));
+    let owned = avatar
+        .chain(profile.documents.iter().map(|d| &d.key))
+        .any(|k| *k == key);
     if !owned {
         return refuse(StatusCode::NOT_FOUND, "not_found", "no such file in your profile");
     }

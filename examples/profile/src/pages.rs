@@ -69,8 +69,9 @@ pub fn profile(v: &ProfileView<'_>) -> String {
     };
     let avatar = match &p.avatar {
         Some(a) => format!(
-            "<img id=\"avatar\" src=\"/media/{}\" alt=\"avatar of {}\">",
-            esc(&a.key),
+            "<a href=\"/media/{}\"><img id=\"avatar\" src=\"/media/{}\" alt=\"avatar of {}\"></a>",
+            esc(&a.file.key),
+            esc(a.thumb.as_deref().unwrap_or(&a.file.key)),
             esc(name)
         ),
         None => "<p id=\"no-avatar\">No avatar yet.</p>".to_owned(),

@@ -12,9 +12,18 @@ pub struct Profile {
     /// The name shown on the page.
     pub display_name: String,
     /// The promoted avatar.
-    pub avatar: Option<StoredFile>,
+    pub avatar: Option<Avatar>,
     /// The promoted documents, oldest first.
     pub documents: Vec<StoredFile>,
+}
+
+/// The avatar and its thumbnail.
+#[derive(Debug, Clone, Serialize)]
+pub struct Avatar {
+    /// The promoted original.
+    pub file: StoredFile,
+    /// The thumbnail's key, when Chute made one.
+    pub thumb: Option<String>,
 }
 
 /// A promoted object.
