@@ -15,7 +15,9 @@
 //!   plain text). Their [`ReceiptVerifier`] comes from the app state via
 //!   `FromRef`. To render refusals yourself take
 //!   `Result<Receipt, ReceiptRejection>`.
-//! - [`GrantBuilder`] mints the grant the page hands to the widget.
+//! - [`GrantBuilder`] mints the grant the page hands to the widget,
+//!   image derivatives (thumbnails) included; [`Chute::derivative`]
+//!   reports them.
 //!
 //! What it leaves to others: the upload protocol and its checks
 //! (`chute-server`), tokens and grants (`chute-core`), storage
