@@ -79,7 +79,9 @@ pub struct ChuteBuilder {
 
 impl ChuteBuilder {
     /// From validated settings (see `chute_server::Config`; `listen` is
-    /// ignored: the app binds its own listener).
+    /// ignored: the app binds its own listener). Development mode also
+    /// accepts uploads with no grant at all unless `open_grants` is off:
+    /// turn it off when the app mints grants.
     pub fn from_config(config: Config) -> Self {
         Self { config }
     }
