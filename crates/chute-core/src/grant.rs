@@ -73,7 +73,7 @@ pub struct Grant {
 /// loudly rather than grant an upload without that limit. `iss` is the one
 /// registered claim Chute does not use but accepts, since JWT libraries
 /// and identity providers add it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantClaims {
     /// Audience; Chute expects [`crate::token::GRANT_AUDIENCE`] unless configured.

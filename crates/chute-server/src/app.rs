@@ -109,6 +109,19 @@ pub fn app(state: AppState) -> Router {
 /// Builds the app router over `state`, the tus endpoint (`/files/`) with
 /// `tus` settings.
 pub fn app_with(state: AppState, tus: crate::tus::TusSettings) -> Router {
+    Router::new()
+        .merge(crate::demo::routes())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state.clone())
+        .merge(api_with(state, tus))
+}
+
+/// The routes an app embedding Chute mounts in its own router: the
+/// upload API (`/api`), the Companion routes (`/s3/`), tus (`/files/`)
+/// and the widget (`/chute.js`); no page at `/` and no health checks,
+/// which belong to the app.
+pub fn api_with(state: AppState, tus: crate::tus::TusSettings) -> Router {
     let cors = cors_layer(&state.origins);
     let files = crate::tus::routes(&state, tus);
     let api = api::routes()
@@ -117,10 +130,7 @@ pub fn app_with(state: AppState, tus: crate::tus::TusSettings) -> Router {
         .merge(crate::openapi::routes())
         .layer(cors);
     Router::new()
-        .merge(crate::demo::routes())
-        .route("/healthz", get(|| async { "ok" }))
         .merge(crate::widget::routes())
-        .route("/readyz", get(readyz))
         .merge(api)
         .merge(files)
         .with_state(state)

@@ -18,6 +18,7 @@ pub mod config;
 mod credentials;
 mod demo;
 pub mod derivatives;
+mod embed;
 pub mod grants;
 pub mod hooks;
 pub mod lifecycle;
@@ -30,7 +31,8 @@ pub mod tus;
 pub mod webhooks;
 pub mod widget;
 
-pub use app::{AppState, Origins, app, app_with, is_loopback_origin};
+pub use app::{AppState, Origins, api_with, app, app_with, is_loopback_origin};
 pub use config::StoreCredentials;
 pub use config::{Config, ConfigError, Mode, RawConfig};
+pub use embed::{Embedded, embed};
 pub use serve::{ServeError, Server, open_lifecycle, reap_options, serve, shutdown_signal};

@@ -147,7 +147,7 @@ pub struct Server {
 
 /// The store uploads go to.
 #[derive(Debug, Clone)]
-enum Backend {
+pub(crate) enum Backend {
     /// The filesystem store behind Chute's own S3 listener.
     Embedded(FsStore),
     /// An external S3 service.
@@ -228,39 +228,10 @@ impl Server {
                 .unwrap_or_default(),
         };
         announce(&config, &creds, generated, &s3_url, app_addr);
-        let embedded = |fs: FsStore| {
-            EmbeddedS3::new(
-                fs,
-                EmbeddedS3Config {
-                    region: config.region.clone(),
-                    credentials: vec![Credentials {
-                        access_key: creds.access_key.clone(),
-                        secret_key: creds.secret_key.clone(),
-                    }],
-                    max_post_object_size: config.max_post_object_size,
-                    max_post_form_fields_bytes: config.max_post_form_fields_bytes,
-                    body_idle_timeout: config.body_idle_timeout,
-                },
-            )
-        };
         let (webhooks, hooks) = webhook_hooks(&config).map_err(ServeError::Webhooks)?;
         let lifecycle = new_lifecycle(&config, &store, &creds, token_keys, &s3_url, hooks).await?;
-        let tus = crate::tus::TusSettings {
-            part_size: config.tus_part_size,
-            parts_in_flight: config.tus_parts_in_flight,
-            body_idle_timeout: config.body_idle_timeout,
-            ..crate::tus::TusSettings::default()
-        };
-        let stream = crate::stream::StreamState::start(&config, &lifecycle).await;
-        let router = app_with(
-            AppState {
-                lifecycle: lifecycle.clone(),
-                grants: Arc::new(grants(&config).map_err(ServeError::Webhooks)?),
-                origins,
-                stream,
-            },
-            tus,
-        );
+        let (state, tus) = app_state(&config, &lifecycle, origins).await?;
+        let router = app_with(state, tus);
 
         let (stop_tx, stop_rx) = watch::channel(false);
         if let Some(every) = config.reap_interval {
@@ -277,7 +248,7 @@ impl Server {
         let s3_task = match (store, s3_listener) {
             (Backend::Embedded(fs), Some(listener)) => Some(tokio::spawn(serve_s3(
                 listener,
-                embedded(fs),
+                embedded_s3(&config, &creds, fs),
                 config.max_connections,
                 stop_rx.clone(),
             ))),
@@ -323,17 +294,57 @@ impl Server {
     }
 }
 
+/// The app listener's state and tus settings over `lifecycle`; starts
+/// the stream routes' crash recovery.
+pub(crate) async fn app_state(
+    config: &Config,
+    lifecycle: &Lifecycle,
+    origins: Origins,
+) -> Result<(AppState, crate::tus::TusSettings), ServeError> {
+    let tus = crate::tus::TusSettings {
+        part_size: config.tus_part_size,
+        parts_in_flight: config.tus_parts_in_flight,
+        body_idle_timeout: config.body_idle_timeout,
+        ..crate::tus::TusSettings::default()
+    };
+    let stream = crate::stream::StreamState::start(config, lifecycle).await;
+    let state = AppState {
+        lifecycle: lifecycle.clone(),
+        grants: Arc::new(grants(config).map_err(ServeError::Webhooks)?),
+        origins,
+        stream,
+    };
+    Ok((state, tus))
+}
+
+/// The embedded S3 endpoint over `fs` with the configured limits.
+pub(crate) fn embedded_s3(config: &Config, creds: &StoreCredentials, fs: FsStore) -> EmbeddedS3 {
+    EmbeddedS3::new(
+        fs,
+        EmbeddedS3Config {
+            region: config.region.clone(),
+            credentials: vec![Credentials {
+                access_key: creds.access_key.clone(),
+                secret_key: creds.secret_key.clone(),
+            }],
+            max_post_object_size: config.max_post_object_size,
+            max_post_form_fields_bytes: config.max_post_form_fields_bytes,
+            body_idle_timeout: config.body_idle_timeout,
+        },
+    )
+}
+
 /// The store and secrets a server runs on.
-struct OpenedStore {
-    store: Backend,
-    credentials: StoreCredentials,
+pub(crate) struct OpenedStore {
+    pub(crate) store: Backend,
+    pub(crate) credentials: StoreCredentials,
     generated: bool,
-    token_keys: Keyring,
+    pub(crate) token_keys: Keyring,
 }
 
 /// Opens the store (creating the bucket, and in development the
 /// credentials, token secret and default CORS rule); binds nothing.
-async fn open_store(config: &Config) -> Result<OpenedStore, ServeError> {
+pub(crate) async fn open_store(config: &Config) -> Result<OpenedStore, ServeError> {
     let dir = config.data_dir.display().to_string();
     let store_err = |source| ServeError::Store {
         dir: dir.clone(),
@@ -442,7 +453,7 @@ pub async fn open_lifecycle(config: &Config, hooks: Hooks) -> Result<Lifecycle, 
 }
 
 /// The lifecycle over the configured bucket of `store`.
-async fn new_lifecycle(
+pub(crate) async fn new_lifecycle(
     config: &Config,
     store: &Backend,
     creds: &StoreCredentials,
@@ -510,7 +521,7 @@ pub fn reap_options(config: &Config) -> ReapOptions {
 }
 
 /// The browser origins allowed on the API and the store.
-fn origins(config: &Config) -> Origins {
+pub(crate) fn origins(config: &Config) -> Origins {
     Origins {
         exact: config.allowed_origins.clone(),
         any_loopback: config.mode == Mode::Development,
@@ -547,7 +558,10 @@ fn open_grant() -> Grant {
     }
 }
 
-async fn bind(addr: SocketAddr, setting: &'static str) -> Result<(TcpListener, SocketAddr), ServeError> {
+pub(crate) async fn bind(
+    addr: SocketAddr,
+    setting: &'static str,
+) -> Result<(TcpListener, SocketAddr), ServeError> {
     let err = |source| ServeError::Bind {
         addr,
         setting,
@@ -602,7 +616,7 @@ fn announce(
 /// taken before `accept` and held for the connection's life, so at the
 /// cap the loop waits for a permit and further clients wait in the
 /// kernel's backlog, never in a busy loop.
-async fn serve_s3(
+pub(crate) async fn serve_s3(
     listener: TcpListener,
     embedded: EmbeddedS3,
     max_connections: usize,

@@ -1,0 +1,80 @@
+//! Chute's routes inside the app's router, and grant minting.
+
+use super::*;
+
+#[tokio::test]
+async fn the_upload_api_and_the_widget_answer_inside_the_app() {
+    let t = start().await;
+    let app = app(&t.chute);
+    let g = grant(&t.chute, "alice");
+    let req = json_post(
+        "/api/uploads",
+        &json!({"filename": "a.txt", "size": 5, "type": "text/plain"}),
+    );
+    let (status, body) = call(&app, req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no grant: {body}");
+    let mut req = json_post(
+        "/api/uploads",
+        &json!({"filename": "a.txt", "size": 5, "type": "text/plain"}),
+    );
+    req.headers_mut()
+        .insert(header::AUTHORIZATION, format!("Bearer {g}").parse().unwrap());
+    let (status, body) = call(&app, req).await;
+    assert!(status.is_success(), "{status} {body}");
+    // The browser posts the bytes to the embedded store Chute serves.
+    let s3 = format!("http://{}", t.chute.s3_addr().unwrap());
+    assert!(body["post"]["url"].as_str().unwrap().starts_with(&s3), "{body}");
+    let (status, body) = call(&app, Request::get("/chute.js").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.as_str().unwrap().contains("export function upgrade"));
+    // The app's own routes are untouched; Chute serves no page at /.
+    let (status, _) = call(&app, Request::get("/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The store answers on its own listener.
+    let conn = tokio::net::TcpStream::connect(t.chute.s3_addr().unwrap()).await;
+    assert!(conn.is_ok());
+    t.chute.shutdown().await;
+    assert!(
+        tokio::net::TcpStream::connect(t.chute.s3_addr().unwrap())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn minted_grants_carry_their_limits() {
+    let t = start().await;
+    let app = app(&t.chute);
+    let g = t
+        .chute
+        .mint(
+            &t.chute
+                .grant()
+                .subject("alice")
+                .types(["image/*"])
+                .max_size(100)
+                .max_files(1),
+        )
+        .unwrap();
+    let create = |name: &str, size: u64, ty: &str| {
+        let mut req = json_post(
+            "/api/uploads",
+            &json!({"filename": name, "size": size, "type": ty}),
+        );
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, format!("Bearer {g}").parse().unwrap());
+        req
+    };
+    let (status, body) = call(&app, create("a.pdf", 10, "application/pdf")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("type_not_allowed"))
+    );
+    let (status, body) = call(&app, create("a.png", 1000, "image/png")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("too_large"))
+    );
+    let (status, body) = call(&app, create("a.png", 10, "image/png")).await;
+    assert!(status.is_success(), "{body}");
+}

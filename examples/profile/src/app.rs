@@ -1,0 +1,308 @@
+//! The example's routes: sign in, the profile page (which mints one grant
+//! per input), saving the form (receipts verified by chute-axum, then
+//! promoted to `avatars/<user>/` and `docs/<user>/`; the avatar's
+//! thumbnail is made by Chute), and the user's own files. Chute's routes (`/api/...`, `/chute.js`) are merged in.
+
+use crate::pages::{self, ProfileView};
+use crate::state::{Avatar, Memory, StoredFile};
+use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use chute_axum::{Chute, Constraints, ReceiptForm, ReceiptRejection, ReceiptVerifier, VerifiedReceipt};
+use chute_server::derivatives::manifest::Status;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The session cookie's name.
+const SESSION: &str = "profile_session";
+/// The largest avatar.
+const AVATAR_MAX: u64 = 5 << 20;
+/// The largest document.
+const DOCUMENT_MAX: u64 = 10 << 20;
+/// Media types an avatar may have.
+const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/webp", "image/gif"];
+/// The avatar thumbnail Chute makes on completion (see chute-core's
+/// `derivative` for the spec).
+const THUMB: &str = "200x200 crop";
+/// How long saving waits for a thumbnail still being made.
+const THUMB_WAIT: Duration = Duration::from_secs(15);
+/// Media types a document may have.
+const DOCUMENT_TYPES: [&str; 2] = ["application/pdf", "text/plain"];
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    chute: Chute,
+    memory: Arc<Memory>,
+}
+
+impl AppState {
+    /// State over `chute` with empty memory.
+    pub fn new(chute: Chute) -> Self {
+        Self {
+            chute,
+            memory: Arc::new(Memory::default()),
+        }
+    }
+}
+
+impl FromRef<AppState> for ReceiptVerifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.chute.verifier()
+    }
+}
+
+/// The app's router with Chute's merged in.
+pub fn router(state: AppState) -> Router {
+    let chute = state.chute.clone();
+    Router::new()
+        .route("/", get(index))
+        .route("/login", post(login))
+        .route("/profile", post(save))
+        .route("/media/{*key}", get(media))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+        .merge(chute.router())
+}
+
+/// The signed-in user, from the session cookie.
+struct User(String);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        session_id(&parts.headers)
+            .and_then(|id| state.memory.user(&id))
+            .map(User)
+            .ok_or_else(|| refuse(StatusCode::UNAUTHORIZED, "signed_out", "sign in first"))
+    }
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION)
+        .map(|(_, value)| value.to_owned())
+}
+
+async fn index(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(user) = session_id(&headers).and_then(|id| state.memory.user(&id)) else {
+        return Html(pages::sign_in()).into_response();
+    };
+    let profile = state.memory.profile(&user);
+    let grants =
+        avatar_grant(&state.chute, &user).and_then(|a| Ok((a, documents_grant(&state.chute, &user)?)));
+    match grants {
+        Ok((avatar_grant, documents_grant)) => Html(pages::profile(&ProfileView {
+            user: &user,
+            profile: &profile,
+            avatar_grant: &avatar_grant,
+            documents_grant: &documents_grant,
+            avatar_max: AVATAR_MAX,
+            document_max: DOCUMENT_MAX,
+        }))
+        .into_response(),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, "grant", &e.to_string()),
+    }
+}
+
+/// One image, promoted below `avatars/<user>`, for this page view.
+fn avatar_grant(chute: &Chute, user: &str) -> Result<String, chute_axum::ChuteError> {
+    chute.mint(
+        &chute
+            .grant()
+            .subject(user)
+            .prefix(format!("avatars/{user}"))
+            .types(IMAGE_TYPES)
+            .max_size(AVATAR_MAX)
+            .max_files(1)
+            .derivative("thumb", THUMB)
+            .ttl(Duration::from_secs(3600)),
+    )
+}
+
+/// Several PDF or text files, promoted below `docs/<user>`.
+fn documents_grant(chute: &Chute, user: &str) -> Result<String, chute_axum::ChuteError> {
+    chute.mint(
+        &chute
+            .grant()
+            .subject(user)
+            .prefix(format!("docs/{user}"))
+            .types(DOCUMENT_TYPES)
+            .extensions(["pdf", "txt"])
+            .max_size(DOCUMENT_MAX)
+            .max_files(20)
+            .ttl(Duration::from_secs(3600)),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct Login {
+    user: String,
+}
+
+async fn login(State(state): State<AppState>, Form(login): Form<Login>) -> Response {
+    let user = login.user.trim().to_ascii_lowercase();
+    let valid = !user.is_empty()
+        && user.len() <= 32
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_user",
+            "a user name is 1-32 of a-z, 0-9, _ and -",
+        );
+    }
+    let id = state.memory.sign_in(&user);
+    let cookie = format!("{SESSION}={id}; Path=/; HttpOnly; SameSite=Lax");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+}
+
+/// Saves the form: every receipt is verified and checked first, so a bad
+/// one changes nothing; then the files are promoted and recorded.
+async fn save(
+    State(state): State<AppState>,
+    User(user): User,
+    form: Result<ReceiptForm, ReceiptRejection>,
+) -> Response {
+    let checked = form.and_then(|form| {
+        let avatar = form.receipt(
+            "avatar",
+            &Constraints::new()
+                .types(IMAGE_TYPES)
+                .max_size(AVATAR_MAX)
+                .subject(&user)
+                .prefix(format!("avatars/{user}")),
+        )?;
+        let documents = form.receipts(
+            "documents",
+            &Constraints::new()
+                .types(DOCUMENT_TYPES)
+                .max_size(DOCUMENT_MAX)
+                .subject(&user)
+                .prefix(format!("docs/{user}")),
+        )?;
+        let name = form
+            .text("display_name")
+            .map(|n| n.trim().chars().take(80).collect::<String>());
+        Ok((avatar, documents, name))
+    });
+    let (avatar, documents, name) = match checked {
+        Ok(checked) => checked,
+        Err(e) => return refuse(e.status, &e.code, &e.message),
+    };
+    let avatar = match avatar {
+        Some(r) => match promote(&state.chute, &r, &format!("avatars/{user}")).await {
+            Ok(stored) => Some(Avatar {
+                thumb: thumbnail(&state.chute, &r).await,
+                file: stored,
+            }),
+            Err(e) => return e,
+        },
+        None => None,
+    };
+    let mut stored_docs = Vec::new();
+    for r in &documents {
+        match promote(&state.chute, r, &format!("docs/{user}")).await {
+            Ok(stored) => stored_docs.push(stored),
+            Err(e) => return e,
+        }
+    }
+    state.memory.update(&user, |p| {
+        if let Some(name) = name {
+            p.display_name = name;
+        }
+        if avatar.is_some() {
+            p.avatar = avatar;
+        }
+        for doc in stored_docs {
+            // Submitting a receipt again promotes to the same key.
+            if !p.documents.iter().any(|d| d.key == doc.key) {
+                p.documents.push(doc);
+            }
+        }
+    });
+    Redirect::to("/").into_response()
+}
+
+/// The key of the avatar's thumbnail once Chute has made it; `None` (the
+/// page shows the original) when it failed (not a decodable image) or is
+/// still pending after [`THUMB_WAIT`].
+async fn thumbnail(chute: &Chute, receipt: &VerifiedReceipt) -> Option<String> {
+    match chute.derivative(receipt, "thumb", THUMB_WAIT).await {
+        Ok(Some(entry)) if entry.status == Status::Ready => Some(entry.key),
+        Ok(other) => {
+            tracing::info!(?other, "no thumbnail for this avatar; showing the original");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the avatar's thumbnail status");
+            None
+        }
+    }
+}
+
+async fn promote(chute: &Chute, receipt: &VerifiedReceipt, below: &str) -> Result<StoredFile, Response> {
+    let promoted = chute
+        .promote(receipt, Some(&format!("{below}/{{uuid}}{{ext}}")))
+        .await
+        .map_err(|e| {
+            let status = e.into_response().status();
+            refuse(
+                status,
+                "promotion_failed",
+                "the file could not be saved; upload it again",
+            )
+        })?;
+    Ok(StoredFile {
+        key: promoted.key,
+        filename: receipt.filename().to_owned(),
+        size: promoted.size,
+        content_type: promoted.content_type,
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct MediaQuery {
+    #[serde(default)]
+    download: Option<String>,
+}
+
+/// A file of the signed-in user's profile, streamed from the store.
+async fn media(
+    State(state): State<AppState>,
+    User(user): User,
+    Path(key): Path<String>,
+    Query(q): Query<MediaQuery>,
+) -> Response {
+    let profile = state.memory.profile(&user);
+    let avatar = profile
+        .avatar
+        .iter()
+        .flat_map(|a| a.thumb.iter().chain([&a.file.key]));
+    let owned = avatar
+        .chain(profile.documents.iter().map(|d| &d.key))
+        .any(|k| *k == key);
+    if !owned {
+        return refuse(StatusCode::NOT_FOUND, "not_found", "no such file in your profile");
+    }
+    match state.chute.download(&key, q.download.is_some()).await {
+        Ok(res) => res,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// An HTML refusal page with `status`.
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Html(pages::error(status.as_u16(), code, message))).into_response()
+}
