@@ -1,7 +1,7 @@
 //! The HTTP client of `chute upload` and its retry policy: transient
-//! failures (connection refused or reset, timeouts, 5xx) are retried with
-//! exponential backoff and jitter; a 4xx never is, since the same request
-//! would be refused again.
+//! failures (connection refused or reset, timeouts, 5xx, 408, 429) are
+//! retried with exponential backoff and jitter; another 4xx never is,
+//! since the same request would be refused again.
 
 use super::error::{UploadError, describe_body};
 use bytes::Bytes;
@@ -25,11 +25,12 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Whether another attempt could succeed: network failures and 5xx.
+    /// Whether another attempt could succeed: network failures, 5xx, 408
+    /// (request timeout) and 429 (throttled).
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Network(_) => true,
-            Self::Status { status, .. } => *status >= 500,
+            Self::Status { status, .. } => *status >= 500 || matches!(status, 408 | 429),
             Self::Final(_) => false,
         }
     }
@@ -249,5 +250,14 @@ mod tests {
             })
             .await;
         assert_eq!((calls, r.ok()), (2, Some(2)));
+
+        // Throttling and request timeouts are worth another attempt too.
+        for status in [408, 429] {
+            let failure = Failure::Status {
+                status,
+                body: Bytes::new(),
+            };
+            assert!(failure.is_transient(), "{status}");
+        }
     }
 }

@@ -6,9 +6,10 @@
 //! [`fingerprint`], with retries from [`http`] and bars from [`progress`].
 //!
 //! Exit codes: 0 every file uploaded; 1 an upload failed (network, server
-//! error, unreadable file; its state is kept for a later run); 2 bad
-//! usage; 3 the server refused a request (bad or expired grant, a file
-//! the grant does not allow); 130 interrupted by Ctrl-C (state kept).
+//! error, unreadable file); 2 bad usage; 3 the server refused a request
+//! (bad or expired grant, a file the grant does not allow); 130
+//! interrupted by Ctrl-C. A started upload keeps its state whatever the
+//! failure (but a changed file), for a later run to resume.
 
 mod api;
 mod body;
@@ -237,7 +238,10 @@ async fn upload_one(
                 job.state_file.remove();
                 String::new()
             } else if job.state_file.path().exists() {
-                "; run the same command again to resume".to_owned()
+                format!(
+                    "; run the same command again to resume (or delete {} to start over)",
+                    job.state_file.path().display()
+                )
             } else {
                 String::new()
             };
