@@ -318,6 +318,33 @@ def test_a_file_changed_mid_upload_is_refused(chute, tmp_path, protocol):
         assert r.status_code == 200 and r.json()["state"] == "gone", r.text
 
 
+def test_another_grant_never_resumes_an_upload(chute, tmp_path):
+    """An upload interrupted under one grant is resumed by a reissued grant
+    for the same purpose, never continued under another user's grant (its
+    object would land under the first grant's key and claims)."""
+    path, sha = make_file(tmp_path / "shared.bin", 24 * MiB)
+    state = tmp_path / "state"
+    extra = ["--json", "--part-size", "5M", str(path)]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    proc = subprocess.Popen(upload_argv(chute, state, "--grant", grant(sub="alice"), "--limit-rate", "16M", *extra),
+                            env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    saved = wait_for_progress(proc, state)
+    proc.kill()
+    proc.communicate(timeout=30)
+
+    [bob] = receipts(upload(chute, state, "--grant", grant(sub="bob"), *extra))
+    assert (bob["resumed"], bob["bytes_sent"]) == (False, 24 * MiB), bob
+    assert bob["upload_id"] != saved["upload_id"]
+    # Alice's upload is still recorded; a fresh grant of hers resumes it.
+    [alice] = receipts(upload(chute, state, "--grant", grant(sub="alice"), *extra))
+    assert (alice["resumed"], alice["upload_id"]) == (True, saved["upload_id"]), alice
+    assert alice["bytes_sent"] < 24 * MiB
+    for line, who in ((bob, "bob"), (alice, "alice")):
+        assert verified(chute, line["receipt"])["sub"] == who
+        assert stored_sha256(chute, line["key"]) == (24 * MiB, sha)
+    assert not list(state.glob("*.json"))
+
+
 def test_a_bad_grant_is_a_clear_error(chute, tmp_path):
     path, _ = make_file(tmp_path / "g.bin", 6 * MiB)
     state = tmp_path / "state"

@@ -279,9 +279,16 @@ async fn prepare(
             .essence_str()
             .to_owned()
     });
+    let grant = state::grant_identity(args.grant.as_deref());
     let state_file = match tus {
-        Some(t) => StateFile::new(state_dir, &fingerprint.hex, Protocol::Tus, t.endpoint.as_str()),
-        None => StateFile::new(state_dir, &fingerprint.hex, Protocol::Chute, api.base()),
+        Some(t) => StateFile::new(
+            state_dir,
+            &fingerprint.hex,
+            Protocol::Tus,
+            t.endpoint.as_str(),
+            &grant,
+        ),
+        None => StateFile::new(state_dir, &fingerprint.hex, Protocol::Chute, api.base(), &grant),
     };
     let bar = progress.file(&name, fingerprint.size);
     Ok(FileJob {

@@ -1,8 +1,9 @@
 //! The state file of an unfinished upload: one small JSON file per file
 //! and destination in `$XDG_STATE_HOME/chute/uploads/` (else
 //! `~/.local/state/chute/uploads/`, or `--state-dir`), named
-//! `<sha256(fingerprint, protocol, destination)>.json`, so the same file
-//! sent to two servers keeps two states. It is written (to a temporary
+//! `<sha256(fingerprint, protocol, destination, grant identity)>.json`, so
+//! the same file sent to two servers, or under two users' grants, keeps
+//! two states. It is written (to a temporary
 //! file, then renamed) as soon as the upload exists and after every part,
 //! and removed once the upload is complete or can never finish. The
 //! server stays the authority on which parts it holds; the file only says
@@ -110,9 +111,40 @@ pub struct StateFile {
     path: PathBuf,
 }
 
+/// What a grant is for, stable across reissues: the hex SHA-256 of its
+/// JWT claims without `exp`, `iat`, `nbf` and `jti` (which change each
+/// time an app issues one), of the whole token when it is not a JWT, of
+/// nothing without a grant. Part of the state file's name, so a fresh
+/// grant for the same purpose resumes an upload and another user's (or
+/// another form's) grant never continues it under the first one's claims.
+pub fn grant_identity(grant: Option<&str>) -> String {
+    let mut h = ChecksumHasher::new(ChecksumAlgorithm::Sha256);
+    match grant {
+        None => h.update(b"none"),
+        Some(token) => match super::outcome::jwt_claims(token) {
+            Some(serde_json::Value::Object(mut claims)) => {
+                for reissued in ["exp", "iat", "nbf", "jti"] {
+                    claims.remove(reissued);
+                }
+                // Sorted keys (a BTreeMap-backed map): the same claims in
+                // any order give the same bytes.
+                let sorted: std::collections::BTreeMap<_, _> = claims.into_iter().collect();
+                h.update(b"claims:");
+                h.update(serde_json::to_string(&sorted).unwrap_or_default().as_bytes());
+            }
+            _ => {
+                h.update(b"token:");
+                h.update(token.as_bytes());
+            }
+        },
+    }
+    hex::encode(h.finish().value)
+}
+
 impl StateFile {
-    /// The state file of `fingerprint` sent with `protocol` to `destination`.
-    pub fn new(dir: &Path, fingerprint: &str, protocol: Protocol, destination: &str) -> Self {
+    /// The state file of `fingerprint` sent with `protocol` to
+    /// `destination` under the grant whose [`grant_identity`] is `grant`.
+    pub fn new(dir: &Path, fingerprint: &str, protocol: Protocol, destination: &str, grant: &str) -> Self {
         let mut h = ChecksumHasher::new(ChecksumAlgorithm::Sha256);
         for piece in [
             fingerprint,
@@ -121,6 +153,7 @@ impl StateFile {
                 Protocol::Tus => "tus",
             },
             destination.trim_end_matches('/'),
+            grant,
         ] {
             h.update(&(piece.len() as u64).to_be_bytes());
             h.update(piece.as_bytes());
@@ -193,24 +226,24 @@ mod tests {
     fn round_trip_and_keys() {
         let dir = tempfile::tempdir().unwrap();
         let nested = dir.path().join("a/b");
-        let f = StateFile::new(&nested, "fp1", Protocol::Chute, "http://h:8080/");
+        let f = StateFile::new(&nested, "fp1", Protocol::Chute, "http://h:8080/", "");
         assert_eq!(f.path().parent(), Some(nested.as_path()));
         // The trailing slash of the destination does not matter; the rest does.
         assert_eq!(
             f.path(),
-            StateFile::new(&nested, "fp1", Protocol::Chute, "http://h:8080").path()
+            StateFile::new(&nested, "fp1", Protocol::Chute, "http://h:8080", "").path()
         );
         assert_ne!(
             f.path(),
-            StateFile::new(&nested, "fp1", Protocol::Tus, "http://h:8080").path()
+            StateFile::new(&nested, "fp1", Protocol::Tus, "http://h:8080", "").path()
         );
         assert_ne!(
             f.path(),
-            StateFile::new(&nested, "fp1", Protocol::Chute, "http://g:8080").path()
+            StateFile::new(&nested, "fp1", Protocol::Chute, "http://g:8080", "").path()
         );
         assert_ne!(
             f.path(),
-            StateFile::new(&nested, "fp2", Protocol::Chute, "http://h:8080").path()
+            StateFile::new(&nested, "fp2", Protocol::Chute, "http://h:8080", "").path()
         );
 
         assert_eq!(f.load("fp1"), None);
@@ -229,10 +262,40 @@ mod tests {
         f.remove(); // twice is fine
     }
 
+    /// A JWT with `claims` (unsigned: only the payload is read).
+    fn jwt(claims: &str) -> String {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.sig", b64(r#"{"alg":"HS256"}"#), b64(claims))
+    }
+
+    #[test]
+    fn grants_for_another_purpose_never_share_a_state() {
+        let alice = grant_identity(Some(&jwt(
+            r#"{"aud":"chute","sub":"alice","prefix":"a/","exp":1,"jti":"x"}"#,
+        )));
+        // Reissued: other expiry, id and times, same purpose.
+        let alice_again = grant_identity(Some(&jwt(
+            r#"{"jti":"y","sub":"alice","aud":"chute","exp":99,"iat":5,"nbf":5,"prefix":"a/"}"#,
+        )));
+        let bob = grant_identity(Some(&jwt(
+            r#"{"aud":"chute","sub":"bob","prefix":"b/","exp":1,"jti":"x"}"#,
+        )));
+        assert_eq!(alice, alice_again);
+        assert_ne!(alice, bob);
+        assert_ne!(grant_identity(None), alice);
+        // An opaque grant counts whole.
+        assert_ne!(grant_identity(Some("opaque-1")), grant_identity(Some("opaque-2")));
+        let dir = tempfile::tempdir().unwrap();
+        let key = |g: &str| StateFile::new(dir.path(), "fp", Protocol::Chute, "http://h", g);
+        assert_eq!(key(&alice).path(), key(&alice_again).path());
+        assert_ne!(key(&alice).path(), key(&bob).path());
+    }
+
     #[test]
     fn a_corrupt_file_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let f = StateFile::new(dir.path(), "fp", Protocol::Tus, "u");
+        let f = StateFile::new(dir.path(), "fp", Protocol::Tus, "u", "");
         std::fs::write(f.path(), b"{not json").unwrap();
         assert_eq!(f.load("fp"), None);
         let s = UploadState::new(Protocol::Tus, "u", Path::new("p"), 1, "fp");
