@@ -175,7 +175,7 @@ impl StateFile {
         (state.version == VERSION && state.fingerprint == fingerprint).then_some(state)
     }
 
-    /// Saves `state` atomically (temporary file, fsync, rename), creating
+    /// Saves `state` atomically (a new temporary file, fsync, rename), creating
     /// the directory (mode 0700: the file holds an upload token).
     pub fn save(&self, state: &UploadState) -> Result<(), UploadError> {
         use std::io::Write as _;
@@ -186,18 +186,31 @@ impl StateFile {
             .mode(0o700)
             .create(dir)
             .map_err(|e| UploadError::io(dir, e))?;
-        let tmp = self
-            .path
-            .with_extension(format!("json.{}.tmp", std::process::id()));
-        let body =
-            serde_json::to_vec_pretty(state).map_err(|e| UploadError::io(&tmp, std::io::Error::other(e)))?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
+        let body = serde_json::to_vec_pretty(state)
+            .map_err(|e| UploadError::io(&self.path, std::io::Error::other(e)))?;
+        // A fresh name created exclusively (O_EXCL never follows a link):
+        // in a shared --state-dir, a file or link planted at a guessable
+        // name is never written through, and the mode is always 0600.
+        let (mut f, tmp) = {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let tmp = self
+                    .path
+                    .with_extension(format!("json.{:016x}.tmp", rand::random::<u64>()));
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                {
+                    Ok(f) => break (f, tmp),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {}
+                    Err(e) => return Err(UploadError::io(&tmp, e)),
+                }
+            }
+        };
+        let mut write = || -> std::io::Result<()> {
             f.write_all(&body)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.path)
@@ -290,6 +303,28 @@ mod tests {
         let key = |g: &str| StateFile::new(dir.path(), "fp", Protocol::Chute, "http://h", g);
         assert_eq!(key(&alice).path(), key(&alice_again).path());
         assert_ne!(key(&alice).path(), key(&bob).path());
+    }
+
+    #[test]
+    fn saving_never_writes_through_a_planted_link() {
+        // A shared --state-dir: another user plants links where a
+        // temporary file could be; saving must not truncate their target.
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let f = StateFile::new(dir.path(), "fp", Protocol::Chute, "u", "");
+        let planted = f
+            .path()
+            .with_extension(format!("json.{}.tmp", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let s = UploadState::new(Protocol::Chute, "u", Path::new("p"), 1, "fp");
+        f.save(&s).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(f.load("fp"), Some(s));
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::symlink_metadata(f.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(std::fs::symlink_metadata(f.path()).unwrap().is_file());
     }
 
     #[test]
