@@ -6,7 +6,7 @@
 //! - a larger file goes multipart: each part is read once into memory,
 //!   its CRC32C computed from those bytes, a part URL signed for exactly
 //!   that checksum, and the part PUT straight to the store, `--parallel`
-//!   parts at a time. The store verifies every part; the whole object is
+//!   parts at a time (fewer when they would hold more than 1 GiB). The store verifies every part; the whole object is
 //!   not re-hashed (that would make the server read it all back).
 //!
 //! A multipart upload is recorded in its state file as soon as it exists
@@ -19,7 +19,7 @@ use super::body::counted;
 use super::error::UploadError;
 use super::fingerprint::read_exact_at;
 use super::http::send;
-use super::plan::{PartPlan, part_size_for};
+use super::plan::{PartPlan, part_size_for, parts_in_flight};
 use super::state::{Protocol, UploadState};
 use super::{FileJob, Outcome};
 use bytes::Bytes;
@@ -181,7 +181,7 @@ async fn multipart(
     };
     futures::stream::iter(missing)
         .map(|n| mp.send_part(n))
-        .buffer_unordered(parallel.max(1))
+        .buffer_unordered(parts_in_flight(parallel, ps))
         .try_for_each(|()| async { Ok(()) })
         .await?;
     if let Err(e) = check_unchanged(job) {

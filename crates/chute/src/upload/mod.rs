@@ -70,8 +70,8 @@ pub struct UploadArgs {
     /// 10,000 parts); a file no larger goes in one request.
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
     part_size: u64,
-    /// tus: bytes per PATCH.
-    #[arg(long, value_name = "SIZE", default_value = "32M", value_parser = parse_size)]
+    /// tus: bytes per PATCH (each read into memory; 1 to 1G).
+    #[arg(long, value_name = "SIZE", default_value = "32M", value_parser = parse_chunk_size)]
     chunk_size: u64,
     /// Send at most this many bytes a second (all files and parts together).
     #[arg(long, value_name = "RATE", value_parser = parse_size)]
@@ -106,6 +106,16 @@ fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(1 << shift)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A tus chunk size: a size from 1 byte to 1 GiB (each PATCH's bytes are
+/// held in memory).
+fn parse_chunk_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err(format!("{s:?}: a chunk holds at least one byte")),
+        n if n > plan::MEMORY_BUDGET => Err(format!("{s:?}: a chunk is read into memory, so at most 1G")),
+        n => Ok(n),
+    }
 }
 
 /// One file being uploaded.
@@ -173,7 +183,7 @@ async fn run_inner(args: UploadArgs) -> Result<u8, String> {
                 endpoint,
                 grant: args.grant.clone(),
                 retry,
-                chunk_size: args.chunk_size.max(1),
+                chunk_size: args.chunk_size,
             })
         }
     };
@@ -316,5 +326,12 @@ mod tests {
         assert!(parse_size("1.5M").is_err());
         assert!(parse_size("12T").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn chunk_sizes_fit_in_memory() {
+        assert_eq!(parse_chunk_size("1G"), Ok(1 << 30));
+        assert!(parse_chunk_size("2G").unwrap_err().contains("at most 1G"));
+        assert!(parse_chunk_size("0").is_err());
     }
 }

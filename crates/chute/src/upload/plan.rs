@@ -20,6 +20,19 @@ pub fn part_size_for(size: u64, wanted: u64) -> u64 {
         .max(size.div_ceil(MAX_PARTS))
 }
 
+/// How much part data a file's upload holds in memory at most (but one
+/// part, whatever its size).
+pub const MEMORY_BUDGET: u64 = 1024 * 1024 * 1024;
+
+/// Parts in flight at once: `wanted`, fewer when that many parts of
+/// `part_size` would hold more than [`MEMORY_BUDGET`], at least one. The
+/// part size grows with the file (a 5 TiB file has 524 MiB parts), and
+/// `--parallel 64 --part-size 5G` would otherwise ask for 320 GiB.
+pub fn parts_in_flight(wanted: usize, part_size: u64) -> usize {
+    let fit = usize::try_from(MEMORY_BUDGET / part_size.max(1)).unwrap_or(usize::MAX);
+    wanted.min(fit).max(1)
+}
+
 /// A file cut into parts of `part_size` (the last one shorter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartPlan {
@@ -109,6 +122,16 @@ mod tests {
         let huge = 5 * 1024 * GIB;
         assert!(huge.div_ceil(part_size_for(huge, 8 * MIB)) <= MAX_PARTS);
         assert_eq!(part_size_for(MIB, 10 * GIB), MAX_PART_SIZE);
+    }
+
+    #[test]
+    fn parts_in_flight_fit_the_memory_budget() {
+        assert_eq!(parts_in_flight(4, 16 * MIB), 4);
+        assert_eq!(parts_in_flight(64, 16 * MIB), 64); // exactly 1 GiB
+        assert_eq!(parts_in_flight(64, 5 * GIB), 1); // one part at least
+        assert_eq!(parts_in_flight(4, 524 * MIB), 1); // a 5 TiB file's parts
+        assert_eq!(parts_in_flight(8, 200 * MIB), 5);
+        assert_eq!(parts_in_flight(0, MIB), 1);
     }
 
     const GIB: u64 = 1024 * MIB;
