@@ -121,7 +121,9 @@ def test_gc_installs_the_lifecycle_rule_on_an_s3_backend(tmp_path, garage):
 # 0 B, 1 B and 100 MiB checked by a streamed SHA-256 of the stored object,
 # several files in one run, --json, --tus, SIGKILL and SIGINT mid-upload
 # then a resume that sends fewer bytes, a server that forgot the upload,
-# and refused grants.
+# another user's grant (never resumes), a tus server whose offset goes
+# back (a small fake: no real server loses bytes on demand), and refused
+# grants.
 
 MiB = 1024 * 1024
 
@@ -343,6 +345,70 @@ def test_another_grant_never_resumes_an_upload(chute, tmp_path):
         assert verified(chute, line["receipt"])["sub"] == who
         assert stored_sha256(chute, line["key"]) == (24 * MiB, sha)
     assert not list(state.glob("*.json"))
+
+
+class RewindingTus:
+    """A tus server (threads, memory) whose store loses what it had taken
+    when the second PATCH fails: its HEAD then reports an offset behind the
+    client's, as a store that keeps only flushed chunks does after a crash."""
+
+    def __init__(self, size: int):
+        import http.server
+        import threading
+
+        self.data = bytearray()
+        self.patches = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def answer(self, status: int, **headers):
+                self.send_response(status)
+                for k, v in {"Tus-Resumable": "1.0.0", "Content-Length": "0", **headers}.items():
+                    self.send_header(k.replace("_", "-"), str(v))
+                self.end_headers()
+
+            def do_OPTIONS(self):
+                self.answer(204, Tus_Version="1.0.0")
+
+            def do_POST(self):
+                self.answer(201, Location="/files/one")
+
+            def do_HEAD(self):
+                self.answer(200, Upload_Offset=len(outer.data), Upload_Length=size)
+
+            def do_PATCH(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if int(self.headers["Upload-Offset"]) != len(outer.data):
+                    return self.answer(409)
+                outer.patches += 1
+                if outer.patches == 2:
+                    del outer.data[:]  # the store lost the first chunk
+                    return self.answer(500)
+                outer.data += body
+                self.answer(204, Upload_Offset=len(outer.data))
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/files/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_tus_goes_back_to_an_offset_the_server_rewound(tmp_path):
+    path, sha = make_file(tmp_path / "rewound.bin", 12 * MiB)
+    tus = RewindingTus(12 * MiB)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    try:
+        out = subprocess.run([str(BIN), "upload", "--json", f"--tus={tus.url}", "--chunk-size", "5M",
+                              "--state-dir", str(tmp_path / "state"), str(path)],
+                             env=clean, capture_output=True, text=True, timeout=60)
+    finally:
+        tus.server.shutdown()
+    [line] = receipts(out)
+    assert hashlib.sha256(tus.data).hexdigest() == sha
+    # 5 MiB taken, lost, then the whole file again from offset 0.
+    assert line["bytes_sent"] == 17 * MiB, line
 
 
 def test_a_bad_grant_is_a_clear_error(chute, tmp_path):

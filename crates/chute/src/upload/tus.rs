@@ -69,13 +69,13 @@ impl TusClient {
             let data = read_chunk(job, at.offset, len).await?;
             let before = at.offset;
             at = self.patch(job, &url, before, data, checksum).await?;
-            if at.offset <= before {
-                return Err(UploadError::bad_answer(
-                    "uploading (PATCH)",
-                    format!("the server's offset stayed at {before}"),
-                ));
+            check_offset(at.offset, before, size)?;
+            if at.offset < before {
+                // The server lost bytes it had taken (a store that keeps
+                // only flushed chunks, after a crash): go on from its offset.
+                job.progress.take_back(before - at.offset);
             }
-            sent += at.offset - before;
+            sent += at.offset.saturating_sub(before);
             let mut state = self.state(job, &url);
             state.bytes_done = at.offset;
             job.state_file.save(&state)?;
@@ -152,6 +152,13 @@ impl TusClient {
             return Ok(None);
         };
         match self.head(&url).await? {
+            Some(at) if at.offset > job.fingerprint.size => Err(UploadError::bad_answer(
+                "resuming (HEAD)",
+                format!(
+                    "the server holds {} bytes of {url}, more than the file's {}",
+                    at.offset, job.fingerprint.size
+                ),
+            )),
             Some(at) => Ok(Some((url, at, true))),
             None => {
                 job.progress.println(&format!(
@@ -291,6 +298,25 @@ impl TusClient {
     }
 }
 
+/// Refuses a PATCH answer whose offset did not move, or moved past the
+/// file's end; an offset behind the chunk's start is the server's to give.
+fn check_offset(offset: u64, before: u64, size: u64) -> Result<(), UploadError> {
+    let what = "uploading (PATCH)";
+    if offset == before {
+        Err(UploadError::bad_answer(
+            what,
+            format!("the server's offset stayed at {before}"),
+        ))
+    } else if offset > size {
+        Err(UploadError::bad_answer(
+            what,
+            format!("the server's offset {offset} is past the file's {size} bytes"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 async fn read_chunk(job: &FileJob, offset: u64, len: u64) -> Result<Bytes, UploadError> {
     let file = Arc::clone(&job.file);
     let path = job.path.clone();
@@ -317,6 +343,14 @@ fn offset_of(headers: &HeaderMap, what: &str) -> Result<ServerOffset, UploadErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_may_go_back_but_not_stay_or_pass_the_end() {
+        assert!(check_offset(10, 5, 20).is_ok());
+        assert!(check_offset(0, 5, 20).is_ok());
+        assert!(check_offset(5, 5, 20).is_err());
+        assert!(check_offset(21, 5, 20).is_err());
+    }
 
     #[test]
     fn offsets_and_receipts_from_headers() {
