@@ -49,7 +49,7 @@ pub async fn upload(api: &ChuteApi, job: &FileJob, opts: DirectOptions) -> Resul
 }
 
 /// Reads `len` bytes at `offset` of the job's file off the async threads.
-async fn read_at(job: &FileJob, offset: u64, len: u64) -> Result<Bytes, UploadError> {
+pub(super) async fn read_at(job: &FileJob, offset: u64, len: u64) -> Result<Bytes, UploadError> {
     let file = Arc::clone(&job.file);
     let path = job.path.clone();
     tokio::task::spawn_blocking(move || read_exact_at(&file, offset, len).map(Bytes::from))

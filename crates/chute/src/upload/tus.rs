@@ -9,9 +9,8 @@
 //! a `Chute-Receipt` header, printed like the API's receipts.
 
 use super::body::counted;
-use super::direct::check_unchanged;
+use super::direct::{check_unchanged, read_at};
 use super::error::UploadError;
-use super::fingerprint::read_exact_at;
 use super::http::{Failure, RetryPolicy, SMALL_REQUEST_TIMEOUT, send};
 use super::state::{Protocol, UploadState};
 use super::{FileJob, Outcome};
@@ -66,7 +65,7 @@ impl TusClient {
                 return Err(e);
             }
             let len = self.chunk_size.min(size - at.offset);
-            let data = read_chunk(job, at.offset, len).await?;
+            let data = read_at(job, at.offset, len).await?;
             let before = at.offset;
             at = self.patch(job, &url, before, data, checksum).await?;
             check_offset(at.offset, before, size)?;
@@ -315,15 +314,6 @@ fn check_offset(offset: u64, before: u64, size: u64) -> Result<(), UploadError> 
     } else {
         Ok(())
     }
-}
-
-async fn read_chunk(job: &FileJob, offset: u64, len: u64) -> Result<Bytes, UploadError> {
-    let file = Arc::clone(&job.file);
-    let path = job.path.clone();
-    tokio::task::spawn_blocking(move || read_exact_at(&file, offset, len).map(Bytes::from))
-        .await
-        .map_err(|e| UploadError::io(&path, std::io::Error::other(e)))?
-        .map_err(|e| UploadError::io(&path, e))
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
