@@ -210,8 +210,9 @@ def test_tus_upload(backend, tmp_path):
     files = [make_file(tmp_path / "t0.bin", 0), make_file(tmp_path / "t1.bin", 1),
              make_file(tmp_path / "t20.bin", 20 * MiB + 3)]
     # The endpoint spelled out (`--tus` alone means <URL>/files/, as the resume tests use it).
+    # With a grant, sent on every request to the endpoint (Chute checks it on creation).
     out = upload(backend, tmp_path / "state", "--json", f"--tus={backend.app_url}/files/", "--chunk-size", "8M",
-                 *[str(p) for p, _ in files])
+                 "--grant", grant(), *[str(p) for p, _ in files])
     for (path, sha), line in zip(files, receipts(out)):
         size = path.stat().st_size
         assert (line["method"], line["size"], line["bytes_sent"], line["resumed"]) == ("tus", size, size, False)
@@ -347,17 +348,20 @@ def test_another_grant_never_resumes_an_upload(chute, tmp_path):
     assert not list(state.glob("*.json"))
 
 
-class RewindingTus:
-    """A tus server (threads, memory) whose store loses what it had taken
-    when the second PATCH fails: its HEAD then reports an offset behind the
-    client's, as a store that keeps only flushed chunks does after a crash."""
+class FakeTus:
+    """A tus server (threads, memory). With `rewind`, its store loses what
+    it had taken when the second PATCH fails: its HEAD then reports an
+    offset behind the client's, as a store that keeps only flushed chunks
+    does after a crash. With `token`, every request must carry it as a
+    bearer (as @tus/server's onIncomingRequest or a proxy checks it)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, rewind: bool = False, token: str | None = None):
         import http.server
         import threading
 
         self.data = bytearray()
         self.patches = 0
+        self.refused = 0
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -369,6 +373,15 @@ class RewindingTus:
                 for k, v in {"Tus-Resumable": "1.0.0", "Content-Length": "0", **headers}.items():
                     self.send_header(k.replace("_", "-"), str(v))
                 self.end_headers()
+
+            def parse_request(self):
+                if not super().parse_request():
+                    return False
+                if token and self.command != "OPTIONS" and self.headers.get("Authorization") != f"Bearer {token}":
+                    outer.refused += 1
+                    self.answer(401)
+                    return False
+                return True
 
             def do_OPTIONS(self):
                 self.answer(204, Tus_Version="1.0.0")
@@ -384,7 +397,7 @@ class RewindingTus:
                 if int(self.headers["Upload-Offset"]) != len(outer.data):
                     return self.answer(409)
                 outer.patches += 1
-                if outer.patches == 2:
+                if rewind and outer.patches == 2:
                     del outer.data[:]  # the store lost the first chunk
                     return self.answer(500)
                 outer.data += body
@@ -397,7 +410,7 @@ class RewindingTus:
 
 def test_tus_goes_back_to_an_offset_the_server_rewound(tmp_path):
     path, sha = make_file(tmp_path / "rewound.bin", 12 * MiB)
-    tus = RewindingTus(12 * MiB)
+    tus = FakeTus(12 * MiB, rewind=True)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
     try:
         out = subprocess.run([str(BIN), "upload", "--json", f"--tus={tus.url}", "--chunk-size", "5M",
@@ -409,6 +422,21 @@ def test_tus_goes_back_to_an_offset_the_server_rewound(tmp_path):
     assert hashlib.sha256(tus.data).hexdigest() == sha
     # 5 MiB taken, lost, then the whole file again from offset 0.
     assert line["bytes_sent"] == 17 * MiB, line
+
+
+def test_tus_sends_the_grant_on_every_request_to_its_origin(tmp_path):
+    path, sha = make_file(tmp_path / "authed.bin", 12 * MiB)
+    tus = FakeTus(12 * MiB, token="s3cret")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    try:
+        out = subprocess.run([str(BIN), "upload", "--json", f"--tus={tus.url}", "--chunk-size", "5M",
+                              "--grant", "s3cret", "--state-dir", str(tmp_path / "state"), str(path)],
+                             env=clean, capture_output=True, text=True, timeout=60)
+    finally:
+        tus.server.shutdown()
+    [line] = receipts(out)
+    assert (line["bytes_sent"], tus.refused) == (12 * MiB, 0), line
+    assert hashlib.sha256(tus.data).hexdigest() == sha
 
 
 def test_a_bad_grant_is_a_clear_error(chute, tmp_path):

@@ -32,7 +32,8 @@ pub struct TusClient {
     pub client: reqwest::Client,
     /// The creation endpoint, e.g. `http://127.0.0.1:8080/files/`.
     pub endpoint: reqwest::Url,
-    /// Sent as `Authorization: Bearer` on creation.
+    /// Sent as `Authorization: Bearer` on every request to the endpoint's
+    /// origin (never to an upload URL on another host).
     pub grant: Option<String>,
     /// Retries of each request.
     pub retry: RetryPolicy,
@@ -103,7 +104,7 @@ impl TusClient {
             .delete(url.clone())
             .timeout(SMALL_REQUEST_TIMEOUT)
             .header("tus-resumable", TUS_VERSION);
-        if let Err(e) = send(req).await {
+        if let Err(e) = send(self.authorised(req, url)).await {
             tracing::debug!(url = %url, failure = ?e, "could not terminate the tus upload");
         }
     }
@@ -120,6 +121,17 @@ impl TusClient {
         s
     }
 
+    /// `req` with the grant as a bearer when `url` is on the endpoint's
+    /// origin: servers that authorise every request (a hook or proxy in
+    /// front of tusd, `@tus/server`'s `onIncomingRequest`) need it, and a
+    /// `Location` on another host must not receive it.
+    fn authorised(&self, req: reqwest::RequestBuilder, url: &reqwest::Url) -> reqwest::RequestBuilder {
+        match &self.grant {
+            Some(g) if url.origin() == self.endpoint.origin() => req.bearer_auth(g),
+            _ => req,
+        }
+    }
+
     /// The checksum to send with each PATCH, from `OPTIONS` (none when the
     /// server does not answer it or lists no algorithm we compute).
     async fn checksum_algorithm(&self) -> Option<ChecksumAlgorithm> {
@@ -128,7 +140,7 @@ impl TusClient {
             .request(reqwest::Method::OPTIONS, self.endpoint.clone())
             .timeout(SMALL_REQUEST_TIMEOUT)
             .header("tus-resumable", TUS_VERSION);
-        let res = send(req).await.ok()?;
+        let res = send(self.authorised(req, &self.endpoint)).await.ok()?;
         let listed = header(res.headers(), "tus-checksum-algorithm")?.to_ascii_lowercase();
         let listed: Vec<&str> = listed.split(',').map(str::trim).collect();
         [
@@ -177,10 +189,13 @@ impl TusClient {
             .retry
             .run(what, |_| async {
                 let res = send(
-                    self.client
-                        .head(url.clone())
-                        .timeout(SMALL_REQUEST_TIMEOUT)
-                        .header("tus-resumable", TUS_VERSION),
+                    self.authorised(
+                        self.client
+                            .head(url.clone())
+                            .timeout(SMALL_REQUEST_TIMEOUT)
+                            .header("tus-resumable", TUS_VERSION),
+                        url,
+                    ),
                 )
                 .await?;
                 offset_of(res.headers(), what).map_err(Failure::Final)
@@ -215,9 +230,7 @@ impl TusClient {
                     .header("upload-length", job.fingerprint.size)
                     .header("upload-metadata", &metadata)
                     .header("content-length", 0);
-                if let Some(g) = &self.grant {
-                    req = req.bearer_auth(g);
-                }
+                req = self.authorised(req, &self.endpoint);
                 async {
                     let res = send(req).await?;
                     let location = header(res.headers(), "location")
@@ -267,6 +280,7 @@ impl TusClient {
             if let Some(s) = &sum {
                 req = req.header("upload-checksum", s);
             }
+            req = self.authorised(req, url);
             let failure = match send(req).await {
                 Ok(res) => return offset_of(res.headers(), &what),
                 Err(f) => f,
