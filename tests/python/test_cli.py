@@ -474,6 +474,20 @@ def test_an_unreachable_server_fails_after_retries(tmp_path):
     assert missing.returncode == 1 and "nope.bin" in missing.stderr, missing
 
 
+def test_only_regular_files_are_taken(tmp_path):
+    """A pipe, a FIFO or a directory cannot be read by offset (nor resumed):
+    refused before any request, saying what to do, without blocking on the
+    FIFO's open."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    for arg, stdin in (("/dev/stdin", "piped"), (str(fifo), None), (str(tmp_path), None)):
+        out = subprocess.run([str(BIN), "upload", "--state-dir", str(tmp_path / "s"), arg], env=env, input=stdin,
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 1 and out.stdout == "", out
+        assert f"{arg}: not a regular file" in out.stderr and "save it to a file first" in out.stderr, out.stderr
+
+
 def restart_on_same_ports(srv: ChuteServer, monkeypatch) -> None:
     """Restarts a killed server on its old ports, so the URL the client
     resumes against (and keys its state file by) stays the same."""

@@ -118,6 +118,10 @@ fn parse_chunk_size(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Why a pipe, FIFO, device or directory is refused, and what to do.
+const NOT_A_REGULAR_FILE: &str = "not a regular file (uploads read a file by offset, in parallel \
+     and again on resume: save it to a file first)";
+
 /// One file being uploaded.
 #[derive(Debug)]
 pub struct FileJob {
@@ -158,7 +162,7 @@ async fn run_inner(args: UploadArgs) -> Result<u8, String> {
     for path in &args.files {
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if !meta.is_file() {
-            return Err(format!("{}: not a regular file", path.display()));
+            return Err(format!("{}: {NOT_A_REGULAR_FILE}", path.display()));
         }
         total += meta.len();
     }
@@ -270,6 +274,15 @@ async fn prepare(
     progress: &Progress,
 ) -> Result<FileJob, UploadError> {
     let file = std::fs::File::open(path).map_err(|e| UploadError::io(path, e))?;
+    // Checked again on the open file: the path may have been replaced
+    // since the first check.
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => {
+            return Err(UploadError::io(path, std::io::Error::other(NOT_A_REGULAR_FILE)));
+        }
+        Err(e) => return Err(UploadError::io(path, e)),
+    }
     let file = Arc::new(file);
     let fingerprint = {
         let file = Arc::clone(&file);
