@@ -488,6 +488,22 @@ def test_only_regular_files_are_taken(tmp_path):
         assert f"{arg}: not a regular file" in out.stderr and "save it to a file first" in out.stderr, out.stderr
 
 
+@pytest.mark.parametrize("protocol", ["api", "tus"])
+def test_an_unwritable_state_dir_leaves_no_upload_behind(chute, tmp_path, protocol):
+    """An upload the client cannot record could never be resumed: it is
+    aborted (or terminated) at once rather than left in the store until
+    expiry."""
+    path, _ = make_file(tmp_path / "unrecorded.bin", 12 * MiB)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+    out = upload(chute, blocker / "state", "--json", *extra, str(path))
+    assert out.returncode == 1 and out.stdout == "", out
+    assert str(blocker / "state") in out.stderr and "run the same command again" not in out.stderr, out.stderr
+    listed = chute.client().list_multipart_uploads(Bucket=chute.bucket)
+    assert not listed.get("Uploads"), listed
+
+
 def restart_on_same_ports(srv: ChuteServer, monkeypatch) -> None:
     """Restarts a killed server on its old ports, so the URL the client
     resumes against (and keys its state file by) stays the same."""

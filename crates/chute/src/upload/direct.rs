@@ -228,10 +228,14 @@ async fn start(api: &ChuteApi, job: &FileJob, part_size: u64) -> Result<UploadSt
         ));
     }
     let mut state = UploadState::new(Protocol::Chute, api.base(), &job.path, size, &job.fingerprint.hex);
-    state.upload_id = Some(created.id);
-    state.token = Some(created.token);
+    state.upload_id = Some(created.id.clone());
+    state.token = Some(created.token.clone());
     state.part_size = Some(info.part_size);
-    job.state_file.save(&state)?;
+    if let Err(e) = job.state_file.save(&state) {
+        // Unrecorded, it could never be resumed: do not leave it in the store.
+        api.abort(&created.id, &created.token).await;
+        return Err(e);
+    }
     Ok(state)
 }
 

@@ -245,7 +245,11 @@ impl TusClient {
                 }
             })
             .await?;
-        job.state_file.save(&self.state(job, &url))?;
+        if let Err(e) = job.state_file.save(&self.state(job, &url)) {
+            // Unrecorded, it could never be resumed: do not leave it behind.
+            self.terminate(&url).await;
+            return Err(e);
+        }
         Ok((url, ServerOffset { offset: 0, receipt }, false))
     }
 
