@@ -74,7 +74,7 @@ pub struct UploadArgs {
     #[arg(long, value_name = "SIZE", default_value = "32M", value_parser = parse_chunk_size)]
     chunk_size: u64,
     /// Send at most this many bytes a second (all files and parts together).
-    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     limit_rate: Option<u64>,
     /// The declared media type [default: from the file name's extension].
     #[arg(long = "type", value_name = "TYPE")]
@@ -106,6 +106,17 @@ fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(1 << shift)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// A `--limit-rate`: a size a second, above zero (0 would pace one byte a
+/// second, a silent hang).
+fn parse_rate(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err(format!(
+            "{s:?}: a rate must be above 0 (leave --limit-rate out for no limit)"
+        )),
+        n => Ok(n),
+    }
 }
 
 /// A tus chunk size: a size from 1 byte to 1 GiB (each PATCH's bytes are
@@ -339,6 +350,12 @@ mod tests {
         assert!(parse_size("1.5M").is_err());
         assert!(parse_size("12T").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn a_zero_rate_is_refused_not_a_hang() {
+        assert_eq!(parse_rate("10M"), Ok(10 << 20));
+        assert!(parse_rate("0").unwrap_err().contains("leave --limit-rate out"));
     }
 
     #[test]
