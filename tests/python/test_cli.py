@@ -269,6 +269,25 @@ def test_interrupted_upload_resumes_with_fewer_bytes(backend, tmp_path, how, pro
 
 
 @pytest.mark.parametrize("protocol", ["api", "tus"])
+def test_a_renamed_file_resumes_and_says_under_which_name(chute, tmp_path, protocol):
+    path, sha = make_file(tmp_path / "before.bin", 24 * MiB)
+    state = tmp_path / "state"
+    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    proc = subprocess.Popen(upload_argv(chute, state, "--json", "--limit-rate", "16M", *extra, str(path)),
+                            env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_progress(proc, state)
+    proc.kill()
+    proc.communicate(timeout=30)
+    renamed = path.rename(tmp_path / "after.bin")
+    out = upload(chute, state, "--json", *extra, str(renamed))
+    [line] = receipts(out)
+    assert line["resumed"] is True and line["key"].endswith("/before.bin"), line
+    assert f"{renamed}: resuming the upload begun as {path}" in out.stderr, out.stderr
+    assert stored_sha256(chute, line["key"]) == (24 * MiB, sha)
+
+
+@pytest.mark.parametrize("protocol", ["api", "tus"])
 def test_a_forgotten_upload_starts_over(backend, tmp_path, protocol):
     path, sha = make_file(tmp_path / "forgotten.bin", 24 * MiB)
     state = tmp_path / "state"

@@ -266,6 +266,7 @@ async fn resume(api: &ChuteApi, job: &FileJob) -> Result<Option<(UploadState, Ve
             return Ok(None);
         }
     };
+    job.note_resumed(&saved);
     Ok(Some((saved, missing, true)))
 }
 

@@ -152,6 +152,22 @@ pub struct FileJob {
     pub progress: FileProgress,
 }
 
+impl FileJob {
+    /// Says so when a resumed upload began under another file name: the
+    /// server took that name (and media type) at creation, so the object
+    /// keeps it.
+    pub fn note_resumed(&self, saved: &state::UploadState) {
+        let before = Path::new(&saved.path);
+        if before.file_name().map(|n| n.to_string_lossy()) != Some(self.name.as_str().into()) {
+            self.progress.println(&format!(
+                "{}: resuming the upload begun as {}; the stored object keeps that name",
+                self.path.display(),
+                before.display()
+            ));
+        }
+    }
+}
+
 /// Runs `chute upload`.
 pub async fn run(args: UploadArgs) -> ExitCode {
     match run_inner(args).await {

@@ -170,7 +170,10 @@ impl TusClient {
                     at.offset, job.fingerprint.size
                 ),
             )),
-            Some(at) => Ok(Some((url, at, true))),
+            Some(at) => {
+                job.note_resumed(&saved);
+                Ok(Some((url, at, true)))
+            }
             None => {
                 job.progress.println(&format!(
                     "{}: the tus server no longer has {url} (expired or terminated); starting over",
