@@ -66,8 +66,9 @@ pub struct UploadArgs {
     /// Parts of one file in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     parallel: u16,
-    /// The part size to ask the server for (5M to 5G; raised to fit
-    /// 10,000 parts); a file no larger goes in one request.
+    /// The part size to ask the server for (5M to 1G, each part is held
+    /// in memory; raised to fit 10,000 parts); a file no larger goes in
+    /// one request.
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
     part_size: u64,
     /// tus: bytes per PATCH (each read into memory; 1 to 1G).

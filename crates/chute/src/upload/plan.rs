@@ -7,16 +7,16 @@ use std::ops::Range;
 
 /// S3's smallest part (all but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
-/// S3's largest part.
-pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// S3's most parts.
 pub const MAX_PARTS: u64 = 10_000;
 
-/// The part size to ask for: `wanted` clamped to S3's limits and raised
-/// so the file fits in 10,000 parts.
+/// The part size to ask for: `wanted` between S3's smallest part and
+/// [`MEMORY_BUDGET`] (a part, or a file sent in one request, is read
+/// whole into memory; S3 would take 5 GiB), raised so the file fits in
+/// 10,000 parts.
 pub fn part_size_for(size: u64, wanted: u64) -> u64 {
     wanted
-        .clamp(MIN_PART_SIZE, MAX_PART_SIZE)
+        .clamp(MIN_PART_SIZE, MEMORY_BUDGET)
         .max(size.div_ceil(MAX_PARTS))
 }
 
@@ -27,7 +27,7 @@ pub const MEMORY_BUDGET: u64 = 1024 * 1024 * 1024;
 /// Parts in flight at once: `wanted`, fewer when that many parts of
 /// `part_size` would hold more than [`MEMORY_BUDGET`], at least one. The
 /// part size grows with the file (a 5 TiB file has 524 MiB parts), and
-/// `--parallel 64 --part-size 5G` would otherwise ask for 320 GiB.
+/// `--parallel 64 --part-size 1G` would otherwise ask for 64 GiB.
 pub fn parts_in_flight(wanted: usize, part_size: u64) -> usize {
     let fit = usize::try_from(MEMORY_BUDGET / part_size.max(1)).unwrap_or(usize::MAX);
     wanted.min(fit).max(1)
@@ -121,7 +121,12 @@ mod tests {
         assert_eq!(part_size_for(GIB, 16 * MIB), 16 * MIB);
         let huge = 5 * 1024 * GIB;
         assert!(huge.div_ceil(part_size_for(huge, 8 * MIB)) <= MAX_PARTS);
-        assert_eq!(part_size_for(MIB, 10 * GIB), MAX_PART_SIZE);
+        // Above 1 GiB a part would be read whole into memory: asked for
+        // only when 10,000 parts need it (beyond the server's 5 TiB).
+        assert_eq!(part_size_for(MIB, 10 * GIB), MEMORY_BUDGET);
+        assert_eq!(part_size_for(3 * GIB, 5 * GIB), MEMORY_BUDGET);
+        let beyond = 20 * 1024 * GIB;
+        assert_eq!(part_size_for(beyond, 16 * MIB), beyond.div_ceil(MAX_PARTS));
     }
 
     #[test]
