@@ -372,15 +372,17 @@ class FakeTus:
     it had taken when the second PATCH fails: its HEAD then reports an
     offset behind the client's, as a store that keeps only flushed chunks
     does after a crash. With `token`, every request must carry it as a
-    bearer (as @tus/server's onIncomingRequest or a proxy checks it)."""
+    bearer (as @tus/server's onIncomingRequest or a proxy checks it). With
+    `hang`, the first PATCH is stored but never answered."""
 
-    def __init__(self, size: int, rewind: bool = False, token: str | None = None):
+    def __init__(self, size: int, rewind: bool = False, token: str | None = None, hang: bool = False):
         import http.server
         import threading
 
         self.data = bytearray()
         self.patches = 0
         self.refused = 0
+        self.stop = threading.Event()
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -416,6 +418,10 @@ class FakeTus:
                 if int(self.headers["Upload-Offset"]) != len(outer.data):
                     return self.answer(409)
                 outer.patches += 1
+                if hang and outer.patches == 1:
+                    outer.data += body
+                    outer.stop.wait(60)  # no answer (until the test ends)
+                    return
                 if rewind and outer.patches == 2:
                     del outer.data[:]  # the store lost the first chunk
                     return self.answer(500)
@@ -456,6 +462,24 @@ def test_tus_sends_the_grant_on_every_request_to_its_origin(tmp_path):
     [line] = receipts(out)
     assert (line["bytes_sent"], tus.refused) == (12 * MiB, 0), line
     assert hashlib.sha256(tus.data).hexdigest() == sha
+
+
+def test_an_unanswered_request_is_retried(tmp_path):
+    """A server that took a PATCH's bytes but never answers: after
+    --answer-timeout the client asks where it stands and goes on."""
+    path, sha = make_file(tmp_path / "unanswered.bin", 12 * MiB)
+    tus = FakeTus(12 * MiB, hang=True)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    try:
+        out = subprocess.run([str(BIN), "upload", "--json", f"--tus={tus.url}", "--chunk-size", "5M",
+                              "--answer-timeout", "2", "--state-dir", str(tmp_path / "state"), str(path)],
+                             env=clean, capture_output=True, text=True, timeout=30)
+    finally:
+        tus.stop.set()
+        tus.server.shutdown()
+    [line] = receipts(out)
+    assert hashlib.sha256(tus.data).hexdigest() == sha
+    assert line["bytes_sent"] == 12 * MiB, line
 
 
 def test_a_bad_grant_is_a_clear_error(chute, tmp_path):

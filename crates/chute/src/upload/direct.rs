@@ -18,7 +18,7 @@ use super::api::{ChecksumBody, ChuteApi, CreateRequest, Signed};
 use super::body::counted;
 use super::error::UploadError;
 use super::fingerprint::read_exact_at;
-use super::http::send;
+use super::http::{answered_within, send};
 use super::plan::{PartPlan, part_size_for, parts_in_flight};
 use super::state::{Protocol, UploadState};
 use super::{FileJob, Outcome};
@@ -116,8 +116,9 @@ async fn put_bytes(
                 req = req.header(k, v);
             }
             let progress = job.progress.clone();
+            let (len, limit) = (data.len() as u64, api.retry().answer_timeout);
             async move {
-                match send(req).await {
+                match answered_within(send(req), &sent, len, limit).await {
                     Ok(_) => Ok(()),
                     Err(e) => {
                         progress.take_back(sent.swap(0, Ordering::Relaxed));

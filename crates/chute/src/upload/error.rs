@@ -52,6 +52,20 @@ pub enum UploadError {
         #[source]
         source: reqwest::Error,
     },
+    /// The request's body was sent and no answer came in time, on every
+    /// attempt.
+    #[error(
+        "{what}: no answer within {seconds} s of sending the bytes, after {attempts} attempt(s) \
+         (a longer --answer-timeout helps a slow store)"
+    )]
+    NoAnswer {
+        /// What was being done.
+        what: String,
+        /// How many times it was tried.
+        attempts: u32,
+        /// The limit, in seconds.
+        seconds: u64,
+    },
     /// The server answered with something this client cannot use.
     #[error("{what}: unexpected answer from the server: {message}")]
     BadAnswer {

@@ -87,6 +87,10 @@ pub struct UploadArgs {
     /// Retries of a request after a network failure or a 5xx answer.
     #[arg(long, value_name = "N", default_value_t = 5)]
     retries: u32,
+    /// Seconds to wait for the answer once a part or chunk is sent (then
+    /// the attempt counts as failed and is retried).
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    answer_timeout: u64,
 }
 
 /// `16M`, `8MiB`, `1G`, `512k`, `1000`: a byte count with an optional
@@ -197,6 +201,7 @@ async fn run_inner(args: UploadArgs) -> Result<u8, String> {
     let client = http::client().map_err(|e| e.to_string())?;
     let retry = http::RetryPolicy {
         attempts: args.retries.saturating_add(1),
+        answer_timeout: std::time::Duration::from_secs(args.answer_timeout),
         ..http::RetryPolicy::default()
     };
     let visible = std::io::stderr().is_terminal() && !args.json && !args.quiet;

@@ -11,7 +11,7 @@
 use super::body::counted;
 use super::direct::{check_unchanged, read_at};
 use super::error::UploadError;
-use super::http::{Failure, RetryPolicy, SMALL_REQUEST_TIMEOUT, send};
+use super::http::{Failure, RetryPolicy, SMALL_REQUEST_TIMEOUT, answered_within, send};
 use super::state::{Protocol, UploadState};
 use super::{FileJob, Outcome};
 use base64::Engine as _;
@@ -288,7 +288,8 @@ impl TusClient {
                 req = req.header("upload-checksum", s);
             }
             req = self.authorised(req, url);
-            let failure = match send(req).await {
+            let answer = answered_within(send(req), &sent, data.len() as u64, self.retry.answer_timeout);
+            let failure = match answer.await {
                 Ok(res) => return offset_of(res.headers(), &what),
                 Err(f) => f,
             };
