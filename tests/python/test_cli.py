@@ -239,12 +239,29 @@ def wait_for_progress(proc: subprocess.Popen, state: Path, timeout: float = 60) 
     pytest.fail("no part was recorded within the timeout")
 
 
+def protocol_args(protocol: str) -> list[str]:
+    """Small parts or chunks, so an interruption falls mid-upload."""
+    return ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+
+
+def killed_mid_upload(srv: ChuteServer, state: Path, *args: str) -> dict:
+    """Runs `chute upload --json --limit-rate 16M ARGS`, SIGKILLs it once a
+    part is recorded, and returns the state it left."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    proc = subprocess.Popen(upload_argv(srv, state, "--json", "--limit-rate", "16M", *args),
+                            env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    saved = wait_for_progress(proc, state)
+    proc.kill()
+    proc.communicate(timeout=30)
+    return saved
+
+
 @pytest.mark.parametrize("how", ["sigkill", "sigint"])
 @pytest.mark.parametrize("protocol", ["api", "tus"])
 def test_interrupted_upload_resumes_with_fewer_bytes(backend, tmp_path, how, protocol):
     path, sha = make_file(tmp_path / f"resume-{protocol}.bin", 48 * MiB)
     state = tmp_path / "state"
-    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+    extra = protocol_args(protocol)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
     proc = subprocess.Popen(upload_argv(backend, state, "--json", "--limit-rate", "16M", *extra, str(path)),
                             env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -272,13 +289,8 @@ def test_interrupted_upload_resumes_with_fewer_bytes(backend, tmp_path, how, pro
 def test_a_renamed_file_resumes_and_says_under_which_name(chute, tmp_path, protocol):
     path, sha = make_file(tmp_path / "before.bin", 24 * MiB)
     state = tmp_path / "state"
-    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
-    proc = subprocess.Popen(upload_argv(chute, state, "--json", "--limit-rate", "16M", *extra, str(path)),
-                            env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_for_progress(proc, state)
-    proc.kill()
-    proc.communicate(timeout=30)
+    extra = protocol_args(protocol)
+    killed_mid_upload(chute, state, *extra, str(path))
     renamed = path.rename(tmp_path / "after.bin")
     out = upload(chute, state, "--json", *extra, str(renamed))
     [line] = receipts(out)
@@ -291,13 +303,8 @@ def test_a_renamed_file_resumes_and_says_under_which_name(chute, tmp_path, proto
 def test_a_forgotten_upload_starts_over(backend, tmp_path, protocol):
     path, sha = make_file(tmp_path / "forgotten.bin", 24 * MiB)
     state = tmp_path / "state"
-    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
-    proc = subprocess.Popen(upload_argv(backend, state, "--json", "--limit-rate", "16M", *extra, str(path)),
-                            env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    saved = wait_for_progress(proc, state)
-    proc.kill()
-    proc.communicate(timeout=30)
+    extra = protocol_args(protocol)
+    saved = killed_mid_upload(backend, state, *extra, str(path))
     # The upload is removed behind the client's back (as expiry would).
     if protocol == "tus":
         r = requests.delete(saved["tus_url"], headers={"Tus-Resumable": "1.0.0"}, timeout=30)
@@ -320,7 +327,7 @@ def test_a_forgotten_upload_starts_over(backend, tmp_path, protocol):
 def test_a_file_changed_mid_upload_is_refused(chute, tmp_path, protocol):
     path, _ = make_file(tmp_path / "growing.bin", 24 * MiB)
     state = tmp_path / "state"
-    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+    extra = protocol_args(protocol)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
     proc = subprocess.Popen(upload_argv(chute, state, "--json", "--limit-rate", "16M", *extra, str(path)),
                             env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -347,12 +354,7 @@ def test_another_grant_never_resumes_an_upload(chute, tmp_path):
     path, sha = make_file(tmp_path / "shared.bin", 24 * MiB)
     state = tmp_path / "state"
     extra = ["--json", "--part-size", "5M", str(path)]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
-    proc = subprocess.Popen(upload_argv(chute, state, "--grant", grant(sub="alice"), "--limit-rate", "16M", *extra),
-                            env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    saved = wait_for_progress(proc, state)
-    proc.kill()
-    proc.communicate(timeout=30)
+    saved = killed_mid_upload(chute, state, "--grant", grant(sub="alice"), "--part-size", "5M", str(path))
 
     [bob] = receipts(upload(chute, state, "--grant", grant(sub="bob"), *extra))
     assert (bob["resumed"], bob["bytes_sent"]) == (False, 24 * MiB), bob
@@ -432,18 +434,23 @@ class FakeTus:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/files/"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def upload(self, path: Path, state: Path, *args: str) -> subprocess.CompletedProcess:
+        """`chute upload --json --tus=THIS --chunk-size 5M ARGS path`, then
+        the server stops."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+        try:
+            return subprocess.run([str(BIN), "upload", "--json", f"--tus={self.url}", "--chunk-size", "5M",
+                                   "--state-dir", str(state), *args, str(path)],
+                                  env=clean, capture_output=True, text=True, timeout=30)
+        finally:
+            self.stop.set()
+            self.server.shutdown()
+
 
 def test_tus_goes_back_to_an_offset_the_server_rewound(tmp_path):
     path, sha = make_file(tmp_path / "rewound.bin", 12 * MiB)
     tus = FakeTus(12 * MiB, rewind=True)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
-    try:
-        out = subprocess.run([str(BIN), "upload", "--json", f"--tus={tus.url}", "--chunk-size", "5M",
-                              "--state-dir", str(tmp_path / "state"), str(path)],
-                             env=clean, capture_output=True, text=True, timeout=60)
-    finally:
-        tus.server.shutdown()
-    [line] = receipts(out)
+    [line] = receipts(tus.upload(path, tmp_path / "state"))
     assert hashlib.sha256(tus.data).hexdigest() == sha
     # 5 MiB taken, lost, then the whole file again from offset 0.
     assert line["bytes_sent"] == 17 * MiB, line
@@ -452,14 +459,7 @@ def test_tus_goes_back_to_an_offset_the_server_rewound(tmp_path):
 def test_tus_sends_the_grant_on_every_request_to_its_origin(tmp_path):
     path, sha = make_file(tmp_path / "authed.bin", 12 * MiB)
     tus = FakeTus(12 * MiB, token="s3cret")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
-    try:
-        out = subprocess.run([str(BIN), "upload", "--json", f"--tus={tus.url}", "--chunk-size", "5M",
-                              "--grant", "s3cret", "--state-dir", str(tmp_path / "state"), str(path)],
-                             env=clean, capture_output=True, text=True, timeout=60)
-    finally:
-        tus.server.shutdown()
-    [line] = receipts(out)
+    [line] = receipts(tus.upload(path, tmp_path / "state", "--grant", "s3cret"))
     assert (line["bytes_sent"], tus.refused) == (12 * MiB, 0), line
     assert hashlib.sha256(tus.data).hexdigest() == sha
 
@@ -469,15 +469,7 @@ def test_an_unanswered_request_is_retried(tmp_path):
     --answer-timeout the client asks where it stands and goes on."""
     path, sha = make_file(tmp_path / "unanswered.bin", 12 * MiB)
     tus = FakeTus(12 * MiB, hang=True)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
-    try:
-        out = subprocess.run([str(BIN), "upload", "--json", f"--tus={tus.url}", "--chunk-size", "5M",
-                              "--answer-timeout", "2", "--state-dir", str(tmp_path / "state"), str(path)],
-                             env=clean, capture_output=True, text=True, timeout=30)
-    finally:
-        tus.stop.set()
-        tus.server.shutdown()
-    [line] = receipts(out)
+    [line] = receipts(tus.upload(path, tmp_path / "state", "--answer-timeout", "2"))
     assert hashlib.sha256(tus.data).hexdigest() == sha
     assert line["bytes_sent"] == 12 * MiB, line
 
@@ -539,7 +531,7 @@ def test_an_unwritable_state_dir_leaves_no_upload_behind(chute, tmp_path, protoc
     path, _ = make_file(tmp_path / "unrecorded.bin", 12 * MiB)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+    extra = protocol_args(protocol)
     out = upload(chute, blocker / "state", "--json", *extra, str(path))
     assert out.returncode == 1 and out.stdout == "", out
     assert str(blocker / "state") in out.stderr and "run the same command again" not in out.stderr, out.stderr
