@@ -121,9 +121,10 @@ def test_gc_installs_the_lifecycle_rule_on_an_s3_backend(tmp_path, garage):
 # 0 B, 1 B and 100 MiB checked by a streamed SHA-256 of the stored object,
 # several files in one run, --json, --tus, SIGKILL and SIGINT mid-upload
 # then a resume that sends fewer bytes, a server that forgot the upload,
-# another user's grant (never resumes), a tus server whose offset goes
-# back (a small fake: no real server loses bytes on demand), and refused
-# grants.
+# another user's grant (never resumes), a renamed file, an unwritable
+# state directory, pipes and FIFOs, refused grants, and small fake tus
+# servers (no real one misbehaves on demand) whose offset goes back, that
+# hang after a PATCH, or that authorise every request.
 
 MiB = 1024 * 1024
 
