@@ -540,6 +540,17 @@ def test_an_unwritable_state_dir_leaves_no_upload_behind(chute, tmp_path, protoc
     assert not listed.get("Uploads"), listed
 
 
+def test_a_server_url_without_scheme_is_bad_usage(tmp_path):
+    path, _ = make_file(tmp_path / "x.bin", 10)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    for bad in ("localhost:8080", "ftp://h/", "http//h"):
+        t0 = time.monotonic()
+        out = subprocess.run([str(BIN), "upload", "--to", bad, "--state-dir", str(tmp_path / "s"), str(path)],
+                             env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2 and "http://" in out.stderr, out
+        assert time.monotonic() - t0 < 2, "refused at once, not after retries"
+
+
 def restart_on_same_ports(srv: ChuteServer, monkeypatch) -> None:
     """Restarts a killed server on its old ports, so the URL the client
     resumes against (and keys its state file by) stays the same."""

@@ -45,7 +45,8 @@ pub struct UploadArgs {
         long,
         env = "CHUTE_URL",
         value_name = "URL",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://127.0.0.1:8080",
+        value_parser = parse_server_url
     )]
     to: String,
     /// The grant: a bearer JWT your app issued (none: the server's open
@@ -61,7 +62,7 @@ pub struct UploadArgs {
     quiet: bool,
     /// Upload to a tus 1.0 server instead: `--tus` uses <URL>/files/,
     /// `--tus=ENDPOINT` any tus creation endpoint.
-    #[arg(long, value_name = "ENDPOINT", num_args = 0..=1, require_equals = true)]
+    #[arg(long, value_name = "ENDPOINT", num_args = 0..=1, require_equals = true, value_parser = parse_server_url)]
     tus: Option<Option<String>>,
     /// Parts of one file in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -111,6 +112,17 @@ fn parse_size(s: &str) -> Result<u64, String> {
     };
     n.checked_mul(1 << shift)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// An http(s) URL (`--to`, `--tus=`): refused at once when malformed,
+/// rather than after every retry of the first request.
+fn parse_server_url(s: &str) -> Result<String, String> {
+    match reqwest::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(s.to_owned()),
+        Ok(_) | Err(_) => Err(format!(
+            "{s:?} is not a server URL like http://127.0.0.1:8080 or https://uploads.example.com"
+        )),
+    }
 }
 
 /// A `--limit-rate`: a size a second, above zero (0 would pace one byte a
@@ -372,6 +384,15 @@ mod tests {
         assert!(parse_size("1.5M").is_err());
         assert!(parse_size("12T").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn server_urls_need_http_and_a_host() {
+        assert!(parse_server_url("http://127.0.0.1:8080").is_ok());
+        assert!(parse_server_url("https://u.example.com/files/").is_ok());
+        for bad in ["localhost:8080", "ftp://h/", "http//h", "file:///x"] {
+            assert!(parse_server_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
