@@ -328,8 +328,7 @@ impl Multipart<'_> {
         self.give_back(data);
         self.sent.fetch_add(len, Ordering::Relaxed);
         let mut state = self.state.lock().await;
-        state.parts_done.insert(n);
-        state.bytes_done += len;
+        state.record_part(len);
         self.job.state_file.save(&state)
     }
 }

@@ -12,7 +12,6 @@
 use super::error::UploadError;
 use chute_core::{ChecksumAlgorithm, ChecksumHasher};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The format version; a file of another version is ignored.
@@ -55,9 +54,12 @@ pub struct UploadState {
     /// tus: the upload URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tus_url: Option<String>,
-    /// Parts (Chute) known to be stored; the server is asked again on resume.
+    /// How many parts (Chute) were stored, for people reading the file: a
+    /// count, not a list, since the file is rewritten after every part
+    /// (a list of 10,000 made that quadratic); the server is asked which
+    /// parts it holds on resume.
     #[serde(default)]
-    pub parts_done: BTreeSet<u32>,
+    pub parts_done: u32,
     /// Bytes known to be stored.
     #[serde(default)]
     pub bytes_done: u64,
@@ -79,10 +81,18 @@ impl UploadState {
             token: None,
             part_size: None,
             tus_url: None,
-            parts_done: BTreeSet::new(),
+            parts_done: 0,
             bytes_done: 0,
             started_at: time_now(),
         }
+    }
+}
+
+impl UploadState {
+    /// Records one more stored part of `len` bytes.
+    pub fn record_part(&mut self, len: u64) {
+        self.parts_done = self.parts_done.saturating_add(1);
+        self.bytes_done = self.bytes_done.saturating_add(len);
     }
 }
 
@@ -262,7 +272,7 @@ mod tests {
         assert_eq!(f.load("fp1"), None);
         let mut s = UploadState::new(Protocol::Chute, "http://h:8080", Path::new("x.bin"), 10, "fp1");
         s.upload_id = Some("id".into());
-        s.parts_done.extend([1, 3]);
+        s.record_part(4);
         f.save(&s).unwrap();
         assert_eq!(f.load("fp1"), Some(s.clone()));
         // Another fingerprint under the same name (impossible but cheap to refuse).
@@ -325,6 +335,17 @@ mod tests {
         let mode = std::fs::symlink_metadata(f.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(std::fs::symlink_metadata(f.path()).unwrap().is_file());
+    }
+
+    #[test]
+    fn the_state_stays_small_however_many_parts() {
+        let mut s = UploadState::new(Protocol::Chute, "u", Path::new("p"), 1, "fp");
+        for _ in 0..10_000 {
+            s.record_part(16 << 20);
+        }
+        let body = serde_json::to_vec_pretty(&s).unwrap();
+        assert!(body.len() < 1024, "{} bytes", body.len());
+        assert_eq!((s.parts_done, s.bytes_done), (10_000, 10_000 * (16 << 20)));
     }
 
     #[test]
