@@ -121,7 +121,10 @@ def test_gc_installs_the_lifecycle_rule_on_an_s3_backend(tmp_path, garage):
 # 0 B, 1 B and 100 MiB checked by a streamed SHA-256 of the stored object,
 # several files in one run, --json, --tus, SIGKILL and SIGINT mid-upload
 # then a resume that sends fewer bytes, a server that forgot the upload,
-# and refused grants.
+# another user's grant (never resumes), a renamed file, an unwritable
+# state directory, pipes and FIFOs, refused grants, and small fake tus
+# servers (no real one misbehaves on demand) whose offset goes back, that
+# hang after a PATCH, or that authorise every request.
 
 MiB = 1024 * 1024
 
@@ -208,8 +211,9 @@ def test_tus_upload(backend, tmp_path):
     files = [make_file(tmp_path / "t0.bin", 0), make_file(tmp_path / "t1.bin", 1),
              make_file(tmp_path / "t20.bin", 20 * MiB + 3)]
     # The endpoint spelled out (`--tus` alone means <URL>/files/, as the resume tests use it).
+    # With a grant, sent on every request to the endpoint (Chute checks it on creation).
     out = upload(backend, tmp_path / "state", "--json", f"--tus={backend.app_url}/files/", "--chunk-size", "8M",
-                 *[str(p) for p, _ in files])
+                 "--grant", grant(), *[str(p) for p, _ in files])
     for (path, sha), line in zip(files, receipts(out)):
         size = path.stat().st_size
         assert (line["method"], line["size"], line["bytes_sent"], line["resumed"]) == ("tus", size, size, False)
@@ -236,12 +240,29 @@ def wait_for_progress(proc: subprocess.Popen, state: Path, timeout: float = 60) 
     pytest.fail("no part was recorded within the timeout")
 
 
+def protocol_args(protocol: str) -> list[str]:
+    """Small parts or chunks, so an interruption falls mid-upload."""
+    return ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+
+
+def killed_mid_upload(srv: ChuteServer, state: Path, *args: str) -> dict:
+    """Runs `chute upload --json --limit-rate 16M ARGS`, SIGKILLs it once a
+    part is recorded, and returns the state it left."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    proc = subprocess.Popen(upload_argv(srv, state, "--json", "--limit-rate", "16M", *args),
+                            env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    saved = wait_for_progress(proc, state)
+    proc.kill()
+    proc.communicate(timeout=30)
+    return saved
+
+
 @pytest.mark.parametrize("how", ["sigkill", "sigint"])
 @pytest.mark.parametrize("protocol", ["api", "tus"])
 def test_interrupted_upload_resumes_with_fewer_bytes(backend, tmp_path, how, protocol):
     path, sha = make_file(tmp_path / f"resume-{protocol}.bin", 48 * MiB)
     state = tmp_path / "state"
-    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+    extra = protocol_args(protocol)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
     proc = subprocess.Popen(upload_argv(backend, state, "--json", "--limit-rate", "16M", *extra, str(path)),
                             env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -266,16 +287,25 @@ def test_interrupted_upload_resumes_with_fewer_bytes(backend, tmp_path, how, pro
 
 
 @pytest.mark.parametrize("protocol", ["api", "tus"])
+def test_a_renamed_file_resumes_and_says_under_which_name(chute, tmp_path, protocol):
+    path, sha = make_file(tmp_path / "before.bin", 24 * MiB)
+    state = tmp_path / "state"
+    extra = protocol_args(protocol)
+    killed_mid_upload(chute, state, *extra, str(path))
+    renamed = path.rename(tmp_path / "after.bin")
+    out = upload(chute, state, "--json", *extra, str(renamed))
+    [line] = receipts(out)
+    assert line["resumed"] is True and line["key"].endswith("/before.bin"), line
+    assert f"{renamed}: resuming the upload begun as {path}" in out.stderr, out.stderr
+    assert stored_sha256(chute, line["key"]) == (24 * MiB, sha)
+
+
+@pytest.mark.parametrize("protocol", ["api", "tus"])
 def test_a_forgotten_upload_starts_over(backend, tmp_path, protocol):
     path, sha = make_file(tmp_path / "forgotten.bin", 24 * MiB)
     state = tmp_path / "state"
-    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
-    proc = subprocess.Popen(upload_argv(backend, state, "--json", "--limit-rate", "16M", *extra, str(path)),
-                            env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    saved = wait_for_progress(proc, state)
-    proc.kill()
-    proc.communicate(timeout=30)
+    extra = protocol_args(protocol)
+    saved = killed_mid_upload(backend, state, *extra, str(path))
     # The upload is removed behind the client's back (as expiry would).
     if protocol == "tus":
         r = requests.delete(saved["tus_url"], headers={"Tus-Resumable": "1.0.0"}, timeout=30)
@@ -298,7 +328,7 @@ def test_a_forgotten_upload_starts_over(backend, tmp_path, protocol):
 def test_a_file_changed_mid_upload_is_refused(chute, tmp_path, protocol):
     path, _ = make_file(tmp_path / "growing.bin", 24 * MiB)
     state = tmp_path / "state"
-    extra = ["--tus", "--chunk-size", "5M"] if protocol == "tus" else ["--part-size", "5M"]
+    extra = protocol_args(protocol)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
     proc = subprocess.Popen(upload_argv(chute, state, "--json", "--limit-rate", "16M", *extra, str(path)),
                             env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -316,6 +346,133 @@ def test_a_file_changed_mid_upload_is_refused(chute, tmp_path, protocol):
         r = requests.get(f"{chute.app_url}/api/uploads/{saved['upload_id']}",
                          headers={"Authorization": f"Bearer {saved['token']}"}, timeout=30)
         assert r.status_code == 200 and r.json()["state"] == "gone", r.text
+
+
+def test_another_grant_never_resumes_an_upload(chute, tmp_path):
+    """An upload interrupted under one grant is resumed by a reissued grant
+    for the same purpose, never continued under another user's grant (its
+    object would land under the first grant's key and claims)."""
+    path, sha = make_file(tmp_path / "shared.bin", 24 * MiB)
+    state = tmp_path / "state"
+    extra = ["--json", "--part-size", "5M", str(path)]
+    saved = killed_mid_upload(chute, state, "--grant", grant(sub="alice"), "--part-size", "5M", str(path))
+
+    [bob] = receipts(upload(chute, state, "--grant", grant(sub="bob"), *extra))
+    assert (bob["resumed"], bob["bytes_sent"]) == (False, 24 * MiB), bob
+    assert bob["upload_id"] != saved["upload_id"]
+    # Alice's upload is still recorded; a fresh grant of hers resumes it.
+    [alice] = receipts(upload(chute, state, "--grant", grant(sub="alice"), *extra))
+    assert (alice["resumed"], alice["upload_id"]) == (True, saved["upload_id"]), alice
+    assert alice["bytes_sent"] < 24 * MiB
+    for line, who in ((bob, "bob"), (alice, "alice")):
+        assert verified(chute, line["receipt"])["sub"] == who
+        assert stored_sha256(chute, line["key"]) == (24 * MiB, sha)
+    assert not list(state.glob("*.json"))
+
+
+class FakeTus:
+    """A tus server (threads, memory). With `rewind`, its store loses what
+    it had taken when the second PATCH fails: its HEAD then reports an
+    offset behind the client's, as a store that keeps only flushed chunks
+    does after a crash. With `token`, every request must carry it as a
+    bearer (as @tus/server's onIncomingRequest or a proxy checks it). With
+    `hang`, the first PATCH is stored but never answered."""
+
+    def __init__(self, size: int, rewind: bool = False, token: str | None = None, hang: bool = False):
+        import http.server
+        import threading
+
+        self.data = bytearray()
+        self.patches = 0
+        self.refused = 0
+        self.stop = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def answer(self, status: int, **headers):
+                self.send_response(status)
+                for k, v in {"Tus-Resumable": "1.0.0", "Content-Length": "0", **headers}.items():
+                    self.send_header(k.replace("_", "-"), str(v))
+                self.end_headers()
+
+            def parse_request(self):
+                if not super().parse_request():
+                    return False
+                if token and self.command != "OPTIONS" and self.headers.get("Authorization") != f"Bearer {token}":
+                    outer.refused += 1
+                    self.answer(401)
+                    return False
+                return True
+
+            def do_OPTIONS(self):
+                self.answer(204, Tus_Version="1.0.0")
+
+            def do_POST(self):
+                self.answer(201, Location="/files/one")
+
+            def do_HEAD(self):
+                self.answer(200, Upload_Offset=len(outer.data), Upload_Length=size)
+
+            def do_PATCH(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if int(self.headers["Upload-Offset"]) != len(outer.data):
+                    return self.answer(409)
+                outer.patches += 1
+                if hang and outer.patches == 1:
+                    outer.data += body
+                    outer.stop.wait(60)  # no answer (until the test ends)
+                    return
+                if rewind and outer.patches == 2:
+                    del outer.data[:]  # the store lost the first chunk
+                    return self.answer(500)
+                outer.data += body
+                self.answer(204, Upload_Offset=len(outer.data))
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/files/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def upload(self, path: Path, state: Path, *args: str) -> subprocess.CompletedProcess:
+        """`chute upload --json --tus=THIS --chunk-size 5M ARGS path`, then
+        the server stops."""
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+        try:
+            return subprocess.run([str(BIN), "upload", "--json", f"--tus={self.url}", "--chunk-size", "5M",
+                                   "--state-dir", str(state), *args, str(path)],
+                                  env=clean, capture_output=True, text=True, timeout=30)
+        finally:
+            self.stop.set()
+            self.server.shutdown()
+
+
+def test_tus_goes_back_to_an_offset_the_server_rewound(tmp_path):
+    path, sha = make_file(tmp_path / "rewound.bin", 12 * MiB)
+    tus = FakeTus(12 * MiB, rewind=True)
+    [line] = receipts(tus.upload(path, tmp_path / "state"))
+    assert hashlib.sha256(tus.data).hexdigest() == sha
+    # 5 MiB taken, lost, then the whole file again from offset 0.
+    assert line["bytes_sent"] == 17 * MiB, line
+
+
+def test_tus_sends_the_grant_on_every_request_to_its_origin(tmp_path):
+    path, sha = make_file(tmp_path / "authed.bin", 12 * MiB)
+    tus = FakeTus(12 * MiB, token="s3cret")
+    [line] = receipts(tus.upload(path, tmp_path / "state", "--grant", "s3cret"))
+    assert (line["bytes_sent"], tus.refused) == (12 * MiB, 0), line
+    assert hashlib.sha256(tus.data).hexdigest() == sha
+
+
+def test_an_unanswered_request_is_retried(tmp_path):
+    """A server that took a PATCH's bytes but never answers: after
+    --answer-timeout the client asks where it stands and goes on."""
+    path, sha = make_file(tmp_path / "unanswered.bin", 12 * MiB)
+    tus = FakeTus(12 * MiB, hang=True)
+    [line] = receipts(tus.upload(path, tmp_path / "state", "--answer-timeout", "2"))
+    assert hashlib.sha256(tus.data).hexdigest() == sha
+    assert line["bytes_sent"] == 12 * MiB, line
 
 
 def test_a_bad_grant_is_a_clear_error(chute, tmp_path):
@@ -351,6 +508,47 @@ def test_an_unreachable_server_fails_after_retries(tmp_path):
     assert "the network failed after 2 attempt(s)" in out.stderr, out.stderr
     missing = subprocess.run([str(BIN), "upload", str(tmp_path / "nope.bin")], env=env, capture_output=True, text=True)
     assert missing.returncode == 1 and "nope.bin" in missing.stderr, missing
+
+
+def test_only_regular_files_are_taken(tmp_path):
+    """A pipe, a FIFO or a directory cannot be read by offset (nor resumed):
+    refused before any request, saying what to do, without blocking on the
+    FIFO's open."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    for arg, stdin in (("/dev/stdin", "piped"), (str(fifo), None), (str(tmp_path), None)):
+        out = subprocess.run([str(BIN), "upload", "--state-dir", str(tmp_path / "s"), arg], env=env, input=stdin,
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 1 and out.stdout == "", out
+        assert f"{arg}: not a regular file" in out.stderr and "save it to a file first" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("protocol", ["api", "tus"])
+def test_an_unwritable_state_dir_leaves_no_upload_behind(chute, tmp_path, protocol):
+    """An upload the client cannot record could never be resumed: it is
+    aborted (or terminated) at once rather than left in the store until
+    expiry."""
+    path, _ = make_file(tmp_path / "unrecorded.bin", 12 * MiB)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    extra = protocol_args(protocol)
+    out = upload(chute, blocker / "state", "--json", *extra, str(path))
+    assert out.returncode == 1 and out.stdout == "", out
+    assert str(blocker / "state") in out.stderr and "run the same command again" not in out.stderr, out.stderr
+    listed = chute.client().list_multipart_uploads(Bucket=chute.bucket)
+    assert not listed.get("Uploads"), listed
+
+
+def test_a_server_url_without_scheme_is_bad_usage(tmp_path):
+    path, _ = make_file(tmp_path / "x.bin", 10)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHUTE_")}
+    for bad in ("localhost:8080", "ftp://h/", "http//h"):
+        t0 = time.monotonic()
+        out = subprocess.run([str(BIN), "upload", "--to", bad, "--state-dir", str(tmp_path / "s"), str(path)],
+                             env=env, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2 and "http://" in out.stderr, out
+        assert time.monotonic() - t0 < 2, "refused at once, not after retries"
 
 
 def restart_on_same_ports(srv: ChuteServer, monkeypatch) -> None:

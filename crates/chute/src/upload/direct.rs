@@ -6,7 +6,7 @@
 //! - a larger file goes multipart: each part is read once into memory,
 //!   its CRC32C computed from those bytes, a part URL signed for exactly
 //!   that checksum, and the part PUT straight to the store, `--parallel`
-//!   parts at a time. The store verifies every part; the whole object is
+//!   parts at a time (fewer when they would hold more than 1 GiB). The store verifies every part; the whole object is
 //!   not re-hashed (that would make the server read it all back).
 //!
 //! A multipart upload is recorded in its state file as soon as it exists
@@ -18,8 +18,8 @@ use super::api::{ChecksumBody, ChuteApi, CreateRequest, Signed};
 use super::body::counted;
 use super::error::UploadError;
 use super::fingerprint::read_exact_at;
-use super::http::send;
-use super::plan::{PartPlan, part_size_for};
+use super::http::{answered_within, send};
+use super::plan::{PartPlan, part_size_for, parts_in_flight};
 use super::state::{Protocol, UploadState};
 use super::{FileJob, Outcome};
 use bytes::Bytes;
@@ -49,7 +49,7 @@ pub async fn upload(api: &ChuteApi, job: &FileJob, opts: DirectOptions) -> Resul
 }
 
 /// Reads `len` bytes at `offset` of the job's file off the async threads.
-async fn read_at(job: &FileJob, offset: u64, len: u64) -> Result<Bytes, UploadError> {
+pub(super) async fn read_at(job: &FileJob, offset: u64, len: u64) -> Result<Bytes, UploadError> {
     let file = Arc::clone(&job.file);
     let path = job.path.clone();
     tokio::task::spawn_blocking(move || read_exact_at(&file, offset, len).map(Bytes::from))
@@ -116,8 +116,9 @@ async fn put_bytes(
                 req = req.header(k, v);
             }
             let progress = job.progress.clone();
+            let (len, limit) = (data.len() as u64, api.retry().answer_timeout);
             async move {
-                match send(req).await {
+                match answered_within(send(req), &sent, len, limit).await {
                     Ok(_) => Ok(()),
                     Err(e) => {
                         progress.take_back(sent.swap(0, Ordering::Relaxed));
@@ -181,7 +182,7 @@ async fn multipart(
     };
     futures::stream::iter(missing)
         .map(|n| mp.send_part(n))
-        .buffer_unordered(parallel.max(1))
+        .buffer_unordered(parts_in_flight(parallel, ps))
         .try_for_each(|()| async { Ok(()) })
         .await?;
     if let Err(e) = check_unchanged(job) {
@@ -228,10 +229,14 @@ async fn start(api: &ChuteApi, job: &FileJob, part_size: u64) -> Result<UploadSt
         ));
     }
     let mut state = UploadState::new(Protocol::Chute, api.base(), &job.path, size, &job.fingerprint.hex);
-    state.upload_id = Some(created.id);
-    state.token = Some(created.token);
+    state.upload_id = Some(created.id.clone());
+    state.token = Some(created.token.clone());
     state.part_size = Some(info.part_size);
-    job.state_file.save(&state)?;
+    if let Err(e) = job.state_file.save(&state) {
+        // Unrecorded, it could never be resumed: do not leave it in the store.
+        api.abort(&created.id, &created.token).await;
+        return Err(e);
+    }
     Ok(state)
 }
 
@@ -262,6 +267,7 @@ async fn resume(api: &ChuteApi, job: &FileJob) -> Result<Option<(UploadState, Ve
             return Ok(None);
         }
     };
+    job.note_resumed(&saved);
     Ok(Some((saved, missing, true)))
 }
 
@@ -322,8 +328,7 @@ impl Multipart<'_> {
         self.give_back(data);
         self.sent.fetch_add(len, Ordering::Relaxed);
         let mut state = self.state.lock().await;
-        state.parts_done.insert(n);
-        state.bytes_done += len;
+        state.record_part(len);
         self.job.state_file.save(&state)
     }
 }

@@ -52,6 +52,20 @@ pub enum UploadError {
         #[source]
         source: reqwest::Error,
     },
+    /// The request's body was sent and no answer came in time, on every
+    /// attempt.
+    #[error(
+        "{what}: no answer within {seconds} s of sending the bytes, after {attempts} attempt(s) \
+         (a longer --answer-timeout helps a slow store)"
+    )]
+    NoAnswer {
+        /// What was being done.
+        what: String,
+        /// How many times it was tried.
+        attempts: u32,
+        /// The limit, in seconds.
+        seconds: u64,
+    },
     /// The server answered with something this client cannot use.
     #[error("{what}: unexpected answer from the server: {message}")]
     BadAnswer {
@@ -86,9 +100,12 @@ impl UploadError {
         }
     }
 
-    /// Whether the work done so far stays resumable (the state file is kept).
+    /// Whether the work done so far stays resumable (the state file is
+    /// kept): always but for a changed file, whose upload is aborted. A
+    /// refusal does not mean the stored parts are lost; the next run asks
+    /// the server and starts over only if it forgot the upload.
     pub fn keeps_state(&self) -> bool {
-        !matches!(self, Self::Refused { .. } | Self::FileChanged { .. })
+        !matches!(self, Self::FileChanged { .. })
     }
 
     /// An I/O error on `path`.
@@ -152,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn refusals_exit_3_and_drop_state() {
+    fn refusals_exit_3_and_keep_state() {
         let e = UploadError::Refused {
             what: "creating".into(),
             status: 401,
@@ -160,7 +177,11 @@ mod tests {
             message: "expired".into(),
         };
         assert_eq!(e.exit_code(), EXIT_REFUSED);
-        assert!(!e.keeps_state());
+        // A refused request (a throttled or skewed part PUT, a tus 409
+        // that outlived the retries) says nothing about the parts stored:
+        // the next run asks the server and starts over only if it forgot.
+        assert!(e.keeps_state());
+        assert!(!UploadError::FileChanged { path: "f".into() }.keeps_state());
         assert_eq!(
             e.to_string(),
             "creating: the server refused it (401 unauthorized): expired"

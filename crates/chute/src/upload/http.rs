@@ -1,11 +1,12 @@
 //! The HTTP client of `chute upload` and its retry policy: transient
-//! failures (connection refused or reset, timeouts, 5xx) are retried with
-//! exponential backoff and jitter; a 4xx never is, since the same request
-//! would be refused again.
+//! failures (connection refused or reset, timeouts, 5xx, 408, 429) are
+//! retried with exponential backoff and jitter; another 4xx never is,
+//! since the same request would be refused again.
 
 use super::error::{UploadError, describe_body};
 use bytes::Bytes;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A request failure before it is classified for retrying.
@@ -20,16 +21,19 @@ pub enum Failure {
         /// The body (trimmed to what is useful).
         body: Bytes,
     },
+    /// The whole body was handed over and no answer came within the limit.
+    NoAnswer(Duration),
     /// Anything else, final.
     Final(UploadError),
 }
 
 impl Failure {
-    /// Whether another attempt could succeed: network failures and 5xx.
+    /// Whether another attempt could succeed: network failures, 5xx, 408
+    /// (request timeout) and 429 (throttled).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Network(_) => true,
-            Self::Status { status, .. } => *status >= 500,
+            Self::Network(_) | Self::NoAnswer(_) => true,
+            Self::Status { status, .. } => *status >= 500 || matches!(status, 408 | 429),
             Self::Final(_) => false,
         }
     }
@@ -58,6 +62,11 @@ impl Failure {
                 attempts,
                 source,
             },
+            Self::NoAnswer(limit) => UploadError::NoAnswer {
+                what: what.to_owned(),
+                attempts,
+                seconds: limit.as_secs(),
+            },
         }
     }
 }
@@ -77,6 +86,8 @@ pub struct RetryPolicy {
     pub base: Duration,
     /// The longest backoff.
     pub max: Duration,
+    /// How long to wait for the answer once a request's body is sent.
+    pub answer_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -85,6 +96,7 @@ impl Default for RetryPolicy {
             attempts: 6,
             base: Duration::from_millis(250),
             max: Duration::from_secs(8),
+            answer_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -167,6 +179,35 @@ pub async fn send(req: reqwest::RequestBuilder) -> Result<reqwest::Response, Fai
     })
 }
 
+/// Runs `request` (sending a body of `len` bytes whose progress `sent`
+/// counts), failing it with [`Failure::NoAnswer`] when no answer came
+/// `limit` after the whole body was handed over: a server that took the
+/// bytes and hangs is otherwise waited for forever (requests carrying file
+/// bytes have no overall timeout, and TCP keepalive sees a live peer).
+pub async fn answered_within<T>(
+    request: impl Future<Output = Result<T, Failure>>,
+    sent: &AtomicU64,
+    len: u64,
+    limit: Duration,
+) -> Result<T, Failure> {
+    let tick = limit.min(Duration::from_secs(1));
+    tokio::pin!(request);
+    let mut body_sent_at = None;
+    loop {
+        tokio::select! {
+            answer = &mut request => return answer,
+            () = tokio::time::sleep(tick) => {
+                if sent.load(Ordering::Relaxed) >= len {
+                    let since = *body_sent_at.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= limit {
+                        return Err(Failure::NoAnswer(limit));
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Sends `req` and reads its JSON answer.
 pub async fn send_json(req: reqwest::RequestBuilder, what: &str) -> Result<serde_json::Value, Failure> {
     let res = send(req).await?;
@@ -196,11 +237,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_is_awaited_only_so_long_after_the_body() {
+        let limit = Duration::from_millis(100);
+        let sent = AtomicU64::new(0);
+        // Still sending (nothing handed over yet): no limit applies.
+        let slow = answered_within(
+            async {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Ok(1)
+            },
+            &sent,
+            10,
+            limit,
+        );
+        assert_eq!(slow.await.ok(), Some(1));
+        // Body sent, no answer: given up after the limit.
+        sent.store(10, Ordering::Relaxed);
+        let hung = answered_within(std::future::pending::<Result<(), Failure>>(), &sent, 10, limit);
+        let err = hung.await.unwrap_err();
+        assert!(matches!(err, Failure::NoAnswer(_)) && err.is_transient());
+    }
+
+    #[tokio::test]
     async fn retries_5xx_but_never_4xx() {
         let fast = RetryPolicy {
             attempts: 3,
             base: Duration::from_millis(1),
             max: Duration::from_millis(2),
+            ..RetryPolicy::default()
         };
         let mut calls = 0;
         let r: Result<(), _> = fast
@@ -249,5 +313,14 @@ mod tests {
             })
             .await;
         assert_eq!((calls, r.ok()), (2, Some(2)));
+
+        // Throttling and request timeouts are worth another attempt too.
+        for status in [408, 429] {
+            let failure = Failure::Status {
+                status,
+                body: Bytes::new(),
+            };
+            assert!(failure.is_transient(), "{status}");
+        }
     }
 }

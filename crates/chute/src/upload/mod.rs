@@ -6,9 +6,10 @@
 //! [`fingerprint`], with retries from [`http`] and bars from [`progress`].
 //!
 //! Exit codes: 0 every file uploaded; 1 an upload failed (network, server
-//! error, unreadable file; its state is kept for a later run); 2 bad
-//! usage; 3 the server refused a request (bad or expired grant, a file
-//! the grant does not allow); 130 interrupted by Ctrl-C (state kept).
+//! error, unreadable file); 2 bad usage; 3 the server refused a request
+//! (bad or expired grant, a file the grant does not allow); 130
+//! interrupted by Ctrl-C. A started upload keeps its state whatever the
+//! failure (but a changed file), for a later run to resume.
 
 mod api;
 mod body;
@@ -44,7 +45,8 @@ pub struct UploadArgs {
         long,
         env = "CHUTE_URL",
         value_name = "URL",
-        default_value = "http://127.0.0.1:8080"
+        default_value = "http://127.0.0.1:8080",
+        value_parser = parse_server_url
     )]
     to: String,
     /// The grant: a bearer JWT your app issued (none: the server's open
@@ -60,20 +62,21 @@ pub struct UploadArgs {
     quiet: bool,
     /// Upload to a tus 1.0 server instead: `--tus` uses <URL>/files/,
     /// `--tus=ENDPOINT` any tus creation endpoint.
-    #[arg(long, value_name = "ENDPOINT", num_args = 0..=1, require_equals = true)]
+    #[arg(long, value_name = "ENDPOINT", num_args = 0..=1, require_equals = true, value_parser = parse_server_url)]
     tus: Option<Option<String>>,
     /// Parts of one file in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     parallel: u16,
-    /// The part size to ask the server for (5M to 5G; raised to fit
-    /// 10,000 parts); a file no larger goes in one request.
+    /// The part size to ask the server for (5M to 1G, each part is held
+    /// in memory; raised to fit 10,000 parts); a file no larger goes in
+    /// one request.
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
     part_size: u64,
-    /// tus: bytes per PATCH.
-    #[arg(long, value_name = "SIZE", default_value = "32M", value_parser = parse_size)]
+    /// tus: bytes per PATCH (each read into memory; 1 to 1G).
+    #[arg(long, value_name = "SIZE", default_value = "32M", value_parser = parse_chunk_size)]
     chunk_size: u64,
     /// Send at most this many bytes a second (all files and parts together).
-    #[arg(long, value_name = "RATE", value_parser = parse_size)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     limit_rate: Option<u64>,
     /// The declared media type [default: from the file name's extension].
     #[arg(long = "type", value_name = "TYPE")]
@@ -85,6 +88,10 @@ pub struct UploadArgs {
     /// Retries of a request after a network failure or a 5xx answer.
     #[arg(long, value_name = "N", default_value_t = 5)]
     retries: u32,
+    /// Seconds to wait for the answer once a part or chunk is sent (then
+    /// the attempt counts as failed and is retried).
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    answer_timeout: u64,
 }
 
 /// `16M`, `8MiB`, `1G`, `512k`, `1000`: a byte count with an optional
@@ -107,6 +114,42 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// An http(s) URL (`--to`, `--tus=`): refused at once when malformed,
+/// rather than after every retry of the first request.
+fn parse_server_url(s: &str) -> Result<String, String> {
+    match reqwest::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(s.to_owned()),
+        Ok(_) | Err(_) => Err(format!(
+            "{s:?} is not a server URL like http://127.0.0.1:8080 or https://uploads.example.com"
+        )),
+    }
+}
+
+/// A `--limit-rate`: a size a second, above zero (0 would pace one byte a
+/// second, a silent hang).
+fn parse_rate(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err(format!(
+            "{s:?}: a rate must be above 0 (leave --limit-rate out for no limit)"
+        )),
+        n => Ok(n),
+    }
+}
+
+/// A tus chunk size: a size from 1 byte to 1 GiB (each PATCH's bytes are
+/// held in memory).
+fn parse_chunk_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err(format!("{s:?}: a chunk holds at least one byte")),
+        n if n > plan::MEMORY_BUDGET => Err(format!("{s:?}: a chunk is read into memory, so at most 1G")),
+        n => Ok(n),
+    }
+}
+
+/// Why a pipe, FIFO, device or directory is refused, and what to do.
+const NOT_A_REGULAR_FILE: &str = "not a regular file (uploads read a file by offset, in parallel \
+     and again on resume: save it to a file first)";
+
 /// One file being uploaded.
 #[derive(Debug)]
 pub struct FileJob {
@@ -124,6 +167,22 @@ pub struct FileJob {
     pub state_file: StateFile,
     /// Its bar.
     pub progress: FileProgress,
+}
+
+impl FileJob {
+    /// Says so when a resumed upload began under another file name: the
+    /// server took that name (and media type) at creation, so the object
+    /// keeps it.
+    pub fn note_resumed(&self, saved: &state::UploadState) {
+        let before = Path::new(&saved.path);
+        if before.file_name().map(|n| n.to_string_lossy()) != Some(self.name.as_str().into()) {
+            self.progress.println(&format!(
+                "{}: resuming the upload begun as {}; the stored object keeps that name",
+                self.path.display(),
+                before.display()
+            ));
+        }
+    }
 }
 
 /// Runs `chute upload`.
@@ -147,13 +206,14 @@ async fn run_inner(args: UploadArgs) -> Result<u8, String> {
     for path in &args.files {
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
         if !meta.is_file() {
-            return Err(format!("{}: not a regular file", path.display()));
+            return Err(format!("{}: {NOT_A_REGULAR_FILE}", path.display()));
         }
         total += meta.len();
     }
     let client = http::client().map_err(|e| e.to_string())?;
     let retry = http::RetryPolicy {
         attempts: args.retries.saturating_add(1),
+        answer_timeout: std::time::Duration::from_secs(args.answer_timeout),
         ..http::RetryPolicy::default()
     };
     let visible = std::io::stderr().is_terminal() && !args.json && !args.quiet;
@@ -172,7 +232,7 @@ async fn run_inner(args: UploadArgs) -> Result<u8, String> {
                 endpoint,
                 grant: args.grant.clone(),
                 retry,
-                chunk_size: args.chunk_size.max(1),
+                chunk_size: args.chunk_size,
             })
         }
     };
@@ -237,7 +297,10 @@ async fn upload_one(
                 job.state_file.remove();
                 String::new()
             } else if job.state_file.path().exists() {
-                "; run the same command again to resume".to_owned()
+                format!(
+                    "; run the same command again to resume (or delete {} to start over)",
+                    job.state_file.path().display()
+                )
             } else {
                 String::new()
             };
@@ -256,6 +319,15 @@ async fn prepare(
     progress: &Progress,
 ) -> Result<FileJob, UploadError> {
     let file = std::fs::File::open(path).map_err(|e| UploadError::io(path, e))?;
+    // Checked again on the open file: the path may have been replaced
+    // since the first check.
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => {
+            return Err(UploadError::io(path, std::io::Error::other(NOT_A_REGULAR_FILE)));
+        }
+        Err(e) => return Err(UploadError::io(path, e)),
+    }
     let file = Arc::new(file);
     let fingerprint = {
         let file = Arc::clone(&file);
@@ -275,9 +347,16 @@ async fn prepare(
             .essence_str()
             .to_owned()
     });
+    let grant = state::grant_identity(args.grant.as_deref());
     let state_file = match tus {
-        Some(t) => StateFile::new(state_dir, &fingerprint.hex, Protocol::Tus, t.endpoint.as_str()),
-        None => StateFile::new(state_dir, &fingerprint.hex, Protocol::Chute, api.base()),
+        Some(t) => StateFile::new(
+            state_dir,
+            &fingerprint.hex,
+            Protocol::Tus,
+            t.endpoint.as_str(),
+            &grant,
+        ),
+        None => StateFile::new(state_dir, &fingerprint.hex, Protocol::Chute, api.base(), &grant),
     };
     let bar = progress.file(&name, fingerprint.size);
     Ok(FileJob {
@@ -305,5 +384,27 @@ mod tests {
         assert!(parse_size("1.5M").is_err());
         assert!(parse_size("12T").is_err());
         assert!(parse_size("").is_err());
+    }
+
+    #[test]
+    fn server_urls_need_http_and_a_host() {
+        assert!(parse_server_url("http://127.0.0.1:8080").is_ok());
+        assert!(parse_server_url("https://u.example.com/files/").is_ok());
+        for bad in ["localhost:8080", "ftp://h/", "http//h", "file:///x"] {
+            assert!(parse_server_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_zero_rate_is_refused_not_a_hang() {
+        assert_eq!(parse_rate("10M"), Ok(10 << 20));
+        assert!(parse_rate("0").unwrap_err().contains("leave --limit-rate out"));
+    }
+
+    #[test]
+    fn chunk_sizes_fit_in_memory() {
+        assert_eq!(parse_chunk_size("1G"), Ok(1 << 30));
+        assert!(parse_chunk_size("2G").unwrap_err().contains("at most 1G"));
+        assert!(parse_chunk_size("0").is_err());
     }
 }

@@ -7,17 +7,30 @@ use std::ops::Range;
 
 /// S3's smallest part (all but the last).
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
-/// S3's largest part.
-pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// S3's most parts.
 pub const MAX_PARTS: u64 = 10_000;
 
-/// The part size to ask for: `wanted` clamped to S3's limits and raised
-/// so the file fits in 10,000 parts.
+/// The part size to ask for: `wanted` between S3's smallest part and
+/// [`MEMORY_BUDGET`] (a part, or a file sent in one request, is read
+/// whole into memory; S3 would take 5 GiB), raised so the file fits in
+/// 10,000 parts.
 pub fn part_size_for(size: u64, wanted: u64) -> u64 {
     wanted
-        .clamp(MIN_PART_SIZE, MAX_PART_SIZE)
+        .clamp(MIN_PART_SIZE, MEMORY_BUDGET)
         .max(size.div_ceil(MAX_PARTS))
+}
+
+/// How much part data a file's upload holds in memory at most (but one
+/// part, whatever its size).
+pub const MEMORY_BUDGET: u64 = 1024 * 1024 * 1024;
+
+/// Parts in flight at once: `wanted`, fewer when that many parts of
+/// `part_size` would hold more than [`MEMORY_BUDGET`], at least one. The
+/// part size grows with the file (a 5 TiB file has 524 MiB parts), and
+/// `--parallel 64 --part-size 1G` would otherwise ask for 64 GiB.
+pub fn parts_in_flight(wanted: usize, part_size: u64) -> usize {
+    let fit = usize::try_from(MEMORY_BUDGET / part_size.max(1)).unwrap_or(usize::MAX);
+    wanted.min(fit).max(1)
 }
 
 /// A file cut into parts of `part_size` (the last one shorter).
@@ -108,7 +121,22 @@ mod tests {
         assert_eq!(part_size_for(GIB, 16 * MIB), 16 * MIB);
         let huge = 5 * 1024 * GIB;
         assert!(huge.div_ceil(part_size_for(huge, 8 * MIB)) <= MAX_PARTS);
-        assert_eq!(part_size_for(MIB, 10 * GIB), MAX_PART_SIZE);
+        // Above 1 GiB a part would be read whole into memory: asked for
+        // only when 10,000 parts need it (beyond the server's 5 TiB).
+        assert_eq!(part_size_for(MIB, 10 * GIB), MEMORY_BUDGET);
+        assert_eq!(part_size_for(3 * GIB, 5 * GIB), MEMORY_BUDGET);
+        let beyond = 20 * 1024 * GIB;
+        assert_eq!(part_size_for(beyond, 16 * MIB), beyond.div_ceil(MAX_PARTS));
+    }
+
+    #[test]
+    fn parts_in_flight_fit_the_memory_budget() {
+        assert_eq!(parts_in_flight(4, 16 * MIB), 4);
+        assert_eq!(parts_in_flight(64, 16 * MIB), 64); // exactly 1 GiB
+        assert_eq!(parts_in_flight(64, 5 * GIB), 1); // one part at least
+        assert_eq!(parts_in_flight(4, 524 * MIB), 1); // a 5 TiB file's parts
+        assert_eq!(parts_in_flight(8, 200 * MIB), 5);
+        assert_eq!(parts_in_flight(0, MIB), 1);
     }
 
     const GIB: u64 = 1024 * MIB;

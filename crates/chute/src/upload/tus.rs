@@ -9,10 +9,9 @@
 //! a `Chute-Receipt` header, printed like the API's receipts.
 
 use super::body::counted;
-use super::direct::check_unchanged;
+use super::direct::{check_unchanged, read_at};
 use super::error::UploadError;
-use super::fingerprint::read_exact_at;
-use super::http::{Failure, RetryPolicy, SMALL_REQUEST_TIMEOUT, send};
+use super::http::{Failure, RetryPolicy, SMALL_REQUEST_TIMEOUT, answered_within, send};
 use super::state::{Protocol, UploadState};
 use super::{FileJob, Outcome};
 use base64::Engine as _;
@@ -33,7 +32,8 @@ pub struct TusClient {
     pub client: reqwest::Client,
     /// The creation endpoint, e.g. `http://127.0.0.1:8080/files/`.
     pub endpoint: reqwest::Url,
-    /// Sent as `Authorization: Bearer` on creation.
+    /// Sent as `Authorization: Bearer` on every request to the endpoint's
+    /// origin (never to an upload URL on another host).
     pub grant: Option<String>,
     /// Retries of each request.
     pub retry: RetryPolicy,
@@ -66,16 +66,16 @@ impl TusClient {
                 return Err(e);
             }
             let len = self.chunk_size.min(size - at.offset);
-            let data = read_chunk(job, at.offset, len).await?;
+            let data = read_at(job, at.offset, len).await?;
             let before = at.offset;
             at = self.patch(job, &url, before, data, checksum).await?;
-            if at.offset <= before {
-                return Err(UploadError::bad_answer(
-                    "uploading (PATCH)",
-                    format!("the server's offset stayed at {before}"),
-                ));
+            check_offset(at.offset, before, size)?;
+            if at.offset < before {
+                // The server lost bytes it had taken (a store that keeps
+                // only flushed chunks, after a crash): go on from its offset.
+                job.progress.take_back(before - at.offset);
             }
-            sent += at.offset - before;
+            sent += at.offset.saturating_sub(before);
             let mut state = self.state(job, &url);
             state.bytes_done = at.offset;
             job.state_file.save(&state)?;
@@ -104,7 +104,7 @@ impl TusClient {
             .delete(url.clone())
             .timeout(SMALL_REQUEST_TIMEOUT)
             .header("tus-resumable", TUS_VERSION);
-        if let Err(e) = send(req).await {
+        if let Err(e) = send(self.authorised(req, url)).await {
             tracing::debug!(url = %url, failure = ?e, "could not terminate the tus upload");
         }
     }
@@ -121,6 +121,17 @@ impl TusClient {
         s
     }
 
+    /// `req` with the grant as a bearer when `url` is on the endpoint's
+    /// origin: servers that authorise every request (a hook or proxy in
+    /// front of tusd, `@tus/server`'s `onIncomingRequest`) need it, and a
+    /// `Location` on another host must not receive it.
+    fn authorised(&self, req: reqwest::RequestBuilder, url: &reqwest::Url) -> reqwest::RequestBuilder {
+        match &self.grant {
+            Some(g) if url.origin() == self.endpoint.origin() => req.bearer_auth(g),
+            _ => req,
+        }
+    }
+
     /// The checksum to send with each PATCH, from `OPTIONS` (none when the
     /// server does not answer it or lists no algorithm we compute).
     async fn checksum_algorithm(&self) -> Option<ChecksumAlgorithm> {
@@ -129,7 +140,7 @@ impl TusClient {
             .request(reqwest::Method::OPTIONS, self.endpoint.clone())
             .timeout(SMALL_REQUEST_TIMEOUT)
             .header("tus-resumable", TUS_VERSION);
-        let res = send(req).await.ok()?;
+        let res = send(self.authorised(req, &self.endpoint)).await.ok()?;
         let listed = header(res.headers(), "tus-checksum-algorithm")?.to_ascii_lowercase();
         let listed: Vec<&str> = listed.split(',').map(str::trim).collect();
         [
@@ -152,7 +163,17 @@ impl TusClient {
             return Ok(None);
         };
         match self.head(&url).await? {
-            Some(at) => Ok(Some((url, at, true))),
+            Some(at) if at.offset > job.fingerprint.size => Err(UploadError::bad_answer(
+                "resuming (HEAD)",
+                format!(
+                    "the server holds {} bytes of {url}, more than the file's {}",
+                    at.offset, job.fingerprint.size
+                ),
+            )),
+            Some(at) => {
+                job.note_resumed(&saved);
+                Ok(Some((url, at, true)))
+            }
             None => {
                 job.progress.println(&format!(
                     "{}: the tus server no longer has {url} (expired or terminated); starting over",
@@ -171,10 +192,13 @@ impl TusClient {
             .retry
             .run(what, |_| async {
                 let res = send(
-                    self.client
-                        .head(url.clone())
-                        .timeout(SMALL_REQUEST_TIMEOUT)
-                        .header("tus-resumable", TUS_VERSION),
+                    self.authorised(
+                        self.client
+                            .head(url.clone())
+                            .timeout(SMALL_REQUEST_TIMEOUT)
+                            .header("tus-resumable", TUS_VERSION),
+                        url,
+                    ),
                 )
                 .await?;
                 offset_of(res.headers(), what).map_err(Failure::Final)
@@ -209,9 +233,7 @@ impl TusClient {
                     .header("upload-length", job.fingerprint.size)
                     .header("upload-metadata", &metadata)
                     .header("content-length", 0);
-                if let Some(g) = &self.grant {
-                    req = req.bearer_auth(g);
-                }
+                req = self.authorised(req, &self.endpoint);
                 async {
                     let res = send(req).await?;
                     let location = header(res.headers(), "location")
@@ -226,7 +248,11 @@ impl TusClient {
                 }
             })
             .await?;
-        job.state_file.save(&self.state(job, &url))?;
+        if let Err(e) = job.state_file.save(&self.state(job, &url)) {
+            // Unrecorded, it could never be resumed: do not leave it behind.
+            self.terminate(&url).await;
+            return Err(e);
+        }
         Ok((url, ServerOffset { offset: 0, receipt }, false))
     }
 
@@ -261,7 +287,9 @@ impl TusClient {
             if let Some(s) = &sum {
                 req = req.header("upload-checksum", s);
             }
-            let failure = match send(req).await {
+            req = self.authorised(req, url);
+            let answer = answered_within(send(req), &sent, data.len() as u64, self.retry.answer_timeout);
+            let failure = match answer.await {
                 Ok(res) => return offset_of(res.headers(), &what),
                 Err(f) => f,
             };
@@ -291,13 +319,23 @@ impl TusClient {
     }
 }
 
-async fn read_chunk(job: &FileJob, offset: u64, len: u64) -> Result<Bytes, UploadError> {
-    let file = Arc::clone(&job.file);
-    let path = job.path.clone();
-    tokio::task::spawn_blocking(move || read_exact_at(&file, offset, len).map(Bytes::from))
-        .await
-        .map_err(|e| UploadError::io(&path, std::io::Error::other(e)))?
-        .map_err(|e| UploadError::io(&path, e))
+/// Refuses a PATCH answer whose offset did not move, or moved past the
+/// file's end; an offset behind the chunk's start is the server's to give.
+fn check_offset(offset: u64, before: u64, size: u64) -> Result<(), UploadError> {
+    let what = "uploading (PATCH)";
+    if offset == before {
+        Err(UploadError::bad_answer(
+            what,
+            format!("the server's offset stayed at {before}"),
+        ))
+    } else if offset > size {
+        Err(UploadError::bad_answer(
+            what,
+            format!("the server's offset {offset} is past the file's {size} bytes"),
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -317,6 +355,14 @@ fn offset_of(headers: &HeaderMap, what: &str) -> Result<ServerOffset, UploadErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_may_go_back_but_not_stay_or_pass_the_end() {
+        assert!(check_offset(10, 5, 20).is_ok());
+        assert!(check_offset(0, 5, 20).is_ok());
+        assert!(check_offset(5, 5, 20).is_err());
+        assert!(check_offset(21, 5, 20).is_err());
+    }
 
     #[test]
     fn offsets_and_receipts_from_headers() {
