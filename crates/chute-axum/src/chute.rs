@@ -191,7 +191,12 @@ impl Chute {
 
     /// A response streaming the object at `key` with its type and length;
     /// `download` adds `Content-Disposition: attachment` with the key's
-    /// file name.
+    /// file name. Types a browser would run script in (HTML, SVG, XML,
+    /// anything not a raster image, plain text, PDF, audio or video) are
+    /// always attachments, and every response but a PDF carries
+    /// `Content-Security-Policy: sandbox`: the bytes are the users', the
+    /// origin is the app's. No authorisation: check the key is the
+    /// session user's first.
     pub async fn download(&self, key: &str, download: bool) -> Result<Response, ChuteError> {
         let got = self.read(key).await?;
         let content_type = got
@@ -211,7 +216,15 @@ impl Chute {
             header::X_CONTENT_TYPE_OPTIONS,
             header::HeaderValue::from_static("nosniff"),
         );
-        if download {
+        // Chromium's PDF viewer does not load in a sandboxed document;
+        // PDF scripts run in the viewer, not in the app's origin.
+        if !content_type.to_ascii_lowercase().starts_with("application/pdf") {
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static("sandbox"),
+            );
+        }
+        if download || !shows_inline(&content_type) {
             // Sanitised names are safe in a quoted string but may be UTF-8.
             let name = got.meta.key.file_name().replace(['"', '\\'], "_");
             let ascii: String = name.chars().map(|c| if c.is_ascii() { c } else { '_' }).collect();
@@ -278,8 +291,55 @@ impl Chute {
     }
 }
 
+/// Whether a browser can show `content_type` without running anything
+/// the object carries: raster images, plain text, PDF, audio and video.
+fn shows_inline(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.split_once('/') {
+        Some(("image", sub)) => !sub.contains("svg") && !sub.contains("xml"),
+        Some(("audio" | "video", _)) => true,
+        _ => matches!(essence.as_str(), "text/plain" | "application/pdf"),
+    }
+}
+
 impl FromRef<Chute> for ReceiptVerifier {
     fn from_ref(chute: &Chute) -> Self {
         chute.verifier()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shows_inline;
+
+    #[test]
+    fn only_passive_types_show_inline() {
+        for ok in [
+            "image/png",
+            "image/webp",
+            "text/plain; charset=utf-8",
+            "application/pdf",
+            "video/mp4",
+        ] {
+            assert!(shows_inline(ok), "{ok}");
+        }
+        for bad in [
+            "text/html",
+            "application/xhtml+xml",
+            "image/svg+xml",
+            "IMAGE/SVG+XML",
+            "text/xml",
+            "application/xml",
+            "text/javascript",
+            "application/octet-stream",
+            "",
+        ] {
+            assert!(!shows_inline(bad), "{bad}");
+        }
     }
 }
