@@ -205,11 +205,22 @@ async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejec
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
         .await
         .map_err(|e| {
-            ReceiptRejection::new(
-                StatusCode::BAD_REQUEST,
-                "bad_form",
-                format!("cannot read the body (at most {MAX_BODY} bytes): {e}"),
-            )
+            if is_too_long(&e) {
+                ReceiptRejection::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "the body is larger than {MAX_BODY} bytes; a form of receipts is a few KiB \
+                         (were the files themselves sent?)"
+                    ),
+                )
+            } else {
+                ReceiptRejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_form",
+                    format!("cannot read the body: {e}"),
+                )
+            }
         })?;
     let bad = |e: &dyn std::fmt::Display| {
         ReceiptRejection::new(
@@ -253,6 +264,18 @@ async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejec
             ),
         )),
     }
+}
+
+/// Whether reading a body failed on the size limit (not on the connection).
+fn is_too_long(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// A multipart form's text fields. A file part means the widget did not

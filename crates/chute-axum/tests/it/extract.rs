@@ -107,8 +107,11 @@ async fn tampered_foreign_and_missing_receipts_are_refused() {
     let (status, body) = call(&app, form("/any", &[("receipt", &huge)])).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("bad_form"))
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large"))
     );
+    // The same for a JSON body and a multipart form.
+    let (status, _) = call(&app, json_post("/any", &json!({"receipt": huge}))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]
