@@ -8,6 +8,7 @@ use crate::state::{Avatar, Memory, StoredFile};
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -64,8 +65,43 @@ pub fn router(state: AppState) -> Router {
         .route("/profile", post(save))
         .route("/media/{*key}", get(media))
         .route("/healthz", get(|| async { "ok" }))
+        .route_layer(middleware::from_fn(same_origin_forms))
         .with_state(state)
         .merge(chute.router())
+}
+
+/// Refuses a POST a browser sent from another origin (CSRF). The session
+/// cookie's `SameSite=Lax` stops other sites, but not other origins of the
+/// same site: another port of this host (the S3 listener serves users'
+/// files) or a sibling subdomain. A production app adds a CSRF token
+/// per session as well (see README.md).
+async fn same_origin_forms(req: axum::extract::Request, next: Next) -> Response {
+    if req.method().is_safe() || from_this_origin(req.headers()) {
+        next.run(req).await
+    } else {
+        refuse(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "this form can only be sent from the app's own pages",
+        )
+    }
+}
+
+/// What the browser says of the request's origin: `Sec-Fetch-Site`, else
+/// `Origin` against `Host`. A client sending neither is no browser, so
+/// has no ambient cookie to abuse.
+fn from_this_origin(headers: &HeaderMap) -> bool {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = get("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match (get("origin"), get("host")) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+        (Some(_), None) => false,
+    }
 }
 
 /// The signed-in user, from the session cookie.
@@ -305,4 +341,70 @@ async fn media(
 /// An HTML refusal page with `status`.
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Html(pages::error(status.as_u16(), code, message))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    async fn test_app() -> (Router, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = chute_server::RawConfig {
+            s3_listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().to_owned()),
+            grant_secret: Some("t1:0123456789abcdef0123456789abcdef".into()),
+            open_grants: Some(false),
+            ..Default::default()
+        };
+        let chute = chute_axum::ChuteBuilder::from_raw(raw)
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        (router(AppState::new(chute)), dir)
+    }
+
+    /// A sign-in POST from a page with `headers`; answers the status.
+    async fn sign_in(app: &Router, headers: &[(&str, &str)]) -> StatusCode {
+        let mut req = Request::post("/login")
+            .header(header::HOST, "app.test")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Body::from("user=alice")).unwrap();
+        app.clone().oneshot(req).await.unwrap().status()
+    }
+
+    /// SameSite=Lax lets any page of the same site (another port of the
+    /// host, a sibling subdomain) post the forms with the user's cookie:
+    /// forms only come from the app's own pages.
+    #[tokio::test]
+    async fn forms_from_other_origins_are_refused() {
+        let (app, _dir) = test_app().await;
+        for headers in [
+            &[
+                ("sec-fetch-site", "same-site"),
+                ("origin", "http://app.test:3001"),
+            ][..],
+            &[("sec-fetch-site", "cross-site")],
+            &[("origin", "http://evil.test")],
+            &[("origin", "null")],
+        ] {
+            assert_eq!(sign_in(&app, headers).await, StatusCode::FORBIDDEN, "{headers:?}");
+        }
+        for headers in [
+            &[("sec-fetch-site", "same-origin"), ("origin", "http://app.test")][..],
+            &[("origin", "http://app.test")],
+            // Not a browser (curl): no ambient cookie to abuse.
+            &[],
+        ] {
+            assert_eq!(sign_in(&app, headers).await, StatusCode::SEE_OTHER, "{headers:?}");
+        }
+    }
 }
