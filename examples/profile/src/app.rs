@@ -205,7 +205,8 @@ async fn login(State(state): State<AppState>, Form(login): Form<Login>) -> Respo
 }
 
 /// Saves the form: every receipt is verified and checked first, so a bad
-/// one changes nothing; then the files are promoted and recorded.
+/// one changes nothing; then the files are promoted and recorded (up to
+/// the first that cannot be promoted, whose error is the answer).
 async fn save(
     State(state): State<AppState>,
     User(user): User,
@@ -237,29 +238,37 @@ async fn save(
         Ok(checked) => checked,
         Err(e) => return refuse(e.status, &e.code, &e.message),
     };
-    let avatar = match avatar {
-        Some(r) => match promote(&state.chute, &r, &format!("avatars/{user}")).await {
-            Ok(stored) => Some(Avatar {
-                thumb: thumbnail(&state.chute, &r).await,
-                file: stored,
-            }),
-            Err(e) => return e,
-        },
-        None => None,
-    };
+    // Promoted files are recorded even when a later one fails: otherwise
+    // they would sit in the store, owned by nobody.
+    let mut failed = None;
+    let mut stored_avatar = None;
+    if let Some(r) = &avatar {
+        match promote(&state.chute, r, &format!("avatars/{user}")).await {
+            Ok(file) => {
+                stored_avatar = Some(Avatar {
+                    thumb: thumbnail(&state.chute, r).await,
+                    file,
+                });
+            }
+            Err(status) => failed = Some((status, r)),
+        }
+    }
     let mut stored_docs = Vec::new();
     for r in &documents {
+        if failed.is_some() {
+            break;
+        }
         match promote(&state.chute, r, &format!("docs/{user}")).await {
             Ok(stored) => stored_docs.push(stored),
-            Err(e) => return e,
+            Err(status) => failed = Some((status, r)),
         }
     }
     state.memory.update(&user, |p| {
         if let Some(name) = name {
             p.display_name = name;
         }
-        if avatar.is_some() {
-            p.avatar = avatar;
+        if stored_avatar.is_some() {
+            p.avatar = stored_avatar;
         }
         for doc in stored_docs {
             // Submitting a receipt again promotes to the same key.
@@ -268,7 +277,17 @@ async fn save(
             }
         }
     });
-    Redirect::to("/").into_response()
+    match failed {
+        None => Redirect::to("/").into_response(),
+        Some((status, r)) => refuse(
+            status,
+            "promotion_failed",
+            &format!(
+                "{} could not be saved; upload it again (the files before it were saved)",
+                r.filename()
+            ),
+        ),
+    }
 }
 
 /// The key of the avatar's thumbnail once Chute has made it; `None` (the
@@ -288,17 +307,14 @@ async fn thumbnail(chute: &Chute, receipt: &VerifiedReceipt) -> Option<String> {
     }
 }
 
-async fn promote(chute: &Chute, receipt: &VerifiedReceipt, below: &str) -> Result<StoredFile, Response> {
+/// Promotes `receipt` below `below`; a refusal is the status to answer.
+async fn promote(chute: &Chute, receipt: &VerifiedReceipt, below: &str) -> Result<StoredFile, StatusCode> {
     let promoted = chute
         .promote(receipt, Some(&format!("{below}/{{uuid}}{{ext}}")))
         .await
         .map_err(|e| {
-            let status = e.into_response().status();
-            refuse(
-                status,
-                "promotion_failed",
-                "the file could not be saved; upload it again",
-            )
+            tracing::warn!(error = %e, key = receipt.key(), "promotion failed");
+            e.into_response().status()
         })?;
     Ok(StoredFile {
         key: promoted.key,
@@ -353,6 +369,11 @@ mod tests {
     use tower::ServiceExt as _;
 
     async fn test_app() -> (Router, tempfile::TempDir) {
+        let (state, dir) = test_state().await;
+        (router(state), dir)
+    }
+
+    async fn test_state() -> (AppState, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let raw = chute_server::RawConfig {
             s3_listen: Some("127.0.0.1:0".into()),
@@ -366,7 +387,59 @@ mod tests {
             .build()
             .await
             .unwrap();
-        (router(AppState::new(chute)), dir)
+        (AppState::new(chute), dir)
+    }
+
+    /// Uploads `bytes` as `name` under `grant` through Chute's stream
+    /// route; answers the receipt.
+    async fn upload(app: &Router, grant: &str, name: &str, bytes: &'static [u8]) -> String {
+        let req = Request::put(format!("/api/stream/{name}"))
+            .header(header::AUTHORIZATION, format!("Bearer {grant}"))
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header(header::CONTENT_LENGTH, bytes.len())
+            .body(Body::from(bytes))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        body["files"][0]["receipt"].as_str().unwrap().to_owned()
+    }
+
+    /// A file that cannot be promoted (its upload is gone) does not
+    /// orphan the ones promoted before it: they are recorded.
+    #[tokio::test]
+    async fn files_promoted_before_a_failure_are_kept() {
+        let (state, _dir) = test_state().await;
+        let app = router(state.clone());
+        let grant = documents_grant(&state.chute, "alice").unwrap();
+        let first = upload(&app, &grant, "a.txt", b"first").await;
+        let second = upload(&app, &grant, "b.txt", b"second").await;
+        let gone = state
+            .chute
+            .verifier()
+            .verify("documents", &second, &Constraints::new())
+            .unwrap();
+        let key = chute_core::ObjectKey::parse(gone.key()).unwrap();
+        state.chute.lifecycle().store().delete(&key).await.unwrap();
+
+        let session = state.memory.sign_in("alice");
+        let form = format!("display_name=Alice&documents={first}&documents={second}");
+        let req = Request::post("/profile")
+            .header(header::COOKIE, format!("{SESSION}={session}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::GONE);
+        let page = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let page = String::from_utf8_lossy(&page);
+        assert!(page.contains("b.txt"), "{page}");
+        let docs = state.memory.profile("alice").documents;
+        assert_eq!(
+            docs.iter().map(|d| d.filename.as_str()).collect::<Vec<_>>(),
+            ["a.txt"]
+        );
     }
 
     /// A sign-in POST from a page with `headers`; answers the status.
