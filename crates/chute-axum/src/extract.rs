@@ -188,7 +188,7 @@ where
 }
 
 /// The body as `(name, value)` pairs: a urlencoded form as is; a JSON
-/// object's strings, and arrays of strings as repeated fields.
+/// object's scalars, and arrays of them as repeated fields.
 async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejection> {
     let raw_type = req
         .headers()
@@ -238,15 +238,12 @@ async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejec
             let mut fields = Vec::new();
             for (name, value) in body {
                 match value {
-                    serde_json::Value::String(s) => fields.push((name, s)),
                     serde_json::Value::Array(items) => {
                         for item in items {
-                            if let serde_json::Value::String(s) = item {
-                                fields.push((name.clone(), s));
-                            }
+                            fields.extend(json_field(&name, item)?);
                         }
                     }
-                    _ => {}
+                    value => fields.extend(json_field(&name, value)?),
                 }
             }
             Ok(fields)
@@ -264,6 +261,31 @@ async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejec
             ),
         )),
     }
+}
+
+/// A JSON value as a field: strings as they are, numbers and booleans as
+/// their text, `null` as no field. An object or a nested array is
+/// refused rather than skipped: "one bad receipt refuses them all" must
+/// hold for JSON arrays too.
+fn json_field(name: &str, value: serde_json::Value) -> Result<Option<(String, String)>, ReceiptRejection> {
+    use serde_json::Value;
+    let text = match value {
+        Value::Null => return Ok(None),
+        Value::String(s) => s,
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(_) | Value::Object(_) => {
+            return Err(ReceiptRejection::new(
+                StatusCode::BAD_REQUEST,
+                "bad_form",
+                format!(
+                    "field {name:?} holds a JSON object or nested array; fields are strings \
+                     (an array of strings for several receipts)"
+                ),
+            ));
+        }
+    };
+    Ok(Some((name.to_owned(), text)))
 }
 
 /// Whether reading a body failed on the size limit (not on the connection).

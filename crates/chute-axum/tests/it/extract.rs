@@ -38,6 +38,17 @@ async fn several_receipts_in_one_field() {
     // One bad receipt refuses them all.
     let (status, body) = call(&app, form("/docs", &[("docs", &a), ("docs", "x.y.z")])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // In JSON too: an item that is no string is not skipped.
+    for bad in [json!([a, 5]), json!([a, {"receipt": b}]), json!([a, [b]])] {
+        let (status, body) = call(&app, json_post("/docs", &json!({ "docs": bad }))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (status, body) = call(&app, json_post("/any", &json!({"receipt": {"token": a}}))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_form")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
