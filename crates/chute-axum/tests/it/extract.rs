@@ -65,11 +65,20 @@ async fn tampered_foreign_and_missing_receipts_are_refused() {
     claims["key"] = json!("avatars/bob/stolen.png");
     parts[1] = base64_encode(claims.to_string().as_bytes());
     let tampered = parts.join(".");
+    // An upload token is signed by the same key but is no receipt either.
+    let mut create = json_post("/api/uploads", &json!({"filename": "x.txt", "size": 1}));
+    create
+        .headers_mut()
+        .insert(header::AUTHORIZATION, format!("Bearer {g}").parse().unwrap());
+    let (status, created) = call(&app, create).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let upload_token = created["token"].as_str().unwrap().to_owned();
     let cases = [
         (tampered.as_str(), "token_bad_signature"),
         ("not-a-token", "token_malformed"),
         // A grant is signed by the same key but is no receipt.
         (g.as_str(), "token_wrong_audience"),
+        (upload_token.as_str(), "token_wrong_audience"),
     ];
     for (token, code) in cases {
         let (status, body) = call(&app, form("/any", &[("receipt", token)])).await;
