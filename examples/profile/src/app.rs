@@ -290,19 +290,22 @@ async fn save(
     }
 }
 
-/// The key of the avatar's thumbnail once Chute has made it; `None` (the
-/// page shows the original) when it failed (not a decodable image) or is
-/// still pending after [`THUMB_WAIT`].
+/// The key of the avatar's thumbnail: once Chute has made it, or while it
+/// is still pending after [`THUMB_WAIT`] (the original stands in until it
+/// exists, see [`media`]); `None` (the page shows the original) when it
+/// failed (not a decodable image) or the receipt names none.
 async fn thumbnail(chute: &Chute, receipt: &VerifiedReceipt) -> Option<String> {
     match chute.derivative(receipt, "thumb", THUMB_WAIT).await {
-        Ok(Some(entry)) if entry.status == Status::Ready => Some(entry.key),
-        Ok(other) => {
-            tracing::info!(?other, "no thumbnail for this avatar; showing the original");
+        Ok(Some(entry)) if entry.status != Status::Failed => Some(entry.key),
+        // Nothing recorded yet: the key the receipt promises.
+        Ok(None) => receipt.derivatives().get("thumb").cloned(),
+        Ok(Some(failed)) => {
+            tracing::info!(?failed, "no thumbnail for this avatar; showing the original");
             None
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the avatar's thumbnail status");
-            None
+            receipt.derivatives().get("thumb").cloned()
         }
     }
 }
@@ -348,9 +351,26 @@ async fn media(
     if !owned {
         return refuse(StatusCode::NOT_FOUND, "not_found", "no such file in your profile");
     }
-    match state.chute.download(&key, q.download.is_some()).await {
+    let download = q.download.is_some();
+    match state.chute.download(&key, download).await {
         Ok(res) => res,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let res = e.into_response();
+            // A thumbnail not made yet (or lost): the original instead.
+            let original = profile
+                .avatar
+                .as_ref()
+                .filter(|a| a.thumb.as_deref() == Some(key.as_str()))
+                .map(|a| a.file.key.as_str());
+            match original {
+                Some(original) if res.status() == StatusCode::NOT_FOUND => state
+                    .chute
+                    .download(original, download)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response),
+                _ => res,
+            }
+        }
     }
 }
 
@@ -404,6 +424,38 @@ mod tests {
         let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
         let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
         body["files"][0]["receipt"].as_str().unwrap().to_owned()
+    }
+
+    /// A thumbnail still being made when the form was saved is recorded
+    /// by its key; until it exists the original stands in for it.
+    #[tokio::test]
+    async fn a_pending_thumbnail_shows_the_original_until_it_exists() {
+        let (state, _dir) = test_state().await;
+        let app = router(state.clone());
+        let grant = documents_grant(&state.chute, "alice").unwrap();
+        let receipt = upload(&app, &grant, "a.txt", b"original").await;
+        let receipt = state
+            .chute
+            .verifier()
+            .verify("r", &receipt, &Constraints::new())
+            .unwrap();
+        let file = promote(&state.chute, &receipt, "docs/alice").await.unwrap();
+        let thumb = "derivatives/pending/thumb.webp".to_owned();
+        state.memory.update("alice", |p| {
+            p.avatar = Some(Avatar {
+                file,
+                thumb: Some(thumb.clone()),
+            });
+        });
+        let session = state.memory.sign_in("alice");
+        let req = Request::get(format!("/media/{thumb}"))
+            .header(header::COOKIE, format!("{SESSION}={session}"))
+            .body(Body::empty())
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        assert_eq!(&body[..], b"original");
     }
 
     /// A file that cannot be promoted (its upload is gone) does not
