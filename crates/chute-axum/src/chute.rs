@@ -235,6 +235,14 @@ impl Chute {
         Ok(res)
     }
 
+    /// Deletes the object at `key` (a replaced avatar, a removed
+    /// document); deleting a missing object succeeds, as in S3. No
+    /// authorisation: check the key is the session user's first.
+    pub async fn delete(&self, key: &str) -> Result<(), ChuteError> {
+        let key = ObjectKey::parse(key)?;
+        Ok(self.inner.lifecycle.store().delete(&key).await?)
+    }
+
     /// A presigned GET URL of `key` at the store, valid for `ttl`.
     pub fn url(&self, key: &str, ttl: Duration) -> Result<String, ChuteError> {
         let key = ObjectKey::parse(key)?;

@@ -209,3 +209,25 @@ async fn active_content_downloads_as_an_attachment() {
     assert!(res.headers().get(header::CONTENT_DISPOSITION).is_none());
     assert_eq!(res.headers()[header::CONTENT_SECURITY_POLICY], "sandbox");
 }
+
+#[tokio::test]
+async fn deleted_objects_are_gone() {
+    let t = start().await;
+    let app = app(&t.chute);
+    let receipt = upload(&app, &grant(&t.chute, "alice"), "a.txt", "text/plain", b"a").await;
+    let (_, body) = call(&app, form("/promote", &[("receipt", &receipt)])).await;
+    let key = body["key"].as_str().unwrap();
+    t.chute.delete(key).await.unwrap();
+    assert!(matches!(
+        t.chute.read(key).await,
+        Err(chute_axum::ChuteError::Store(
+            chute_store::StoreError::NoSuchKey { .. }
+        ))
+    ));
+    // As in S3, deleting what is not there succeeds; a bad key does not.
+    t.chute.delete(key).await.unwrap();
+    assert!(matches!(
+        t.chute.delete("../etc/passwd").await,
+        Err(chute_axum::ChuteError::Key(_))
+    ));
+}
