@@ -78,3 +78,29 @@ async fn minted_grants_carry_their_limits() {
     let (status, body) = call(&app, create("a.png", 10, "image/png")).await;
     assert!(status.is_success(), "{body}");
 }
+
+/// Two grants minted alike within one second (two tabs, a quick reload)
+/// are two grants: each lets its own file in under `max_files(1)`.
+#[tokio::test]
+async fn grants_minted_alike_count_files_apart() {
+    let t = start().await;
+    let app = app(&t.chute);
+    let builder = t.chute.grant().subject("alice").prefix("docs/alice").max_files(1);
+    let first = t.chute.mint(&builder).unwrap();
+    let second = t.chute.mint(&builder).unwrap();
+    assert_ne!(first, second);
+    upload(&app, &first, "a.txt", "text/plain", b"a").await;
+    upload(&app, &second, "b.txt", "text/plain", b"b").await;
+    // An id the app chose is kept, and counts across mints.
+    let named = builder.id("profile-42");
+    let token = t.chute.mint(&named).unwrap();
+    let keys = chute_core::Keyring::new(chute_core::TokenKey::parse(SECRET).unwrap(), vec![]);
+    let claims: chute_core::GrantClaims = keys
+        .verify(
+            &token,
+            chute_core::token::GRANT_AUDIENCE,
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+    assert_eq!(claims.jti.as_deref(), Some("profile-42"));
+}
