@@ -263,12 +263,13 @@ async fn save(
             Err(status) => failed = Some((status, r)),
         }
     }
+    let mut replaced = None;
     state.memory.update(&user, |p| {
         if let Some(name) = name {
             p.display_name = name;
         }
         if stored_avatar.is_some() {
-            p.avatar = stored_avatar;
+            replaced = std::mem::replace(&mut p.avatar, stored_avatar);
         }
         for doc in stored_docs {
             // Submitting a receipt again promotes to the same key.
@@ -277,6 +278,21 @@ async fn save(
             }
         }
     });
+    // The old avatar belongs to nobody now (unless the same receipt was
+    // sent again, which promotes to the same key).
+    let current = state.memory.profile(&user).avatar;
+    if let Some(old) = replaced {
+        let keep = |k: &String| {
+            current
+                .as_ref()
+                .is_some_and(|a| a.file.key == *k || a.thumb.as_ref() == Some(k))
+        };
+        for key in old.thumb.iter().chain([&old.file.key]).filter(|k| !keep(k)) {
+            if let Err(e) = state.chute.delete(key).await {
+                tracing::warn!(error = %e, key, "cannot delete the replaced avatar");
+            }
+        }
+    }
     match failed {
         None => Redirect::to("/").into_response(),
         Some((status, r)) => refuse(
@@ -410,12 +426,19 @@ mod tests {
         (AppState::new(chute), dir)
     }
 
-    /// Uploads `bytes` as `name` under `grant` through Chute's stream
-    /// route; answers the receipt.
+    /// Uploads `bytes` as `name` (PNG or text) under `grant` through
+    /// Chute's stream route; answers the receipt.
     async fn upload(app: &Router, grant: &str, name: &str, bytes: &'static [u8]) -> String {
         let req = Request::put(format!("/api/stream/{name}"))
             .header(header::AUTHORIZATION, format!("Bearer {grant}"))
-            .header(header::CONTENT_TYPE, "text/plain")
+            .header(
+                header::CONTENT_TYPE,
+                if name.ends_with(".png") {
+                    "image/png"
+                } else {
+                    "text/plain"
+                },
+            )
             .header(header::CONTENT_LENGTH, bytes.len())
             .body(Body::from(bytes))
             .unwrap();
@@ -456,6 +479,41 @@ mod tests {
         assert_eq!(res.status(), StatusCode::OK);
         let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
         assert_eq!(&body[..], b"original");
+    }
+
+    /// A new avatar replaces the old one in the store too: the old
+    /// original (and its thumbnail) would otherwise stay there, owned by
+    /// nobody.
+    #[tokio::test]
+    async fn a_replaced_avatar_is_deleted() {
+        let (state, _dir) = test_state().await;
+        let app = router(state.clone());
+        let session = state.memory.sign_in("alice");
+        let mut originals = Vec::new();
+        for _ in 0..2 {
+            let grant = avatar_grant(&state.chute, "alice").unwrap();
+            // PNG magic without an image: the thumbnail fails fast.
+            let receipt = upload(&app, &grant, "me.png", b"\x89PNG\r\n\x1a\n-not-an-image").await;
+            let req = Request::post("/profile")
+                .header(header::COOKIE, format!("{SESSION}={session}"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(format!("avatar={receipt}")))
+                .unwrap();
+            let res = app.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), StatusCode::SEE_OTHER);
+            originals.push(state.memory.profile("alice").avatar.unwrap().file.key);
+        }
+        assert_ne!(originals[0], originals[1]);
+        assert_eq!(
+            state
+                .chute
+                .read(&originals[0])
+                .await
+                .err()
+                .map(|e| e.into_response().status()),
+            Some(StatusCode::NOT_FOUND)
+        );
+        assert!(state.chute.read(&originals[1]).await.is_ok());
     }
 
     /// A file that cannot be promoted (its upload is gone) does not
