@@ -104,3 +104,28 @@ async fn grants_minted_alike_count_files_apart() {
         .unwrap();
     assert_eq!(claims.jti.as_deref(), Some("profile-42"));
 }
+
+/// Dropping the last `Chute` (no `shutdown`) stops the S3 listener too:
+/// its port is free again, nothing keeps serving in the background.
+#[tokio::test]
+async fn dropping_the_last_chute_frees_the_s3_port() {
+    let t = start().await;
+    let addr = t.chute.s3_addr().unwrap();
+    let copy = t.chute.clone();
+    drop(t.chute);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_ok(),
+        "a clone keeps it up"
+    );
+    drop(copy);
+    // The listener's task sees the stop signal close on its next poll.
+    let mut freed = false;
+    for _ in 0..100 {
+        if tokio::net::TcpListener::bind(addr).await.is_ok() {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(freed, "{addr} is still bound after the last Chute was dropped");
+}
