@@ -53,7 +53,8 @@ pub enum ChuteError {
 }
 
 impl IntoResponse for ChuteError {
-    /// Chute's JSON error shape; details of store failures go to the log.
+    /// Chute's JSON error shape; details of store and internal failures
+    /// go to the log, not to the client.
     fn into_response(self) -> Response {
         let api = match self {
             Self::Api(e) => e,
@@ -62,9 +63,15 @@ impl IntoResponse for ChuteError {
             }
             Self::Store(e) => ApiError::store("reading the object", &e),
             Self::Key(e) => ApiError::bad_request("bad_key", e.to_string()),
+            // Settings, signing, presigning: the server's business; the
+            // details (setting names, paths) go to the log only.
             other => {
                 tracing::error!(error = %other, "chute operation failed");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", other.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server could not do this; its log says why",
+                )
             }
         };
         api.into_response()
@@ -324,6 +331,20 @@ impl FromRef<Chute> for ReceiptVerifier {
 #[cfg(test)]
 mod tests {
     use super::shows_inline;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse as _;
+
+    /// Settings, signing and presigning failures are the server's: the
+    /// client gets a 500 without them, the log gets the details.
+    #[tokio::test]
+    async fn internal_failures_do_not_reach_the_client() {
+        let res = super::ChuteError::NoGrantSecret.into_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(!body.contains("grant_secret"), "{body}");
+        assert!(body.contains("\"internal\""), "{body}");
+    }
 
     #[test]
     fn only_passive_types_show_inline() {
