@@ -225,7 +225,7 @@ impl Chute {
         );
         // Chromium's PDF viewer does not load in a sandboxed document;
         // PDF scripts run in the viewer, not in the app's origin.
-        if !content_type.to_ascii_lowercase().starts_with("application/pdf") {
+        if crate::extract::essence(&content_type) != "application/pdf" {
             headers.insert(
                 header::CONTENT_SECURITY_POLICY,
                 header::HeaderValue::from_static("sandbox"),
@@ -309,12 +309,7 @@ impl Chute {
 /// Whether a browser can show `content_type` without running anything
 /// the object carries: raster images, plain text, PDF, audio and video.
 fn shows_inline(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = crate::extract::essence(content_type);
     match essence.split_once('/') {
         Some(("image", sub)) => !sub.contains("svg") && !sub.contains("xml"),
         Some(("audio" | "video", _)) => true,

@@ -196,12 +196,7 @@ async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejec
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let content_type = raw_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let content_type = essence(&raw_type);
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
         .await
         .map_err(|e| {
@@ -261,6 +256,16 @@ async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejec
             ),
         )),
     }
+}
+
+/// A media type without its parameters, lowercased: `text/html`.
+pub(crate) fn essence(media_type: &str) -> String {
+    media_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
 }
 
 /// A JSON value as a field: strings as they are, numbers and booleans as
