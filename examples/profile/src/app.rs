@@ -449,6 +449,16 @@ mod tests {
         body["files"][0]["receipt"].as_str().unwrap().to_owned()
     }
 
+    /// Posts the profile form `body` (urlencoded) in `session`.
+    async fn save_form(app: &Router, session: &str, body: String) -> Response {
+        let req = Request::post("/profile")
+            .header(header::COOKIE, format!("{SESSION}={session}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        app.clone().oneshot(req).await.unwrap()
+    }
+
     /// A thumbnail still being made when the form was saved is recorded
     /// by its key; until it exists the original stands in for it.
     #[tokio::test]
@@ -494,12 +504,7 @@ mod tests {
             let grant = avatar_grant(&state.chute, "alice").unwrap();
             // PNG magic without an image: the thumbnail fails fast.
             let receipt = upload(&app, &grant, "me.png", b"\x89PNG\r\n\x1a\n-not-an-image").await;
-            let req = Request::post("/profile")
-                .header(header::COOKIE, format!("{SESSION}={session}"))
-                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .body(Body::from(format!("avatar={receipt}")))
-                .unwrap();
-            let res = app.clone().oneshot(req).await.unwrap();
+            let res = save_form(&app, &session, format!("avatar={receipt}")).await;
             assert_eq!(res.status(), StatusCode::SEE_OTHER);
             originals.push(state.memory.profile("alice").avatar.unwrap().file.key);
         }
@@ -530,17 +535,11 @@ mod tests {
             .verifier()
             .verify("documents", &second, &Constraints::new())
             .unwrap();
-        let key = chute_core::ObjectKey::parse(gone.key()).unwrap();
-        state.chute.lifecycle().store().delete(&key).await.unwrap();
+        state.chute.delete(gone.key()).await.unwrap();
 
         let session = state.memory.sign_in("alice");
         let form = format!("display_name=Alice&documents={first}&documents={second}");
-        let req = Request::post("/profile")
-            .header(header::COOKIE, format!("{SESSION}={session}"))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(form))
-            .unwrap();
-        let res = app.clone().oneshot(req).await.unwrap();
+        let res = save_form(&app, &session, form).await;
         assert_eq!(res.status(), StatusCode::GONE);
         let page = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
         let page = String::from_utf8_lossy(&page);
