@@ -66,8 +66,22 @@ pub fn router(state: AppState) -> Router {
         .route("/media/{*key}", get(media))
         .route("/healthz", get(|| async { "ok" }))
         .route_layer(middleware::from_fn(same_origin_forms))
+        .route_layer(middleware::map_response(private))
         .with_state(state)
         .merge(chute.router())
+}
+
+/// Every page and file of the app is one user's: the profile page
+/// carries their grants (an hour of uploads into their folders), so no
+/// cache, shared or not, may keep it.
+async fn private(mut res: Response) -> Response {
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(header::VARY, header::HeaderValue::from_static("Cookie"));
+    res
 }
 
 /// Refuses a POST a browser sent from another origin (CSRF). The session
@@ -457,6 +471,23 @@ mod tests {
             .body(Body::from(body))
             .unwrap();
         app.clone().oneshot(req).await.unwrap()
+    }
+
+    /// The profile page carries the user's grants (an hour of uploads into
+    /// their folders) and their files are theirs: no cache keeps either.
+    #[tokio::test]
+    async fn private_pages_are_not_cached() {
+        let (state, _dir) = test_state().await;
+        let app = router(state.clone());
+        let session = state.memory.sign_in("alice");
+        let req = Request::get("/")
+            .header(header::COOKIE, format!("{SESSION}={session}"))
+            .body(Body::empty())
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(res.headers()[header::VARY], "Cookie");
     }
 
     /// A thumbnail still being made when the form was saved is recorded
