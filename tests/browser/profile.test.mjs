@@ -3,7 +3,8 @@
 // the page shows the avatar's thumbnail (made by Chute's image
 // derivatives) and lists the documents, which download
 // intact. A tampered or foreign receipt posted to the form gets a clear
-// 4xx and changes nothing.
+// 4xx and changes nothing, and so does a form posted from another origin
+// of the same site (the embedded S3 port).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -60,6 +61,7 @@ async function startProfile() {
   }
   return {
     url,
+    s3Url: `http://127.0.0.1:${s3Port}`,
     output,
     async stop() {
       if (exited === null) {
@@ -239,4 +241,22 @@ test('a tampered or foreign receipt gets a clear 4xx and changes nothing', async
     assert.equal(peek, 404, href);
   }
   await bob.context.close();
+});
+
+test('a form posted from another origin of the same site (the S3 port) changes nothing', async () => {
+  const { page, context, logs } = await signIn('carol');
+  // Another port of the same host is the same site: SameSite=Lax sends
+  // the session cookie along, so only the app's origin check stops it.
+  await page.goto(app.s3Url);
+  const sent = await page.evaluate(async (target) => {
+    const r = await fetch(`${target}/profile`, {
+      method: 'POST', mode: 'no-cors', credentials: 'include',
+      body: new URLSearchParams({ display_name: 'Forged' }),
+    });
+    return r.type;
+  }, app.url);
+  assert.equal(sent, 'opaque');
+  await page.goto(app.url);
+  assert.equal((await shown(page)).name, 'carol', logs());
+  await context.close();
 });

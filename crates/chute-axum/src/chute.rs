@@ -53,7 +53,8 @@ pub enum ChuteError {
 }
 
 impl IntoResponse for ChuteError {
-    /// Chute's JSON error shape; details of store failures go to the log.
+    /// Chute's JSON error shape; details of store and internal failures
+    /// go to the log, not to the client.
     fn into_response(self) -> Response {
         let api = match self {
             Self::Api(e) => e,
@@ -62,9 +63,15 @@ impl IntoResponse for ChuteError {
             }
             Self::Store(e) => ApiError::store("reading the object", &e),
             Self::Key(e) => ApiError::bad_request("bad_key", e.to_string()),
+            // Settings, signing, presigning: the server's business; the
+            // details (setting names, paths) go to the log only.
             other => {
                 tracing::error!(error = %other, "chute operation failed");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", other.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server could not do this; its log says why",
+                )
             }
         };
         api.into_response()
@@ -191,7 +198,12 @@ impl Chute {
 
     /// A response streaming the object at `key` with its type and length;
     /// `download` adds `Content-Disposition: attachment` with the key's
-    /// file name.
+    /// file name. Types a browser would run script in (HTML, SVG, XML,
+    /// anything not a raster image, plain text, PDF, audio or video) are
+    /// always attachments, and every response but a PDF carries
+    /// `Content-Security-Policy: sandbox`: the bytes are the users', the
+    /// origin is the app's. No authorisation: check the key is the
+    /// session user's first.
     pub async fn download(&self, key: &str, download: bool) -> Result<Response, ChuteError> {
         let got = self.read(key).await?;
         let content_type = got
@@ -211,7 +223,15 @@ impl Chute {
             header::X_CONTENT_TYPE_OPTIONS,
             header::HeaderValue::from_static("nosniff"),
         );
-        if download {
+        // Chromium's PDF viewer does not load in a sandboxed document;
+        // PDF scripts run in the viewer, not in the app's origin.
+        if crate::extract::essence(&content_type) != "application/pdf" {
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static("sandbox"),
+            );
+        }
+        if download || !shows_inline(&content_type) {
             // Sanitised names are safe in a quoted string but may be UTF-8.
             let name = got.meta.key.file_name().replace(['"', '\\'], "_");
             let ascii: String = name.chars().map(|c| if c.is_ascii() { c } else { '_' }).collect();
@@ -220,6 +240,14 @@ impl Chute {
             }
         }
         Ok(res)
+    }
+
+    /// Deletes the object at `key` (a replaced avatar, a removed
+    /// document); deleting a missing object succeeds, as in S3. No
+    /// authorisation: check the key is the session user's first.
+    pub async fn delete(&self, key: &str) -> Result<(), ChuteError> {
+        let key = ObjectKey::parse(key)?;
+        Ok(self.inner.lifecycle.store().delete(&key).await?)
     }
 
     /// A presigned GET URL of `key` at the store, valid for `ttl`.
@@ -278,8 +306,64 @@ impl Chute {
     }
 }
 
+/// Whether a browser can show `content_type` without running anything
+/// the object carries: raster images, plain text, PDF, audio and video.
+fn shows_inline(content_type: &str) -> bool {
+    let essence = crate::extract::essence(content_type);
+    match essence.split_once('/') {
+        Some(("image", sub)) => !sub.contains("svg") && !sub.contains("xml"),
+        Some(("audio" | "video", _)) => true,
+        _ => matches!(essence.as_str(), "text/plain" | "application/pdf"),
+    }
+}
+
 impl FromRef<Chute> for ReceiptVerifier {
     fn from_ref(chute: &Chute) -> Self {
         chute.verifier()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shows_inline;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse as _;
+
+    /// Settings, signing and presigning failures are the server's: the
+    /// client gets a 500 without them, the log gets the details.
+    #[tokio::test]
+    async fn internal_failures_do_not_reach_the_client() {
+        let res = super::ChuteError::NoGrantSecret.into_response();
+        assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(res.into_body(), 4096).await.unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(!body.contains("grant_secret"), "{body}");
+        assert!(body.contains("\"internal\""), "{body}");
+    }
+
+    #[test]
+    fn only_passive_types_show_inline() {
+        for ok in [
+            "image/png",
+            "image/webp",
+            "text/plain; charset=utf-8",
+            "application/pdf",
+            "video/mp4",
+        ] {
+            assert!(shows_inline(ok), "{ok}");
+        }
+        for bad in [
+            "text/html",
+            "application/xhtml+xml",
+            "image/svg+xml",
+            "IMAGE/SVG+XML",
+            "text/xml",
+            "application/xml",
+            "text/javascript",
+            "application/octet-stream",
+            "",
+        ] {
+            assert!(!shows_inline(bad), "{bad}");
+        }
     }
 }

@@ -188,7 +188,7 @@ where
 }
 
 /// The body as `(name, value)` pairs: a urlencoded form as is; a JSON
-/// object's strings, and arrays of strings as repeated fields.
+/// object's scalars, and arrays of them as repeated fields.
 async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejection> {
     let raw_type = req
         .headers()
@@ -196,20 +196,26 @@ async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejec
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let content_type = raw_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let content_type = essence(&raw_type);
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
         .await
         .map_err(|e| {
-            ReceiptRejection::new(
-                StatusCode::BAD_REQUEST,
-                "bad_form",
-                format!("cannot read the body (at most {MAX_BODY} bytes): {e}"),
-            )
+            if is_too_long(&e) {
+                ReceiptRejection::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "the body is larger than {MAX_BODY} bytes; a form of receipts is a few KiB \
+                         (were the files themselves sent?)"
+                    ),
+                )
+            } else {
+                ReceiptRejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_form",
+                    format!("cannot read the body: {e}"),
+                )
+            }
         })?;
     let bad = |e: &dyn std::fmt::Display| {
         ReceiptRejection::new(
@@ -227,15 +233,12 @@ async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejec
             let mut fields = Vec::new();
             for (name, value) in body {
                 match value {
-                    serde_json::Value::String(s) => fields.push((name, s)),
                     serde_json::Value::Array(items) => {
                         for item in items {
-                            if let serde_json::Value::String(s) = item {
-                                fields.push((name.clone(), s));
-                            }
+                            fields.extend(json_field(&name, item)?);
                         }
                     }
-                    _ => {}
+                    value => fields.extend(json_field(&name, value)?),
                 }
             }
             Ok(fields)
@@ -253,6 +256,53 @@ async fn read_fields(req: Request) -> Result<Vec<(String, String)>, ReceiptRejec
             ),
         )),
     }
+}
+
+/// A media type without its parameters, lowercased: `text/html`.
+pub(crate) fn essence(media_type: &str) -> String {
+    media_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// A JSON value as a field: strings as they are, numbers and booleans as
+/// their text, `null` as no field. An object or a nested array is
+/// refused rather than skipped: "one bad receipt refuses them all" must
+/// hold for JSON arrays too.
+fn json_field(name: &str, value: serde_json::Value) -> Result<Option<(String, String)>, ReceiptRejection> {
+    use serde_json::Value;
+    let text = match value {
+        Value::Null => return Ok(None),
+        Value::String(s) => s,
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(_) | Value::Object(_) => {
+            return Err(ReceiptRejection::new(
+                StatusCode::BAD_REQUEST,
+                "bad_form",
+                format!(
+                    "field {name:?} holds a JSON object or nested array; fields are strings \
+                     (an array of strings for several receipts)"
+                ),
+            ));
+        }
+    };
+    Ok(Some((name.to_owned(), text)))
+}
+
+/// Whether reading a body failed on the size limit (not on the connection).
+fn is_too_long(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// A multipart form's text fields. A file part means the widget did not

@@ -52,7 +52,8 @@ impl GrantBuilder {
         self
     }
 
-    /// The grant's id; uploads under one id count against `max_files`.
+    /// The grant's id; uploads under one id count against `max_files`
+    /// (random per signed grant unless set).
     pub fn id(mut self, jti: impl Into<String>) -> Self {
         self.claims.jti = Some(jti.into());
         self
@@ -137,9 +138,16 @@ impl GrantBuilder {
         }
     }
 
-    /// The signed grant JWT, issued now.
+    /// The signed grant JWT, issued now. Without an [`Self::id`] each one
+    /// gets a random id: Chute counts `max_files` per id, and two grants
+    /// minted alike in the same second (two tabs, a reload) would
+    /// otherwise be the same token and share the count.
     pub fn sign(&self, keyring: &Keyring) -> Result<String, TokenError> {
-        keyring.sign(&self.claims_at(OffsetDateTime::now_utc()))
+        let mut claims = self.claims_at(OffsetDateTime::now_utc());
+        claims
+            .jti
+            .get_or_insert_with(|| uuid::Uuid::new_v4().simple().to_string());
+        keyring.sign(&claims)
     }
 }
 

@@ -15,6 +15,11 @@
 //!   plain text). Their [`ReceiptVerifier`] comes from the app state via
 //!   `FromRef`. To render refusals yourself take
 //!   `Result<Receipt, ReceiptRejection>`.
+//! - A verified receipt is genuine, not necessarily the session user's:
+//!   bind it with [`Constraints::subject`] (in `ReceiptForm::receipt`, or
+//!   `Constraints::new().subject(user).check(&receipt)` after `Receipt<P>`).
+//!   [`Chute::read`], [`Chute::download`] and [`Chute::url`] authorise
+//!   nothing: check that the key belongs to the user first.
 //! - [`GrantBuilder`] mints the grant the page hands to the widget,
 //!   image derivatives (thumbnails) included; [`Chute::derivative`]
 //!   reports them.
@@ -25,9 +30,11 @@
 //!
 //! ```no_run
 //! use axum::extract::{FromRef, State};
+//! use axum::http::{HeaderMap, StatusCode};
+//! use axum::response::{IntoResponse, Response};
 //! use axum::routing::{get, post};
 //! use axum::{Json, Router};
-//! use chute_axum::{Chute, ChuteBuilder, ChuteError, Receipt, ReceiptPolicy, Constraints, ReceiptVerifier};
+//! use chute_axum::{Chute, ChuteBuilder, ChuteError, Promoted, Receipt, ReceiptPolicy, Constraints, ReceiptVerifier};
 //!
 //! #[derive(Clone)]
 //! struct AppState {
@@ -51,11 +58,22 @@
 //!
 //! async fn save_avatar(
 //!     State(state): State<AppState>,
+//!     headers: HeaderMap,
 //!     avatar: Receipt<Avatar>,
-//! ) -> Result<Json<chute_server::lifecycle::Promoted>, ChuteError> {
-//!     let user = avatar.subject().unwrap_or("anonymous").to_owned();
+//! ) -> Result<Json<Promoted>, Response> {
+//!     let user = session_user(&headers).ok_or_else(|| StatusCode::UNAUTHORIZED.into_response())?;
+//!     // A genuine receipt may be another user's: it must have been issued
+//!     // to the session's user, never taken from its own `subject()`.
+//!     Constraints::new().subject(&user).check(&avatar).map_err(IntoResponse::into_response)?;
 //!     let template = format!("avatars/{user}/{{uuid}}{{ext}}");
-//!     Ok(Json(state.chute.promote(&avatar, Some(&template)).await?))
+//!     let promoted = state.chute.promote(&avatar, Some(&template)).await;
+//!     Ok(Json(promoted.map_err(IntoResponse::into_response)?))
+//! }
+//!
+//! /// The signed-in user, from the app's session (cookie, database, ...).
+//! fn session_user(headers: &HeaderMap) -> Option<String> {
+//!     # let _ = headers;
+//!     # None
 //! }
 //!
 //! async fn grant(State(state): State<AppState>) -> Result<String, ChuteError> {
@@ -68,6 +86,8 @@
 //! let raw = chute_server::RawConfig {
 //!     data_dir: Some("./chute-data".into()),
 //!     grant_secret: Some(std::env::var("CHUTE_GRANT_SECRET")?),
+//!     // Development mode would also take uploads with no grant at all.
+//!     open_grants: Some(false),
 //!     ..Default::default()
 //! };
 //! let chute = ChuteBuilder::from_raw(raw)?.build().await?;

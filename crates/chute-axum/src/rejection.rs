@@ -28,7 +28,7 @@ pub enum RejectionFormat {
 /// | 400 | `missing_receipt`, `too_many_receipts`, `bad_form`, `file_in_form`, `token_*` (tampered, expired, wrong audience, unknown key) |
 /// | 415 | `unsupported_media_type` (neither a form nor JSON) |
 /// | 403 | `wrong_subject`, `key_not_allowed` (the receipt is valid but not this user's, or outside the prefix) |
-/// | 413 | `too_large` |
+/// | 413 | `too_large` (the receipt's file), `body_too_large` (a body over [`crate::extract::MAX_BODY`]) |
 /// | 422 | `type_not_allowed`, `extension_not_allowed`, `metadata_mismatch`, ... |
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {code}: {message}")]

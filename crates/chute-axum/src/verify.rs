@@ -251,17 +251,21 @@ impl Constraints {
 /// Whether every key `grant` lets an upload be promoted to lies under
 /// `prefix` (whole segments: `docs/42` is not under `docs/4`).
 fn grant_is_under(grant: &Grant, prefix: &str) -> bool {
-    let fixed = match (&grant.prefix, &grant.template) {
-        (Some(p), _) => p.as_str(),
-        // A template's part before its first placeholder is fixed.
-        (None, Some(t)) => t.split('{').next().unwrap_or(""),
+    // The fixed directory every key starts with: the prefix (Chute keeps
+    // promotions below it, whole segments), or a template's part up to the
+    // last `/` before its first placeholder (`docs/42{uuid}` makes
+    // `docs/42e3f...`, beside `docs/42/`), or a fixed template itself.
+    let dir = match (&grant.prefix, &grant.template) {
+        (Some(p), _) => format!("{}/", p.trim_end_matches('/')),
+        (None, Some(t)) => match t.find('{') {
+            Some(at) => t[..at]
+                .rfind('/')
+                .map_or(String::new(), |slash| t[..=slash].to_owned()),
+            None => t.clone(),
+        },
         (None, None) => return false,
     };
-    let prefix = prefix.trim_end_matches('/');
-    fixed == prefix
-        || fixed
-            .strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
+    dir.starts_with(&format!("{}/", prefix.trim_end_matches('/')))
 }
 
 #[cfg(test)]
@@ -290,5 +294,15 @@ mod tests {
             "docs/42"
         ));
         assert!(!grant_is_under(&grant(None, None), "docs"));
+        // A placeholder right after the prefix makes keys beside it:
+        // docs/42{uuid} expands to docs/42e3f..., not below docs/42/.
+        assert!(!grant_is_under(
+            &grant(None, Some("docs/42{uuid}{ext}")),
+            "docs/42"
+        ));
+        assert!(!grant_is_under(&grant(None, Some("docs/4{user}/a")), "docs/42"));
+        // A template without placeholders is one key.
+        assert!(grant_is_under(&grant(None, Some("docs/42/cv.pdf")), "docs/42"));
+        assert!(!grant_is_under(&grant(None, Some("docs/42")), "docs/42"));
     }
 }

@@ -8,6 +8,7 @@ use crate::state::{Avatar, Memory, StoredFile};
 use axum::extract::{FromRef, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -64,8 +65,57 @@ pub fn router(state: AppState) -> Router {
         .route("/profile", post(save))
         .route("/media/{*key}", get(media))
         .route("/healthz", get(|| async { "ok" }))
+        .route_layer(middleware::from_fn(same_origin_forms))
+        .route_layer(middleware::map_response(private))
         .with_state(state)
         .merge(chute.router())
+}
+
+/// Every page and file of the app is one user's: the profile page
+/// carries their grants (an hour of uploads into their folders), so no
+/// cache, shared or not, may keep it.
+async fn private(mut res: Response) -> Response {
+    let headers = res.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    headers.insert(header::VARY, header::HeaderValue::from_static("Cookie"));
+    res
+}
+
+/// Refuses a POST a browser sent from another origin (CSRF). The session
+/// cookie's `SameSite=Lax` stops other sites, but not other origins of the
+/// same site: another port of this host (the S3 listener serves users'
+/// files) or a sibling subdomain. A production app adds a CSRF token
+/// per session as well (see README.md).
+async fn same_origin_forms(req: axum::extract::Request, next: Next) -> Response {
+    if req.method().is_safe() || from_this_origin(req.headers()) {
+        next.run(req).await
+    } else {
+        refuse(
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "this form can only be sent from the app's own pages",
+        )
+    }
+}
+
+/// What the browser says of the request's origin: `Sec-Fetch-Site`, else
+/// `Origin` against `Host`. A client sending neither is no browser, so
+/// has no ambient cookie to abuse.
+fn from_this_origin(headers: &HeaderMap) -> bool {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = get("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match (get("origin"), get("host")) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+        (Some(_), None) => false,
+    }
 }
 
 /// The signed-in user, from the session cookie.
@@ -169,7 +219,8 @@ async fn login(State(state): State<AppState>, Form(login): Form<Login>) -> Respo
 }
 
 /// Saves the form: every receipt is verified and checked first, so a bad
-/// one changes nothing; then the files are promoted and recorded.
+/// one changes nothing; then the files are promoted and recorded (up to
+/// the first that cannot be promoted, whose error is the answer).
 async fn save(
     State(state): State<AppState>,
     User(user): User,
@@ -201,29 +252,38 @@ async fn save(
         Ok(checked) => checked,
         Err(e) => return refuse(e.status, &e.code, &e.message),
     };
-    let avatar = match avatar {
-        Some(r) => match promote(&state.chute, &r, &format!("avatars/{user}")).await {
-            Ok(stored) => Some(Avatar {
-                thumb: thumbnail(&state.chute, &r).await,
-                file: stored,
-            }),
-            Err(e) => return e,
-        },
-        None => None,
-    };
-    let mut stored_docs = Vec::new();
-    for r in &documents {
-        match promote(&state.chute, r, &format!("docs/{user}")).await {
-            Ok(stored) => stored_docs.push(stored),
-            Err(e) => return e,
+    // Promoted files are recorded even when a later one fails: otherwise
+    // they would sit in the store, owned by nobody.
+    let mut failed = None;
+    let mut stored_avatar = None;
+    if let Some(r) = &avatar {
+        match promote(&state.chute, r, &format!("avatars/{user}")).await {
+            Ok(file) => {
+                stored_avatar = Some(Avatar {
+                    thumb: thumbnail(&state.chute, r).await,
+                    file,
+                });
+            }
+            Err(status) => failed = Some((status, r)),
         }
     }
+    let mut stored_docs = Vec::new();
+    for r in &documents {
+        if failed.is_some() {
+            break;
+        }
+        match promote(&state.chute, r, &format!("docs/{user}")).await {
+            Ok(stored) => stored_docs.push(stored),
+            Err(status) => failed = Some((status, r)),
+        }
+    }
+    let mut replaced = None;
     state.memory.update(&user, |p| {
         if let Some(name) = name {
             p.display_name = name;
         }
-        if avatar.is_some() {
-            p.avatar = avatar;
+        if stored_avatar.is_some() {
+            replaced = std::mem::replace(&mut p.avatar, stored_avatar);
         }
         for doc in stored_docs {
             // Submitting a receipt again promotes to the same key.
@@ -232,37 +292,62 @@ async fn save(
             }
         }
     });
-    Redirect::to("/").into_response()
+    // The old avatar belongs to nobody now (unless the same receipt was
+    // sent again, which promotes to the same key).
+    let current = state.memory.profile(&user).avatar;
+    if let Some(old) = replaced {
+        let keep = |k: &String| {
+            current
+                .as_ref()
+                .is_some_and(|a| a.file.key == *k || a.thumb.as_ref() == Some(k))
+        };
+        for key in old.thumb.iter().chain([&old.file.key]).filter(|k| !keep(k)) {
+            if let Err(e) = state.chute.delete(key).await {
+                tracing::warn!(error = %e, key, "cannot delete the replaced avatar");
+            }
+        }
+    }
+    match failed {
+        None => Redirect::to("/").into_response(),
+        Some((status, r)) => refuse(
+            status,
+            "promotion_failed",
+            &format!(
+                "{} could not be saved; upload it again (the files before it were saved)",
+                r.filename()
+            ),
+        ),
+    }
 }
 
-/// The key of the avatar's thumbnail once Chute has made it; `None` (the
-/// page shows the original) when it failed (not a decodable image) or is
-/// still pending after [`THUMB_WAIT`].
+/// The key of the avatar's thumbnail: once Chute has made it, or while it
+/// is still pending after [`THUMB_WAIT`] (the original stands in until it
+/// exists, see [`media`]); `None` (the page shows the original) when it
+/// failed (not a decodable image) or the receipt names none.
 async fn thumbnail(chute: &Chute, receipt: &VerifiedReceipt) -> Option<String> {
     match chute.derivative(receipt, "thumb", THUMB_WAIT).await {
-        Ok(Some(entry)) if entry.status == Status::Ready => Some(entry.key),
-        Ok(other) => {
-            tracing::info!(?other, "no thumbnail for this avatar; showing the original");
+        Ok(Some(entry)) if entry.status != Status::Failed => Some(entry.key),
+        // Nothing recorded yet: the key the receipt promises.
+        Ok(None) => receipt.derivatives().get("thumb").cloned(),
+        Ok(Some(failed)) => {
+            tracing::info!(?failed, "no thumbnail for this avatar; showing the original");
             None
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the avatar's thumbnail status");
-            None
+            receipt.derivatives().get("thumb").cloned()
         }
     }
 }
 
-async fn promote(chute: &Chute, receipt: &VerifiedReceipt, below: &str) -> Result<StoredFile, Response> {
+/// Promotes `receipt` below `below`; a refusal is the status to answer.
+async fn promote(chute: &Chute, receipt: &VerifiedReceipt, below: &str) -> Result<StoredFile, StatusCode> {
     let promoted = chute
         .promote(receipt, Some(&format!("{below}/{{uuid}}{{ext}}")))
         .await
         .map_err(|e| {
-            let status = e.into_response().status();
-            refuse(
-                status,
-                "promotion_failed",
-                "the file could not be saved; upload it again",
-            )
+            tracing::warn!(error = %e, key = receipt.key(), "promotion failed");
+            e.into_response().status()
         })?;
     Ok(StoredFile {
         key: promoted.key,
@@ -296,13 +381,243 @@ async fn media(
     if !owned {
         return refuse(StatusCode::NOT_FOUND, "not_found", "no such file in your profile");
     }
-    match state.chute.download(&key, q.download.is_some()).await {
+    let download = q.download.is_some();
+    match state.chute.download(&key, download).await {
         Ok(res) => res,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let res = e.into_response();
+            // A thumbnail not made yet (or lost): the original instead.
+            let original = profile
+                .avatar
+                .as_ref()
+                .filter(|a| a.thumb.as_deref() == Some(key.as_str()))
+                .map(|a| a.file.key.as_str());
+            match original {
+                Some(original) if res.status() == StatusCode::NOT_FOUND => state
+                    .chute
+                    .download(original, download)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response),
+                _ => res,
+            }
+        }
     }
 }
 
 /// An HTML refusal page with `status`.
 fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Html(pages::error(status.as_u16(), code, message))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt as _;
+
+    async fn test_app() -> (Router, tempfile::TempDir) {
+        let (state, dir) = test_state().await;
+        (router(state), dir)
+    }
+
+    async fn test_state() -> (AppState, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = chute_server::RawConfig {
+            s3_listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(dir.path().to_owned()),
+            grant_secret: Some("t1:0123456789abcdef0123456789abcdef".into()),
+            open_grants: Some(false),
+            ..Default::default()
+        };
+        let chute = chute_axum::ChuteBuilder::from_raw(raw)
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        (AppState::new(chute), dir)
+    }
+
+    /// Uploads `bytes` as `name` (PNG or text) under `grant` through
+    /// Chute's stream route; answers the receipt.
+    async fn upload(app: &Router, grant: &str, name: &str, bytes: &'static [u8]) -> String {
+        let req = Request::put(format!("/api/stream/{name}"))
+            .header(header::AUTHORIZATION, format!("Bearer {grant}"))
+            .header(
+                header::CONTENT_TYPE,
+                if name.ends_with(".png") {
+                    "image/png"
+                } else {
+                    "text/plain"
+                },
+            )
+            .header(header::CONTENT_LENGTH, bytes.len())
+            .body(Body::from(bytes))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        body["files"][0]["receipt"].as_str().unwrap().to_owned()
+    }
+
+    /// Posts the profile form `body` (urlencoded) in `session`.
+    async fn save_form(app: &Router, session: &str, body: String) -> Response {
+        let req = Request::post("/profile")
+            .header(header::COOKIE, format!("{SESSION}={session}"))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(body))
+            .unwrap();
+        app.clone().oneshot(req).await.unwrap()
+    }
+
+    /// The profile page carries the user's grants (an hour of uploads into
+    /// their folders) and their files are theirs: no cache keeps either.
+    #[tokio::test]
+    async fn private_pages_are_not_cached() {
+        let (state, _dir) = test_state().await;
+        let app = router(state.clone());
+        let session = state.memory.sign_in("alice");
+        let req = Request::get("/")
+            .header(header::COOKIE, format!("{SESSION}={session}"))
+            .body(Body::empty())
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(res.headers()[header::VARY], "Cookie");
+    }
+
+    /// A thumbnail still being made when the form was saved is recorded
+    /// by its key; until it exists the original stands in for it.
+    #[tokio::test]
+    async fn a_pending_thumbnail_shows_the_original_until_it_exists() {
+        let (state, _dir) = test_state().await;
+        let app = router(state.clone());
+        let grant = documents_grant(&state.chute, "alice").unwrap();
+        let receipt = upload(&app, &grant, "a.txt", b"original").await;
+        let receipt = state
+            .chute
+            .verifier()
+            .verify("r", &receipt, &Constraints::new())
+            .unwrap();
+        let file = promote(&state.chute, &receipt, "docs/alice").await.unwrap();
+        let thumb = "derivatives/pending/thumb.webp".to_owned();
+        state.memory.update("alice", |p| {
+            p.avatar = Some(Avatar {
+                file,
+                thumb: Some(thumb.clone()),
+            });
+        });
+        let session = state.memory.sign_in("alice");
+        let req = Request::get(format!("/media/{thumb}"))
+            .header(header::COOKIE, format!("{SESSION}={session}"))
+            .body(Body::empty())
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        assert_eq!(&body[..], b"original");
+    }
+
+    /// A new avatar replaces the old one in the store too: the old
+    /// original (and its thumbnail) would otherwise stay there, owned by
+    /// nobody.
+    #[tokio::test]
+    async fn a_replaced_avatar_is_deleted() {
+        let (state, _dir) = test_state().await;
+        let app = router(state.clone());
+        let session = state.memory.sign_in("alice");
+        let mut originals = Vec::new();
+        for _ in 0..2 {
+            let grant = avatar_grant(&state.chute, "alice").unwrap();
+            // PNG magic without an image: the thumbnail fails fast.
+            let receipt = upload(&app, &grant, "me.png", b"\x89PNG\r\n\x1a\n-not-an-image").await;
+            let res = save_form(&app, &session, format!("avatar={receipt}")).await;
+            assert_eq!(res.status(), StatusCode::SEE_OTHER);
+            originals.push(state.memory.profile("alice").avatar.unwrap().file.key);
+        }
+        assert_ne!(originals[0], originals[1]);
+        assert_eq!(
+            state
+                .chute
+                .read(&originals[0])
+                .await
+                .err()
+                .map(|e| e.into_response().status()),
+            Some(StatusCode::NOT_FOUND)
+        );
+        assert!(state.chute.read(&originals[1]).await.is_ok());
+    }
+
+    /// A file that cannot be promoted (its upload is gone) does not
+    /// orphan the ones promoted before it: they are recorded.
+    #[tokio::test]
+    async fn files_promoted_before_a_failure_are_kept() {
+        let (state, _dir) = test_state().await;
+        let app = router(state.clone());
+        let grant = documents_grant(&state.chute, "alice").unwrap();
+        let first = upload(&app, &grant, "a.txt", b"first").await;
+        let second = upload(&app, &grant, "b.txt", b"second").await;
+        let gone = state
+            .chute
+            .verifier()
+            .verify("documents", &second, &Constraints::new())
+            .unwrap();
+        state.chute.delete(gone.key()).await.unwrap();
+
+        let session = state.memory.sign_in("alice");
+        let form = format!("display_name=Alice&documents={first}&documents={second}");
+        let res = save_form(&app, &session, form).await;
+        assert_eq!(res.status(), StatusCode::GONE);
+        let page = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let page = String::from_utf8_lossy(&page);
+        assert!(page.contains("b.txt"), "{page}");
+        let docs = state.memory.profile("alice").documents;
+        assert_eq!(
+            docs.iter().map(|d| d.filename.as_str()).collect::<Vec<_>>(),
+            ["a.txt"]
+        );
+    }
+
+    /// A sign-in POST from a page with `headers`; answers the status.
+    async fn sign_in(app: &Router, headers: &[(&str, &str)]) -> StatusCode {
+        let mut req = Request::post("/login")
+            .header(header::HOST, "app.test")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Body::from("user=alice")).unwrap();
+        app.clone().oneshot(req).await.unwrap().status()
+    }
+
+    /// SameSite=Lax lets any page of the same site (another port of the
+    /// host, a sibling subdomain) post the forms with the user's cookie:
+    /// forms only come from the app's own pages.
+    #[tokio::test]
+    async fn forms_from_other_origins_are_refused() {
+        let (app, _dir) = test_app().await;
+        for headers in [
+            &[
+                ("sec-fetch-site", "same-site"),
+                ("origin", "http://app.test:3001"),
+            ][..],
+            &[("sec-fetch-site", "cross-site")],
+            &[("origin", "http://evil.test")],
+            &[("origin", "null")],
+        ] {
+            assert_eq!(sign_in(&app, headers).await, StatusCode::FORBIDDEN, "{headers:?}");
+        }
+        for headers in [
+            &[("sec-fetch-site", "same-origin"), ("origin", "http://app.test")][..],
+            &[("origin", "http://app.test")],
+            // Not a browser (curl): no ambient cookie to abuse.
+            &[],
+        ] {
+            assert_eq!(sign_in(&app, headers).await, StatusCode::SEE_OTHER, "{headers:?}");
+        }
+    }
 }

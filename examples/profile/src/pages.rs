@@ -127,7 +127,7 @@ pub fn error(status: u16, code: &str, message: &str) -> String {
         "Not saved",
         &format!(
             "<h1>Not saved ({status})</h1>\n<p id=\"error\" class=\"error\" data-code=\"{}\">{}</p>\n\
-             <p>Nothing was changed. <a href=\"/\">Back to the profile</a></p>",
+             <p><a href=\"/\">Back to the profile</a></p>",
             esc(code),
             esc(message)
         ),

@@ -38,6 +38,17 @@ async fn several_receipts_in_one_field() {
     // One bad receipt refuses them all.
     let (status, body) = call(&app, form("/docs", &[("docs", &a), ("docs", "x.y.z")])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // In JSON too: an item that is no string is not skipped.
+    for bad in [json!([a, 5]), json!([a, {"receipt": b}]), json!([a, [b]])] {
+        let (status, body) = call(&app, json_post("/docs", &json!({ "docs": bad }))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let (status, body) = call(&app, json_post("/any", &json!({"receipt": {"token": a}}))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_form")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -54,11 +65,20 @@ async fn tampered_foreign_and_missing_receipts_are_refused() {
     claims["key"] = json!("avatars/bob/stolen.png");
     parts[1] = base64_encode(claims.to_string().as_bytes());
     let tampered = parts.join(".");
+    // An upload token is signed by the same key but is no receipt either.
+    let mut create = json_post("/api/uploads", &json!({"filename": "x.txt", "size": 1}));
+    create
+        .headers_mut()
+        .insert(header::AUTHORIZATION, format!("Bearer {g}").parse().unwrap());
+    let (status, created) = call(&app, create).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let upload_token = created["token"].as_str().unwrap().to_owned();
     let cases = [
         (tampered.as_str(), "token_bad_signature"),
         ("not-a-token", "token_malformed"),
         // A grant is signed by the same key but is no receipt.
         (g.as_str(), "token_wrong_audience"),
+        (upload_token.as_str(), "token_wrong_audience"),
     ];
     for (token, code) in cases {
         let (status, body) = call(&app, form("/any", &[("receipt", token)])).await;
@@ -107,8 +127,11 @@ async fn tampered_foreign_and_missing_receipts_are_refused() {
     let (status, body) = call(&app, form("/any", &[("receipt", &huge)])).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("bad_form"))
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large"))
     );
+    // The same for a JSON body and a multipart form.
+    let (status, _) = call(&app, json_post("/any", &json!({"receipt": huge}))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[tokio::test]

@@ -173,3 +173,61 @@ fn small_png(width: u32, height: u32) -> Vec<u8> {
     chunk(&mut out, b"IEND", &[]);
     out
 }
+
+/// An upload whose type can run script (HTML here; SVG and XML alike) is
+/// never served inline on the app's origin, and nothing served runs
+/// script: `Content-Security-Policy: sandbox`.
+#[tokio::test]
+async fn active_content_downloads_as_an_attachment() {
+    let t = start().await;
+    let app = app(&t.chute);
+    // The test grant names no types, so HTML gets in.
+    let html = b"<!doctype html><html><body><script>alert(document.cookie)</script></body></html>";
+    let receipt = upload(&app, &grant(&t.chute, "alice"), "page.html", "text/html", html).await;
+    let (status, body) = call(&app, form("/promote", &[("receipt", &receipt)])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let res = t
+        .chute
+        .download(body["key"].as_str().unwrap(), false)
+        .await
+        .unwrap();
+    let disposition = res.headers().get(header::CONTENT_DISPOSITION);
+    assert!(
+        disposition.is_some_and(|d| d.to_str().unwrap().starts_with("attachment")),
+        "{disposition:?}"
+    );
+    assert_eq!(res.headers()[header::CONTENT_SECURITY_POLICY], "sandbox");
+
+    // A plain text file still shows inline, sandboxed.
+    let receipt = upload(&app, &grant(&t.chute, "alice"), "a.txt", "text/plain", b"hi").await;
+    let (_, body) = call(&app, form("/promote", &[("receipt", &receipt)])).await;
+    let res = t
+        .chute
+        .download(body["key"].as_str().unwrap(), false)
+        .await
+        .unwrap();
+    assert!(res.headers().get(header::CONTENT_DISPOSITION).is_none());
+    assert_eq!(res.headers()[header::CONTENT_SECURITY_POLICY], "sandbox");
+}
+
+#[tokio::test]
+async fn deleted_objects_are_gone() {
+    let t = start().await;
+    let app = app(&t.chute);
+    let receipt = upload(&app, &grant(&t.chute, "alice"), "a.txt", "text/plain", b"a").await;
+    let (_, body) = call(&app, form("/promote", &[("receipt", &receipt)])).await;
+    let key = body["key"].as_str().unwrap();
+    t.chute.delete(key).await.unwrap();
+    assert!(matches!(
+        t.chute.read(key).await,
+        Err(chute_axum::ChuteError::Store(
+            chute_store::StoreError::NoSuchKey { .. }
+        ))
+    ));
+    // As in S3, deleting what is not there succeeds; a bad key does not.
+    t.chute.delete(key).await.unwrap();
+    assert!(matches!(
+        t.chute.delete("../etc/passwd").await,
+        Err(chute_axum::ChuteError::Key(_))
+    ));
+}
