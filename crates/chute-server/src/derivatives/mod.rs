@@ -22,6 +22,7 @@
 pub mod manifest;
 pub mod pipeline;
 pub mod pool;
+pub mod reap;
 /// The integration tests' image fixtures, shared with the unit tests.
 #[cfg(test)]
 #[path = "../../tests/it/images.rs"]
@@ -198,7 +199,9 @@ impl Derivatives {
         }
         let store = self.store();
         match manifest::read(store.as_ref(), &receipt.jti).await {
-            Ok(Some(mut m)) if m.pending() && m.source != target.as_str() => {
+            // Recorded even when done: the reaper keeps the derivatives of
+            // promoted uploads and removes those of abandoned ones.
+            Ok(Some(mut m)) if m.source != target.as_str() => {
                 m.source = target.as_str().to_owned();
                 if let Err(e) = manifest::write(store.as_ref(), &m, false).await {
                     tracing::warn!(upload = %receipt.jti, error = %e, "could not record the promoted source of derivatives");
