@@ -522,7 +522,8 @@ type RenderJob = Box<dyn FnOnce() -> Outcome + Send>;
 
 /// Decodes once and renders every derivative (on a worker thread).
 fn render_all(bytes: &[u8], todo: &[(String, DerivativeSpec)], settings: &ImageSettings) -> Outcome {
-    let image = pipeline::decode(bytes, settings.decode)?;
+    let specs: Vec<DerivativeSpec> = todo.iter().map(|(_, s)| *s).collect();
+    let image = pipeline::decode_for(bytes, settings.decode, &specs)?;
     Ok(todo
         .iter()
         .map(|(name, spec)| (name.clone(), pipeline::render(&image, spec, settings.encode)))
