@@ -2,8 +2,8 @@
 """Image derivatives per second: Chute's worker pool vs ImageMagick, same run.
 
 The sources are N 12-megapixel (4000x3000) photo-like JPEGs (ImageMagick
-plasma fractals with Gaussian noise, quality 90, made once per run with
-distinct seeds; made before any timing).
+plasma fractals with Gaussian noise, quality 90, about 3.7 MiB each like a
+phone camera's; distinct seeds; made before any timing).
 
 - **Chute**: `chute serve` (development mode, embedded store,
   `image_workers = 2`) takes every file with `PUT /api/stream/NAME` under
@@ -41,6 +41,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -73,7 +74,7 @@ def make_photos(work: Path, n: int) -> list[Path]:
     for i in range(n):
         path = work / f"photo-{i:03}.jpg"
         subprocess.run([str(CONVERT), "-seed", str(i + 1), "-size", f"{WIDTH}x{HEIGHT}", "plasma:fractal",
-                        "-attenuate", "0.4", "+noise", "Gaussian", "-quality", "90", str(path)], check=True)
+                        "-attenuate", "0.15", "+noise", "Gaussian", "-quality", "90", str(path)], check=True)
         paths.append(path)
     return paths
 
@@ -98,7 +99,7 @@ def call(method: str, url: str, body: bytes | None = None, headers: dict[str, st
         raise RuntimeError(f"{method} {url}: HTTP {e.code}: {e.read()[:500]!r}") from e
 
 
-def chute_run(binary: Path, work: Path, photos: list[Path], run: int) -> float:
+def chute_run(binary: Path, work: Path, photos: list[Path], run: int, promoted: list[float]) -> float:
     proc, app = b.start_chute(binary, work, f"chute-{run}", env={
         "CHUTE_GRANT_SECRET": f"{GRANT_KID}:{GRANT_SECRET}", "CHUTE_IMAGE_WORKERS": "2",
     })
@@ -112,9 +113,13 @@ def chute_run(binary: Path, work: Path, photos: list[Path], run: int) -> float:
             receipts.append(answer["files"][0]["receipt"])
         b.settle()
         t0 = time.monotonic()
-        for r in receipts:
-            call("POST", f"{app}/api/objects/promote", json.dumps({"receipt": r}).encode(),
-                 {"Content-Type": "application/json"})
+        # Promotions in parallel (8 at a time): each is a server-side copy
+        # of the original, which is not what is measured; sequential, they
+        # would hold the last derivatives back.
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda r: call("POST", f"{app}/api/objects/promote", json.dumps({"receipt": r}).encode(),
+                                         {"Content-Type": "application/json"}), receipts))
+        promoted.append(time.monotonic() - t0)
         for r in receipts:
             while True:
                 thumb = call("GET", f"{app}/api/objects/{r}/derivatives")["derivatives"]["thumb"]
@@ -169,10 +174,10 @@ def main() -> None:
         b.say(f"making {args.files} {WIDTH}x{HEIGHT} JPEGs")
         photos = make_photos(work, args.files)
         mb = sum(p.stat().st_size for p in photos) / args.files / b.MiB
-        chute, magick, loads = [], [], []
+        chute, magick, loads, promoted = [], [], [], []
         for run in range(args.runs):
             loads.append(b.load())
-            secs = chute_run(binary, work, photos, run)
+            secs = chute_run(binary, work, photos, run, promoted)
             chute.append(args.files / secs)
             b.say(f"run {run + 1}: Chute {chute[-1]:.2f}/s")
             secs = imagemagick_run(work, photos, run)
@@ -189,6 +194,8 @@ def main() -> None:
               f"{b.median(magick):.2f} | {', '.join(f'{x:.2f}' for x in magick)} | {ratio:.2f} |")
         print()
         print(f"- goal: Chute >= 2x ImageMagick: {ratio:.2f}x, {'met' if ratio >= 2 else 'NOT met'}")
+        print(f"- Chute's timed window includes promoting all {args.files} uploads (server-side copies, 8 requests "
+              f"at a time), done after {', '.join(f'{x:.2f}' for x in promoted)} s of the runs")
         print(f"- 1-minute load average before each run: {' '.join(loads)}")
     finally:
         b.rm_rf(work)

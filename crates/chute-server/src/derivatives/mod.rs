@@ -374,12 +374,20 @@ impl Derivatives {
             };
             Some(Box::new(move || render_all(&bytes, &todo, &settings)) as RenderJob)
         };
+        let started = std::time::Instant::now();
         let outcome = pool
             .run(&place, prepare)
             .await
             .unwrap_or_else(|| Err("the image decoder crashed on this file".to_owned()));
         drop(place);
+        let ran = started.elapsed();
         self.store_outcome(&mut m, outcome).await;
+        tracing::debug!(
+            upload,
+            queued_read_and_rendered_ms = ran.as_millis() as u64,
+            stored_ms = (started.elapsed() - ran).as_millis() as u64,
+            "derivatives made"
+        );
         m.updated = OffsetDateTime::now_utc().unix_timestamp();
         // Keep a source the promotion recorded meanwhile.
         if let Ok(Some(latest)) = manifest::read(store.as_ref(), upload).await {
@@ -522,12 +530,21 @@ type RenderJob = Box<dyn FnOnce() -> Outcome + Send>;
 
 /// Decodes once and renders every derivative (on a worker thread).
 fn render_all(bytes: &[u8], todo: &[(String, DerivativeSpec)], settings: &ImageSettings) -> Outcome {
+    let started = std::time::Instant::now();
     let specs: Vec<DerivativeSpec> = todo.iter().map(|(_, s)| *s).collect();
     let image = pipeline::decode_for(bytes, settings.decode, &specs)?;
-    Ok(todo
+    let decoded = started.elapsed();
+    let out = todo
         .iter()
         .map(|(name, spec)| (name.clone(), pipeline::render(&image, spec, settings.encode)))
-        .collect())
+        .collect();
+    tracing::debug!(
+        decoded_ms = decoded.as_millis() as u64,
+        decoded_size = %format_args!("{}x{}", image.width(), image.height()),
+        rendered_ms = (started.elapsed() - decoded).as_millis() as u64,
+        "image job"
+    );
+    Ok(out)
 }
 
 fn pending_entry(p: &Planned) -> Entry {
