@@ -22,6 +22,9 @@
 //! 4. tus uploads past their `Upload-Expires` lose their state under
 //!    `.chute/tus/`, their multipart upload and, when unfinished, their
 //!    object (`crate::tus::reap_expired`).
+//! 5. derivative manifests older than `upload_ttl + receipt_ttl` are
+//!    deleted, with the derivatives of uploads never promoted
+//!    (`crate::derivatives::reap`).
 //!
 //! Each removed upload emits `upload.expired` (at least once: two
 //! instances reaping at the same moment may both report it).
@@ -83,6 +86,10 @@ pub struct ReapReport {
     pub grant_counters_deleted: u64,
     /// Expired tus uploads removed (state, parts, unfinished objects).
     pub tus_expired: u64,
+    /// Derivative manifests removed (no receipt can name their upload).
+    pub derivative_manifests: u64,
+    /// Derivatives of never-promoted uploads removed.
+    pub derivatives_deleted: u64,
     /// Removals that failed (logged; retried by the next pass).
     pub failed: u64,
 }
@@ -97,6 +104,13 @@ impl fmt::Display for ReapReport {
         )?;
         if self.tus_expired > 0 {
             write!(f, ", {} expired tus upload(s)", self.tus_expired)?;
+        }
+        if self.derivative_manifests > 0 {
+            write!(
+                f,
+                ", {} derivative manifest(s) and {} derivative(s) of unpromoted uploads",
+                self.derivative_manifests, self.derivatives_deleted
+            )?;
         }
         if self.failed > 0 {
             write!(f, "; {} removal(s) failed (see the log)", self.failed)?;
@@ -277,6 +291,21 @@ pub async fn reap_with(
         })?;
     report.tus_expired = tus.removed;
     report.failed += tus.failed;
+    let derivatives = crate::derivatives::reap::reap_expired(
+        lifecycle,
+        now,
+        settings.upload_ttl.saturating_add(settings.receipt_ttl),
+        options.dry_run,
+        options.page_size,
+    )
+    .await
+    .map_err(|source| ReapError::List {
+        what: "derivative manifests",
+        source,
+    })?;
+    report.derivative_manifests = derivatives.manifests;
+    report.derivatives_deleted = derivatives.objects;
+    report.failed += derivatives.failed;
     Ok(report)
 }
 
@@ -509,6 +538,8 @@ mod tests {
             bytes_deleted: 30,
             grant_counters_deleted: 4,
             tus_expired: 0,
+            derivative_manifests: 0,
+            derivatives_deleted: 0,
             failed: 0,
         };
         assert_eq!(

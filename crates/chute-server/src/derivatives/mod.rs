@@ -22,6 +22,7 @@
 pub mod manifest;
 pub mod pipeline;
 pub mod pool;
+pub mod reap;
 /// The integration tests' image fixtures, shared with the unit tests.
 #[cfg(test)]
 #[path = "../../tests/it/images.rs"]
@@ -198,7 +199,9 @@ impl Derivatives {
         }
         let store = self.store();
         match manifest::read(store.as_ref(), &receipt.jti).await {
-            Ok(Some(mut m)) if m.pending() && m.source != target.as_str() => {
+            // Recorded even when done: the reaper keeps the derivatives of
+            // promoted uploads and removes those of abandoned ones.
+            Ok(Some(mut m)) if m.source != target.as_str() => {
                 m.source = target.as_str().to_owned();
                 if let Err(e) = manifest::write(store.as_ref(), &m, false).await {
                     tracing::warn!(upload = %receipt.jti, error = %e, "could not record the promoted source of derivatives");
@@ -371,12 +374,20 @@ impl Derivatives {
             };
             Some(Box::new(move || render_all(&bytes, &todo, &settings)) as RenderJob)
         };
+        let started = std::time::Instant::now();
         let outcome = pool
             .run(&place, prepare)
             .await
             .unwrap_or_else(|| Err("the image decoder crashed on this file".to_owned()));
         drop(place);
+        let ran = started.elapsed();
         self.store_outcome(&mut m, outcome).await;
+        tracing::debug!(
+            upload,
+            queued_read_and_rendered_ms = ran.as_millis() as u64,
+            stored_ms = (started.elapsed() - ran).as_millis() as u64,
+            "derivatives made"
+        );
         m.updated = OffsetDateTime::now_utc().unix_timestamp();
         // Keep a source the promotion recorded meanwhile.
         if let Ok(Some(latest)) = manifest::read(store.as_ref(), upload).await {
@@ -519,11 +530,21 @@ type RenderJob = Box<dyn FnOnce() -> Outcome + Send>;
 
 /// Decodes once and renders every derivative (on a worker thread).
 fn render_all(bytes: &[u8], todo: &[(String, DerivativeSpec)], settings: &ImageSettings) -> Outcome {
-    let image = pipeline::decode(bytes, settings.decode)?;
-    Ok(todo
+    let started = std::time::Instant::now();
+    let specs: Vec<DerivativeSpec> = todo.iter().map(|(_, s)| *s).collect();
+    let image = pipeline::decode_for(bytes, settings.decode, &specs)?;
+    let decoded = started.elapsed();
+    let out = todo
         .iter()
         .map(|(name, spec)| (name.clone(), pipeline::render(&image, spec, settings.encode)))
-        .collect())
+        .collect();
+    tracing::debug!(
+        decoded_ms = decoded.as_millis() as u64,
+        decoded_size = %format_args!("{}x{}", image.width(), image.height()),
+        rendered_ms = (started.elapsed() - decoded).as_millis() as u64,
+        "image job"
+    );
+    Ok(out)
 }
 
 fn pending_entry(p: &Planned) -> Entry {

@@ -13,6 +13,7 @@ use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::webp::WebPEncoder;
 use image::{DynamicImage, ExtendedColorType, ImageDecoder, ImageFormat, ImageReader, Limits};
+use std::borrow::Cow;
 use std::io::Cursor;
 
 /// What the decoder may spend on one image.
@@ -75,6 +76,18 @@ const SOURCE_FORMATS: [ImageFormat; 4] = [
 /// Decodes `bytes` (JPEG, PNG, WebP or GIF, recognised by content, not
 /// name) within `limits` and turns it upright per its EXIF orientation.
 pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, String> {
+    decode_for(bytes, limits, &[])
+}
+
+/// [`decode`], for making `specs`: a JPEG much larger than they need is
+/// decoded at 1/2, 1/4 or 1/8 of its size by DCT scaling (jpeg-decoder's
+/// `Decoder::scale`), keeping at least twice the largest output's
+/// resolution, which costs a fraction of a full decode.
+pub fn decode_for(
+    bytes: &[u8],
+    limits: DecodeLimits,
+    specs: &[DerivativeSpec],
+) -> Result<DynamicImage, String> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("cannot read the image: {e}"))?;
@@ -100,6 +113,7 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, String
             limits.max_dimension
         ));
     }
+    let format = reader.format();
     let mut reader = reader;
     let mut image_limits = Limits::default();
     image_limits.max_image_width = Some(limits.max_dimension);
@@ -124,10 +138,75 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, String
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut image =
-        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode the image: {e}"))?;
+    let scaled = match (format, jpeg_request(w, h, orientation, specs)) {
+        // Any trouble (CMYK, a cut scan) and the full decoder decides.
+        (Some(ImageFormat::Jpeg), Some(request)) => scaled_jpeg(bytes, request, limits).ok(),
+        _ => None,
+    };
+    let mut image = match scaled {
+        Some(image) => image,
+        None => DynamicImage::from_decoder(decoder).map_err(|e| match e {
+            image::ImageError::Limits(_) => over_alloc(u64::from(w) * u64::from(h)),
+            e => format!("cannot decode the image: {e}"),
+        })?,
+    };
     image.apply_orientation(orientation);
     Ok(image)
+}
+
+/// The stored size a JPEG of `w`x`h` must be decoded at for `specs`
+/// (twice the resolution the largest needs), when that is at most half
+/// of it; `None` when a full decode is needed.
+fn jpeg_request(
+    w: u32,
+    h: u32,
+    orientation: image::metadata::Orientation,
+    specs: &[DerivativeSpec],
+) -> Option<(u16, u16)> {
+    use image::metadata::Orientation as O;
+    let swapped = matches!(
+        orientation,
+        O::Rotate90 | O::Rotate270 | O::Rotate90FlipH | O::Rotate270FlipH
+    );
+    let (dw, dh) = if swapped { (h, w) } else { (w, h) };
+    let (dw, dh) = (f64::from(dw.max(1)), f64::from(dh.max(1)));
+    let scale = specs
+        .iter()
+        .map(|s| {
+            let (sx, sy) = (f64::from(s.width) / dw, f64::from(s.height) / dh);
+            match s.mode {
+                FitMode::Crop => sx.max(sy),
+                FitMode::Fit => sx.min(sy),
+            }
+        })
+        .fold(None, |acc: Option<f64>, s| Some(acc.map_or(s, |a| a.max(s))))?;
+    let factor = 2.0 * scale;
+    if factor > 0.5 {
+        return None;
+    }
+    let side = |n: u32| u16::try_from((f64::from(n) * factor).ceil() as u32).ok();
+    Some((side(w)?.max(1), side(h)?.max(1)))
+}
+
+/// A JPEG decoded by DCT scaling to at least `request` (stored
+/// orientation), RGB or greyscale only.
+fn scaled_jpeg(bytes: &[u8], request: (u16, u16), limits: DecodeLimits) -> Result<DynamicImage, String> {
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc).unwrap_or(usize::MAX));
+    let (w, h) = decoder.scale(request.0, request.1).map_err(|e| e.to_string())?;
+    let pixels = decoder.decode().map_err(|e| e.to_string())?;
+    let format = decoder.info().map(|i| i.pixel_format);
+    let (w, h) = (u32::from(w), u32::from(h));
+    let image = match format {
+        Some(jpeg_decoder::PixelFormat::RGB24) => {
+            image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
+        }
+        Some(jpeg_decoder::PixelFormat::L8) => {
+            image::GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8)
+        }
+        _ => None,
+    };
+    image.ok_or_else(|| "not an RGB or greyscale JPEG".to_owned())
 }
 
 /// Resizes and encodes one derivative of an upright image.
@@ -141,14 +220,16 @@ pub fn render(
     let (width, height) = target_size(image.width(), image.height(), spec);
     // 8 bits per channel; alpha only where the output keeps it.
     let keep_alpha = format == OutputFormat::Webp && image.color().has_alpha();
-    let source = if keep_alpha {
-        DynamicImage::ImageRgba8(image.to_rgba8())
+    let source = if keep_alpha && matches!(image, DynamicImage::ImageRgba8(_)) {
+        Cow::Borrowed(image)
+    } else if keep_alpha {
+        Cow::Owned(DynamicImage::ImageRgba8(image.to_rgba8()))
     } else if image.color().has_alpha() {
-        DynamicImage::ImageRgb8(on_white(image))
+        Cow::Owned(DynamicImage::ImageRgb8(on_white(image)))
     } else if let DynamicImage::ImageRgb8(_) = image {
-        image.clone()
+        Cow::Borrowed(image)
     } else {
-        DynamicImage::ImageRgb8(image.to_rgb8())
+        Cow::Owned(DynamicImage::ImageRgb8(image.to_rgb8()))
     };
     let mut resized = DynamicImage::new(width, height, source.color());
     let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
@@ -156,7 +237,7 @@ pub fn render(
         options = options.fit_into_destination(Some((0.5, 0.5)));
     }
     Resizer::new()
-        .resize(&source, &mut resized, &options)
+        .resize(source.as_ref(), &mut resized, &options)
         .map_err(|e| format!("cannot resize: {e}"))?;
     let mut bytes = Vec::new();
     match format {
@@ -336,6 +417,47 @@ mod tests {
         assert_eq!((half.width(), half.height()), (400, 300));
         let err = refused(b"BM\x3a\0\0\0\0\0\0\0", DecodeLimits::default());
         assert!(err.contains("not a JPEG") || err.contains("not derived"), "{err}");
+    }
+
+    #[test]
+    fn big_jpegs_decode_scaled_for_small_derivatives() {
+        let thumb = spec("200x200 crop");
+        let jpeg = images::jpeg(1600, 1200);
+        // Twice the 200x200 cover (267x200 of 1600x1200) is 534x400:
+        // decoded at 1/2, not 1/4.
+        let scaled = decode_for(&jpeg, DecodeLimits::default(), &[thumb]).unwrap();
+        assert_eq!((scaled.width(), scaled.height()), (800, 600));
+        let full = decoded(&jpeg);
+        let a = render(&scaled, &thumb, EncodeDefaults::default()).unwrap();
+        let b = render(&full, &thumb, EncodeDefaults::default()).unwrap();
+        assert_eq!((a.width, a.height), (b.width, b.height));
+        let (a, b) = (
+            image::load_from_memory(&a.bytes).unwrap().to_rgb8(),
+            image::load_from_memory(&b.bytes).unwrap().to_rgb8(),
+        );
+        let diff: u64 = a
+            .as_raw()
+            .iter()
+            .zip(b.as_raw())
+            .map(|(x, y)| u64::from(x.abs_diff(*y)))
+            .sum();
+        let mean = diff as f64 / a.as_raw().len() as f64;
+        assert!(
+            mean < 6.0,
+            "scaled and full decodes look alike: mean difference {mean}"
+        );
+        // A large derivative needs the full decode.
+        let big = decode_for(&jpeg, DecodeLimits::default(), &[spec("1200x1200 fit")]).unwrap();
+        assert_eq!(big.width(), 1600);
+        // Orientation counts: stored 1600x800 (red left), shown 800x1600 (red on top).
+        let rotated = images::jpeg_of(&images::halves(1600, 800), Some(6));
+        let img = decode_for(&rotated, DecodeLimits::default(), &[spec("100x100 fit")]).unwrap();
+        assert_eq!((img.width(), img.height()), (100, 200), "1/8 of 800x1600");
+        let top = img.to_rgb8().get_pixel(50, 20).0;
+        assert!(top[0] > 200 && top[2] < 60, "{top:?}");
+        // A cut scan falls back to the full decoder (grey rows).
+        let half = decode_for(&images::half_jpeg(), DecodeLimits::default(), &[thumb]).unwrap();
+        assert!(half.width() > 0);
     }
 
     #[test]

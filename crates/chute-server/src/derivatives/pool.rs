@@ -4,6 +4,8 @@
 //! accepted only while fewer than `workers + queue` jobs are waiting or
 //! running, and [`WorkerPool::try_reserve`] says so before any source
 //! bytes are read, so a flood of uploads costs neither memory nor threads.
+//! Sources are read one turn ahead of the workers (at most `2 * workers`
+//! in memory), so reading overlaps decoding.
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -17,8 +19,12 @@ pub struct WorkerPool {
     jobs: SyncSender<Job>,
     /// Places in the pool: running plus waiting jobs.
     places: Arc<Semaphore>,
-    /// Turns to run: a job reads its source only when it holds one, so
-    /// at most `workers` sources are in memory at once.
+    /// Turns to read a source ahead of a free worker: at most `workers`
+    /// sources are read (or wait, read) while `workers` others decode, so
+    /// I/O overlaps decoding and at most `2 * workers` sources are in
+    /// memory at once.
+    reads: Arc<Semaphore>,
+    /// Turns to run on a worker thread.
     turns: Arc<Semaphore>,
     workers: usize,
 }
@@ -45,6 +51,7 @@ impl WorkerPool {
         Ok(Self {
             jobs,
             places: Arc::new(Semaphore::new(workers + queue)),
+            reads: Arc::new(Semaphore::new(workers)),
             turns: Arc::new(Semaphore::new(workers)),
             workers,
         })
@@ -63,17 +70,19 @@ impl WorkerPool {
             .map(|p| Place { _permit: p })
     }
 
-    /// Waits for a turn to run (a free worker), then runs `f` on it.
-    /// `prepare` runs first, inside the turn, on the async side (reading
-    /// the source), so sources are read only when a worker is free.
+    /// Runs `prepare` (reading the source, on the async side) once a read
+    /// turn is free, then waits for a free worker and runs the job it
+    /// returns there.
     pub async fn run<P, T, F>(&self, _place: &Place, prepare: P) -> Option<T>
     where
         P: std::future::Future<Output = Option<F>>,
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let _turn = self.turns.acquire().await.ok()?;
+        let read = self.reads.acquire().await.ok()?;
         let f = prepare.await?;
+        let _turn = self.turns.acquire().await.ok()?;
+        drop(read);
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = tx.send(f());

@@ -374,3 +374,64 @@ async fn pending_work_of_a_dead_process_is_requeued_when_asked_for() {
     assert!(bucket.head(&thumb_key).await.is_ok(), "made again");
     env.running.stop().await;
 }
+
+#[tokio::test]
+async fn the_reaper_keeps_promoted_derivatives_and_removes_abandoned_ones() {
+    let env = start(|_| {}).await;
+    let kept = env
+        .upload("kept.jpg", "image/jpeg", images::jpeg(300, 200), None)
+        .await;
+    let abandoned = env
+        .upload("gone.jpg", "image/jpeg", images::jpeg(300, 200), None)
+        .await;
+    let kept_thumb =
+        env.settled(kept["receipt"].as_str().unwrap()).await["derivatives"]["thumb"]["key"].clone();
+    let gone_thumb =
+        env.settled(abandoned["receipt"].as_str().unwrap()).await["derivatives"]["thumb"]["key"].clone();
+    let res = env
+        .http
+        .post(env.url("/api/objects/promote"))
+        .header("content-type", "application/json")
+        .body(json!({ "receipt": kept["receipt"] }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let config = Config::try_from(RawConfig {
+        data_dir: Some(env.data.clone()),
+        s3_access_key: Some(crate::ACCESS_KEY.into()),
+        s3_secret_key: Some(crate::SECRET_KEY.into()),
+        ..RawConfig::default()
+    })
+    .unwrap();
+    let lifecycle = chute_server::open_lifecycle(&config, chute_server::hooks::Hooks::new())
+        .await
+        .unwrap();
+    let options = chute_server::reaper::ReapOptions::default();
+    let now = time::OffsetDateTime::now_utc();
+    let fresh = chute_server::reaper::reap_with(&lifecycle, now, &options)
+        .await
+        .unwrap();
+    assert_eq!(fresh.derivative_manifests, 0, "{fresh}");
+    // Past upload_ttl + receipt_ttl (a day each by default).
+    let later = now + Duration::from_secs(2 * 86_400 + 60);
+    let report = chute_server::reaper::reap_with(&lifecycle, later, &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.derivative_manifests, report.derivatives_deleted),
+        (2, 1),
+        "{report}"
+    );
+    let bucket = env.bucket().await;
+    let key = |v: &Value| ObjectKey::parse(v.as_str().unwrap()).unwrap();
+    assert!(
+        bucket.head(&key(&kept_thumb)).await.is_ok(),
+        "a promoted upload keeps its derivatives"
+    );
+    assert!(
+        bucket.head(&key(&gone_thumb)).await.is_err(),
+        "an abandoned one loses them"
+    );
+    env.running.stop().await;
+}
