@@ -79,10 +79,12 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, String
     decode_for(bytes, limits, &[])
 }
 
-/// [`decode`], for making `specs`: a JPEG much larger than they need is
-/// decoded at 1/2, 1/4 or 1/8 of its size by DCT scaling (jpeg-decoder's
-/// `Decoder::scale`), keeping at least twice the largest output's
-/// resolution, which costs a fraction of a full decode.
+/// [`decode`], for making `specs`: a sequential (baseline) JPEG much
+/// larger than they need is decoded at 1/2, 1/4 or 1/8 of its size by DCT
+/// scaling (jpeg-decoder's `Decoder::scale`), keeping at least twice the
+/// largest output's resolution, which costs a fraction of a full decode.
+/// Progressive JPEGs, and anything else, go through image's decoder under
+/// `limits` (see [`scaled_jpeg`] for why).
 pub fn decode_for(
     bytes: &[u8],
     limits: DecodeLimits,
@@ -140,7 +142,7 @@ pub fn decode_for(
         .unwrap_or(image::metadata::Orientation::NoTransforms);
     let scaled = match (format, jpeg_request(w, h, orientation, specs)) {
         // Any trouble (CMYK, a cut scan) and the full decoder decides.
-        (Some(ImageFormat::Jpeg), Some(request)) => scaled_jpeg(bytes, request, limits).ok(),
+        (Some(ImageFormat::Jpeg), Some(request)) => scaled_jpeg(bytes, (w, h), request, limits),
         _ => None,
     };
     let mut image = match scaled {
@@ -189,24 +191,95 @@ fn jpeg_request(
 }
 
 /// A JPEG decoded by DCT scaling to at least `request` (stored
-/// orientation), RGB or greyscale only.
-fn scaled_jpeg(bytes: &[u8], request: (u16, u16), limits: DecodeLimits) -> Result<DynamicImage, String> {
+/// orientation), or `None` when it is not one the fast path takes (the
+/// limited decoder then decides).
+///
+/// jpeg-decoder does not know `image::Limits`: a progressive JPEG makes
+/// it hold full-size coefficient buffers whatever the scale, and walk
+/// every block once per scan, with no limit on the number of scans (a
+/// few kilobytes of repeated scans cost minutes). So it only gets
+/// sequential (baseline) RGB or greyscale JPEGs of `w`x`h` (the size the
+/// limited header check passed) with at most one scan per component;
+/// their cost is one pass over the file, and the output buffer is capped
+/// at `max_alloc`.
+fn scaled_jpeg(
+    bytes: &[u8],
+    (w, h): (u32, u32),
+    request: (u16, u16),
+    limits: DecodeLimits,
+) -> Option<DynamicImage> {
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_alloc).unwrap_or(usize::MAX));
-    let (w, h) = decoder.scale(request.0, request.1).map_err(|e| e.to_string())?;
-    let pixels = decoder.decode().map_err(|e| e.to_string())?;
-    let format = decoder.info().map(|i| i.pixel_format);
-    let (w, h) = (u32::from(w), u32::from(h));
-    let image = match format {
-        Some(jpeg_decoder::PixelFormat::RGB24) => {
-            image::RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
+    decoder.read_info().ok()?;
+    let info = decoder.info()?;
+    let components = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => 3,
+        jpeg_decoder::PixelFormat::L8 => 1,
+        _ => return None,
+    };
+    if info.coding_process != jpeg_decoder::CodingProcess::DctSequential
+        || (u32::from(info.width), u32::from(info.height)) != (w, h)
+        || jpeg_scan_count(bytes)? > components
+    {
+        return None;
+    }
+    let (sw, sh) = decoder.scale(request.0, request.1).ok()?;
+    let pixels = decoder.decode().ok()?;
+    let (sw, sh) = (u32::from(sw), u32::from(sh));
+    match decoder.info()?.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => {
+            image::RgbImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageRgb8)
         }
-        Some(jpeg_decoder::PixelFormat::L8) => {
-            image::GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8)
+        jpeg_decoder::PixelFormat::L8 => {
+            image::GrayImage::from_raw(sw, sh, pixels).map(DynamicImage::ImageLuma8)
         }
         _ => None,
-    };
-    image.ok_or_else(|| "not an RGB or greyscale JPEG".to_owned())
+    }
+}
+
+/// The number of scans (SOS markers) in a JPEG, walking its marker
+/// segments and skipping entropy-coded data; `None` when the marker
+/// structure is broken.
+fn jpeg_scan_count(bytes: &[u8]) -> Option<usize> {
+    if bytes.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut scans = 0;
+    let mut i = 2;
+    loop {
+        // Fill bytes (0xFF runs) may precede a marker.
+        while bytes.get(i)? == &0xFF && bytes.get(i + 1)? == &0xFF {
+            i += 1;
+        }
+        if bytes.get(i)? != &0xFF {
+            return None;
+        }
+        let marker = *bytes.get(i + 1)?;
+        match marker {
+            0xD9 => return Some(scans),
+            0x01 | 0xD0..=0xD7 => {
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        let len = usize::from(u16::from_be_bytes([*bytes.get(i + 2)?, *bytes.get(i + 3)?]));
+        i += 2 + len;
+        if marker == 0xDA {
+            scans += 1;
+            // Entropy-coded data runs to the next marker that is neither a
+            // stuffed 0xFF00 nor a restart marker.
+            loop {
+                match (bytes.get(i), bytes.get(i + 1)) {
+                    (Some(0xFF), Some(0x00 | 0xD0..=0xD7)) => i += 2,
+                    (Some(0xFF), Some(_)) => break,
+                    // Cut inside the scan: what was read is all there is.
+                    (Some(_), Some(_)) => i += 1,
+                    _ => return Some(scans),
+                }
+            }
+        }
+    }
 }
 
 /// Resizes and encodes one derivative of an upright image.
@@ -458,6 +531,27 @@ mod tests {
         // A cut scan falls back to the full decoder (grey rows).
         let half = decode_for(&images::half_jpeg(), DecodeLimits::default(), &[thumb]).unwrap();
         assert!(half.width() > 0);
+    }
+
+    #[test]
+    fn progressive_jpegs_with_many_scans_are_refused() {
+        // 300 scans of a 2048x2048 picture: a few kilobytes, but each scan
+        // walks every block. The limited decoder stops at 100 scans, even
+        // when the derivatives are small enough for DCT scaling.
+        let bomb = images::progressive_jpeg_bomb(2048, 300);
+        assert!(bomb.len() < 64 * 1024, "{} bytes", bomb.len());
+        let thumb = spec("200x200 crop");
+        let err = match decode_for(&bomb, DecodeLimits::default(), &[thumb]) {
+            Ok(img) => panic!("decoded {}x{}", img.width(), img.height()),
+            Err(why) => why,
+        };
+        assert!(err.contains("scans"), "{err}");
+        assert_eq!(jpeg_scan_count(&bomb), Some(300));
+        assert_eq!(jpeg_scan_count(&images::jpeg(64, 48)), Some(1));
+        // A progressive JPEG within the limit still decodes (in full).
+        let fine = images::progressive_jpeg_bomb(256, 10);
+        let img = decode_for(&fine, DecodeLimits::default(), &[spec("16x16 crop")]).unwrap();
+        assert_eq!((img.width(), img.height()), (256, 256));
     }
 
     #[test]

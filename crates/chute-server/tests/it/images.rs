@@ -152,3 +152,97 @@ pub fn half_jpeg() -> Vec<u8> {
 pub fn html() -> Vec<u8> {
     b"<!doctype html><html><body><script>alert(1)</script></body></html>".to_vec()
 }
+
+/// A valid progressive greyscale `side`x`side` JPEG of `scans` scans: a
+/// DC scan, then the same first-AC-coefficient scan repeated, each coded
+/// as runs of end-of-band. A few bytes per scan, yet a decoder without a
+/// scan limit walks every block on each one (a CPU bomb).
+pub fn progressive_jpeg_bomb(side: u16, scans: usize) -> Vec<u8> {
+    let per_side = usize::from(side).div_ceil(8);
+    let blocks = per_side * per_side;
+    let mut out = vec![0xFF, 0xD8];
+    let seg = |out: &mut Vec<u8>, marker: u8, body: &[u8]| {
+        out.extend_from_slice(&[0xFF, marker]);
+        out.extend_from_slice(&u16::try_from(body.len() + 2).unwrap().to_be_bytes());
+        out.extend_from_slice(body);
+    };
+    // Quantisation table 0, all ones.
+    let mut dqt = vec![0];
+    dqt.extend_from_slice(&[1; 64]);
+    seg(&mut out, 0xDB, &dqt);
+    // SOF2: 8 bits, one component, sampling 1x1, table 0.
+    let mut sof = vec![8];
+    sof.extend_from_slice(&side.to_be_bytes());
+    sof.extend_from_slice(&side.to_be_bytes());
+    sof.extend_from_slice(&[1, 1, 0x11, 0]);
+    seg(&mut out, 0xC2, &sof);
+    // DC table 0: one symbol (category 0), one 1-bit code.
+    let mut dht = vec![0x00, 1];
+    dht.extend_from_slice(&[0; 15]);
+    dht.push(0);
+    seg(&mut out, 0xC4, &dht);
+    // AC table 0: the EOBn symbols n << 4, n = 0..14, 4-bit codes.
+    let mut dht = vec![0x10, 0, 0, 0, 15];
+    dht.extend_from_slice(&[0; 12]);
+    dht.extend((0..15u8).map(|n| n << 4));
+    seg(&mut out, 0xC4, &dht);
+    let sos = |out: &mut Vec<u8>, ss: u8, se: u8| seg(out, 0xDA, &[1, 1, 0x00, ss, se, 0]);
+    // The DC scan: one 0 bit per block.
+    let mut bits = Bits::default();
+    for _ in 0..blocks {
+        bits.put(0, 1);
+    }
+    sos(&mut out, 0, 0);
+    out.extend_from_slice(&bits.finish());
+    // One AC scan: end-of-band runs covering every block.
+    let mut bits = Bits::default();
+    let mut left = blocks;
+    while left > 0 {
+        let run = left.min(32_767);
+        let n = usize::BITS - 1 - run.leading_zeros();
+        bits.put(n, 4);
+        if n > 0 {
+            bits.put(u32::try_from(run - (1 << n)).unwrap(), n);
+        }
+        left -= run;
+    }
+    let ac = bits.finish();
+    for _ in 1..scans {
+        sos(&mut out, 1, 1);
+        out.extend_from_slice(&ac);
+    }
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}
+
+/// An entropy-coded bit writer (with 0xFF byte stuffing).
+#[derive(Default)]
+struct Bits {
+    out: Vec<u8>,
+    acc: u8,
+    n: u32,
+}
+
+impl Bits {
+    fn put(&mut self, value: u32, len: u32) {
+        for i in (0..len).rev() {
+            self.acc = (self.acc << 1) | ((value >> i) & 1) as u8;
+            self.n += 1;
+            if self.n == 8 {
+                self.out.push(self.acc);
+                if self.acc == 0xFF {
+                    self.out.push(0);
+                }
+                self.acc = 0;
+                self.n = 0;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        while self.n > 0 {
+            self.put(1, 1);
+        }
+        self.out
+    }
+}
