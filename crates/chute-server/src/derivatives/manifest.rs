@@ -2,7 +2,8 @@
 //! JSON object at `.chute/derivatives/<upload id>.json` (the server keeps
 //! no state of its own, so any instance answers the status route). The
 //! manifest is written `pending` before any work starts and rewritten
-//! once with every derivative's outcome.
+//! once with every derivative's outcome. A promotion also leaves a marker,
+//! `.chute/derivatives/<upload id>.promoted`, that nothing else writes.
 
 use chute_core::ObjectKey;
 use chute_store::{ObjectHeaders, PutOptions, Store, StoreError};
@@ -113,4 +114,47 @@ pub async fn write(store: &dyn Store, manifest: &Manifest, create_only: bool) ->
         ..PutOptions::default()
     };
     store.put(&key, super::once(body), opts).await.map(|_| ())
+}
+
+/// The promotion marker key of `upload_id`: a small object holding the
+/// key its original was promoted to. Written by the promotion alone and
+/// never rewritten, so it cannot be lost to a job rewriting the manifest
+/// (whose `source` is only informational); the reaper keeps the
+/// derivatives of any upload that has one.
+pub fn promoted_key(upload_id: &str) -> Result<ObjectKey, chute_core::KeyError> {
+    ObjectKey::parse(&format!("{MANIFEST_PREFIX}{upload_id}{PROMOTED_SUFFIX}"))
+}
+
+/// The suffix of promotion markers under [`MANIFEST_PREFIX`].
+pub const PROMOTED_SUFFIX: &str = ".promoted";
+
+/// Records that `upload_id` was promoted to `target`.
+pub async fn write_promoted(store: &dyn Store, upload_id: &str, target: &str) -> Result<(), StoreError> {
+    let key = promoted_key(upload_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let body = target.as_bytes().to_vec();
+    let opts = PutOptions {
+        headers: ObjectHeaders {
+            content_type: Some("text/plain".into()),
+            ..ObjectHeaders::default()
+        },
+        expected_len: Some(body.len() as u64),
+        ..PutOptions::default()
+    };
+    store.put(&key, super::once(body), opts).await.map(|_| ())
+}
+
+/// The key `upload_id` was promoted to; `None` when it was not.
+pub async fn read_promoted(store: &dyn Store, upload_id: &str) -> Result<Option<String>, StoreError> {
+    let key = promoted_key(upload_id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let got = match store.get(&key, None).await {
+        Ok(got) => got,
+        Err(StoreError::NoSuchKey { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let bytes = super::collect(got.body, MAX_MANIFEST)
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("promotion marker {key}: {e}")))?;
+    String::from_utf8(bytes.to_vec())
+        .map(Some)
+        .map_err(|e| StoreError::Corrupt(format!("promotion marker {key}: {e}")))
 }

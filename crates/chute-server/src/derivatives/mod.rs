@@ -27,6 +27,8 @@ pub mod reap;
 #[cfg(test)]
 #[path = "../../tests/it/images.rs"]
 pub(crate) mod test_images;
+#[cfg(test)]
+mod tests;
 
 use bytes::Bytes;
 use chute_core::derivative::derivative_key;
@@ -188,29 +190,64 @@ impl Derivatives {
         if !applies(receipt) {
             return;
         }
+        // The marker first, written by nobody else: whatever becomes of
+        // the manifest (a job rewrites it whole), the reaper keeps the
+        // derivatives of a promoted upload.
+        if let Err(e) = manifest::write_promoted(self.store().as_ref(), &receipt.jti, target.as_str()).await {
+            tracing::warn!(upload = %receipt.jti, error = %e, "could not record the promotion of an upload with derivatives");
+        }
         if receipt.grant.derive_on == DeriveOn::Promote {
             self.start(receipt, target.as_str(), false);
             return;
         }
-        if let Ok(mut running) = self.inner.running.lock()
-            && let Some(moved) = running.get_mut(&receipt.jti)
-        {
-            *moved = Some(target.as_str().to_owned());
+        let running_here = match self.inner.running.lock() {
+            Ok(mut running) => match running.get_mut(&receipt.jti) {
+                Some(moved) => {
+                    *moved = Some(target.as_str().to_owned());
+                    true
+                }
+                None => false,
+            },
+            Err(_) => false,
+        };
+        // A job running here records the new source itself, in its own
+        // writes and after them; rewriting the manifest from here could put
+        // a stale pending copy back over its outcome.
+        if !running_here {
+            self.record_source(&receipt.jti, target.as_str()).await;
         }
+    }
+
+    /// Points the manifest of `upload` (when there is one) at `source`.
+    async fn record_source(&self, upload: &str, source: &str) {
         let store = self.store();
-        match manifest::read(store.as_ref(), &receipt.jti).await {
-            // Recorded even when done: the reaper keeps the derivatives of
-            // promoted uploads and removes those of abandoned ones.
-            Ok(Some(mut m)) if m.source != target.as_str() => {
-                m.source = target.as_str().to_owned();
+        match manifest::read(store.as_ref(), upload).await {
+            Ok(Some(mut m)) if m.source != source => {
+                m.source = source.to_owned();
                 if let Err(e) = manifest::write(store.as_ref(), &m, false).await {
-                    tracing::warn!(upload = %receipt.jti, error = %e, "could not record the promoted source of derivatives");
+                    tracing::warn!(upload, error = %e, "could not record the promoted source of derivatives");
                 }
             }
             Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(upload = %receipt.jti, error = %e, "could not read a derivative manifest")
-            }
+            Err(e) => tracing::warn!(upload, error = %e, "could not read a derivative manifest"),
+        }
+    }
+
+    /// The key the original of `upload` was promoted to, if it was: as
+    /// this process saw it, else as the promotion marker records it.
+    async fn promoted_source(&self, upload: &str) -> Option<String> {
+        let moved = self
+            .inner
+            .running
+            .lock()
+            .ok()
+            .and_then(|r| r.get(upload).cloned().flatten());
+        match moved {
+            Some(moved) => Some(moved),
+            None => manifest::read_promoted(self.inner.store.as_ref(), upload)
+                .await
+                .ok()
+                .flatten(),
         }
     }
 
@@ -291,18 +328,37 @@ impl Derivatives {
         let receipt = receipt.clone();
         let source = source.to_owned();
         tokio::spawn(async move {
-            this.job(&receipt, source, requeue).await;
-            if let Ok(mut running) = this.inner.running.lock() {
-                running.remove(&receipt.jti);
+            let written = this.job(&receipt, source, requeue).await;
+            let moved = this
+                .inner
+                .running
+                .lock()
+                .ok()
+                .and_then(|mut r| r.remove(&receipt.jti))
+                .flatten();
+            // A promotion after the job's last write left the manifest to it.
+            if let Some(moved) = moved
+                && written.as_ref() != Some(&moved)
+            {
+                this.record_source(&receipt.jti, &moved).await;
             }
         });
     }
 
-    async fn job(&self, receipt: &ReceiptClaims, source: String, requeue: bool) {
+    /// Makes the derivatives of one upload; the manifest source it last
+    /// wrote, if it wrote one.
+    async fn job(&self, receipt: &ReceiptClaims, source: String, requeue: bool) -> Option<String> {
         let store = self.store();
         let upload = receipt.jti.as_str();
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let plan = self.plan(upload, &receipt.grant);
+        let source = self
+            .inner
+            .running
+            .lock()
+            .ok()
+            .and_then(|r| r.get(upload).cloned().flatten())
+            .unwrap_or(source);
         let mut m = Manifest {
             upload_id: upload.to_owned(),
             source,
@@ -336,26 +392,28 @@ impl Derivatives {
         // writing the same objects).
         let create_only = !requeue && store.capabilities().create_only;
         if !requeue && !create_only && matches!(manifest::read(store.as_ref(), upload).await, Ok(Some(_))) {
-            return;
+            return None;
         }
         match manifest::write(store.as_ref(), &m, create_only).await {
             Ok(()) => {}
-            Err(StoreError::PreconditionFailed { .. }) => return,
+            Err(StoreError::PreconditionFailed { .. }) => return None,
             Err(e) => {
                 tracing::warn!(upload, error = %e, "could not record pending derivatives; not making them now");
-                return;
+                return None;
             }
         }
         if !m.pending() {
-            return;
+            return Some(m.source);
         }
-        let Some(pool) = self.pool() else { return };
+        let Some(pool) = self.pool() else {
+            return Some(m.source);
+        };
         let Some(place) = pool.try_reserve() else {
             tracing::warn!(
                 upload,
                 "the image queue is full; the derivatives stay pending and are re-queued when their status is asked for"
             );
-            return;
+            return Some(m.source);
         };
         let settings = self.inner.settings.clone();
         let todo: Vec<(String, DerivativeSpec)> = plan
@@ -389,12 +447,16 @@ impl Derivatives {
             "derivatives made"
         );
         m.updated = OffsetDateTime::now_utc().unix_timestamp();
-        // Keep a source the promotion recorded meanwhile.
-        if let Ok(Some(latest)) = manifest::read(store.as_ref(), upload).await {
-            m.source = latest.source;
+        // A promotion meanwhile (here, or on another instance) wins.
+        if let Some(moved) = self.promoted_source(upload).await {
+            m.source = moved;
         }
-        if let Err(e) = manifest::write(store.as_ref(), &m, false).await {
-            tracing::warn!(upload, error = %e, "could not record the derivatives' outcome; they stay pending");
+        match manifest::write(store.as_ref(), &m, false).await {
+            Ok(()) => Some(m.source),
+            Err(e) => {
+                tracing::warn!(upload, error = %e, "could not record the derivatives' outcome; they stay pending");
+                None
+            }
         }
     }
 
@@ -429,12 +491,7 @@ impl Derivatives {
                         .map_err(|e| format!("reading the original failed: {e}"));
                 }
                 Err(StoreError::NoSuchKey { .. }) => {
-                    let moved = self
-                        .inner
-                        .running
-                        .lock()
-                        .ok()
-                        .and_then(|r| r.get(upload).cloned().flatten());
+                    let moved = self.promoted_source(upload).await;
                     let recorded = match moved {
                         Some(moved) => Some(moved),
                         None => manifest::read(self.inner.store.as_ref(), upload)
