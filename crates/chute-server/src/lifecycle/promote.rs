@@ -159,10 +159,17 @@ impl Lifecycle {
         let key = receipt
             .grant
             .promotion_key(template, &self.settings().default_template, &vars)?;
-        if key.as_str().starts_with(super::TMP_PREFIX) || key.as_str().starts_with(super::STATE_PREFIX) {
+        let reserved = [
+            super::TMP_PREFIX,
+            super::STATE_PREFIX,
+            chute_core::derivative::DERIVATIVES_PREFIX,
+        ];
+        if reserved.iter().any(|p| key.as_str().starts_with(p)) {
             return Err(ApiError::forbidden(
                 "key_not_allowed",
-                format!("{key} is inside Chute's own prefixes (tmp/, .chute/)"),
+                format!(
+                    "{key} is inside Chute's own prefixes (tmp/, .chute/, derivatives/); promote to a key outside them"
+                ),
             ));
         }
         Ok(key)

@@ -435,3 +435,37 @@ async fn the_reaper_keeps_promoted_derivatives_and_removes_abandoned_ones() {
     );
     env.running.stop().await;
 }
+
+#[tokio::test]
+async fn promotion_targets_under_derivatives_are_refused() {
+    let env = start(|_| {}).await;
+    // A grant whose prefix covers Chute's derivative keys: promoting into
+    // them would overwrite another upload's thumbnail, and the reaper
+    // deletes everything under an unpromoted upload's derivatives/<id>/.
+    let token = grant(json!({"prefix": "derivatives"}));
+    let file = env
+        .upload("x.jpg", "image/jpeg", images::jpeg(64, 48), Some(&token))
+        .await;
+    let res = env
+        .http
+        .post(env.url("/api/objects/promote"))
+        .header("content-type", "application/json")
+        .body(json!({ "receipt": file["receipt"], "template": "derivatives/other/thumb.jpg" }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let body: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "key_not_allowed", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("derivatives/"),
+        "{body}"
+    );
+    let bucket = env.bucket().await;
+    let target = ObjectKey::parse("derivatives/other/thumb.jpg").unwrap();
+    assert!(bucket.head(&target).await.is_err(), "nothing written there");
+    env.running.stop().await;
+}
