@@ -174,8 +174,8 @@ pub struct RawConfig {
     /// Threads making image derivatives (default 0: one per core; 0 to 256).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_workers: Option<usize>,
-    /// Image jobs that may wait for a worker (default 64, 0 to 100000);
-    /// beyond that, work stays pending until its status is asked for.
+    /// Image jobs accepted beyond those running (default 64, 0 to 100000);
+    /// beyond that, work waits for a place without reading its image.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_queue: Option<usize>,
     /// The widest or tallest image decoded, in pixels (default 16384, 16 to 65535).

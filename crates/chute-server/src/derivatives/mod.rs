@@ -14,9 +14,10 @@
 //! Failure model: a derivative that cannot be made (not an image, a
 //! truncated file, a decompression bomb, a decoder panic, a store error)
 //! is marked `failed` with the reason; the upload and its receipt are never
-//! touched. Work is never dropped silently: when the pool is full, or the
-//! process dies mid-job, the manifest stays `pending`, and the status
-//! route re-queues pending work whose manifest is older than
+//! touched. Work is never dropped silently: when the pool is full a job
+//! waits for a place (up to [`pool::MAX_WAITING`] jobs wait); beyond that,
+//! or when the process dies mid-job, the manifest stays `pending`, and
+//! the status route re-queues pending work whose manifest is older than
 //! `requeue_after` and that this process is not running.
 
 pub mod manifest;
@@ -408,10 +409,12 @@ impl Derivatives {
         let Some(pool) = self.pool() else {
             return Some(m.source);
         };
-        let Some(place) = pool.try_reserve() else {
+        // Waits for a place when the queue is full (no source bytes held).
+        let Some(place) = pool.reserve().await else {
             tracing::warn!(
                 upload,
-                "the image queue is full; the derivatives stay pending and are re-queued when their status is asked for"
+                waiting = pool::MAX_WAITING,
+                "the image queue is full and too many jobs wait for it; the derivatives stay pending and are re-queued when their status is asked for"
             );
             return Some(m.source);
         };

@@ -2,8 +2,10 @@
 //! never block the async runtime's threads (nor use tokio's blocking pool,
 //! which grows to hundreds of threads). The queue is bounded: a job is
 //! accepted only while fewer than `workers + queue` jobs are waiting or
-//! running, and [`WorkerPool::try_reserve`] says so before any source
-//! bytes are read, so a flood of uploads costs neither memory nor threads.
+//! running, and [`WorkerPool::reserve`] waits for a place before any
+//! source bytes are read, so a flood of uploads costs neither memory nor
+//! threads. At most [`MAX_WAITING`] jobs wait for a place (a task and a
+//! receipt each, no source bytes); beyond that `reserve` gives up at once.
 //! Sources are read one turn ahead of the workers (at most `2 * workers`
 //! in memory), so reading overlaps decoding.
 
@@ -12,6 +14,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// The most jobs that wait for a place in the pool at once.
+pub const MAX_WAITING: usize = 4096;
 
 /// The pool: `workers` threads fed from one bounded channel.
 #[derive(Debug, Clone)]
@@ -26,6 +31,8 @@ pub struct WorkerPool {
     reads: Arc<Semaphore>,
     /// Turns to run on a worker thread.
     turns: Arc<Semaphore>,
+    /// Turns to wait for a place ([`MAX_WAITING`]).
+    waiting: Arc<Semaphore>,
     workers: usize,
 }
 
@@ -53,6 +60,7 @@ impl WorkerPool {
             places: Arc::new(Semaphore::new(workers + queue)),
             reads: Arc::new(Semaphore::new(workers)),
             turns: Arc::new(Semaphore::new(workers)),
+            waiting: Arc::new(Semaphore::new(MAX_WAITING)),
             workers,
         })
     }
@@ -68,6 +76,17 @@ impl WorkerPool {
             .try_acquire_owned()
             .ok()
             .map(|p| Place { _permit: p })
+    }
+
+    /// A place for one job, waiting for one when the pool is full; `None`
+    /// at once when [`MAX_WAITING`] jobs already wait.
+    pub async fn reserve(&self) -> Option<Place> {
+        if let Some(place) = self.try_reserve() {
+            return Some(place);
+        }
+        let _waiting = self.waiting.try_acquire().ok()?;
+        let permit = Arc::clone(&self.places).acquire_owned().await.ok()?;
+        Some(Place { _permit: permit })
     }
 
     /// Runs `prepare` (reading the source, on the async side) once a read
@@ -103,7 +122,7 @@ fn work(rx: &Mutex<Receiver<Job>>) {
             // A panicking decoder must not take the worker down with it.
             Ok(job) => {
                 if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
-                    tracing::error!("an image job panicked; its derivatives stay pending");
+                    tracing::error!("an image job panicked; its derivatives are marked failed");
                 }
             }
             Err(_) => return,
@@ -121,6 +140,10 @@ mod tests {
         let a = pool.try_reserve().unwrap();
         let b = pool.try_reserve().unwrap();
         assert!(pool.try_reserve().is_none(), "1 worker + 1 queued is full");
+        let waiting = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.reserve().await.is_some() }
+        });
         let name = pool
             .run(&a, async {
                 Some(|| std::thread::current().name().map(str::to_owned))
@@ -129,7 +152,8 @@ mod tests {
             .unwrap();
         assert_eq!(name.as_deref(), Some("chute-image-0"));
         drop(a);
-        assert!(pool.try_reserve().is_some(), "a finished job frees its place");
+        assert!(waiting.await.unwrap(), "a waiting job gets the freed place");
+        assert!(pool.try_reserve().is_some(), "and frees it in turn");
         let panicked = pool.run(&b, async { Some(|| -> u8 { panic!("boom") }) }).await;
         assert_eq!(panicked, None);
         assert_eq!(

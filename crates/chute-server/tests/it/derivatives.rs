@@ -469,3 +469,39 @@ async fn promotion_targets_under_derivatives_are_refused() {
     assert!(bucket.head(&target).await.is_err(), "nothing written there");
     env.running.stop().await;
 }
+
+#[tokio::test]
+async fn work_beyond_a_full_queue_waits_for_a_place_without_anyone_polling() {
+    // One place in all: uploads that complete together overflow it.
+    let env = start(|raw| {
+        raw.image_workers = Some(1);
+        raw.image_queue = Some(0);
+    })
+    .await;
+    // Opened before the uploads: opening an fs store sweeps its temporary
+    // files, which would race the server's writes.
+    let bucket = env.bucket().await;
+    let uploads = futures::future::join_all(
+        ["q0.png", "q1.png", "q2.png", "q3.png"]
+            .map(|name| env.upload(name, "image/png", images::png_rgba(1600, 1200), None)),
+    )
+    .await;
+    // No status route call: nobody polls.
+    for file in &uploads {
+        let id = file["object"]["jti"].as_str().unwrap();
+        let thumb = ObjectKey::parse(&format!("derivatives/{id}/thumb.jpg")).unwrap();
+        let mut made = false;
+        for _ in 0..600 {
+            if bucket.head(&thumb).await.is_ok() {
+                made = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !made {
+            let status = env.status(file["receipt"].as_str().unwrap()).await;
+            panic!("{thumb} not made within 30 s: {status}");
+        }
+    }
+    env.running.stop().await;
+}
