@@ -9,6 +9,9 @@
 //! 200x200 crop jpeg q70 JPEG at quality 70
 //! ```
 //!
+//! A quality applies to JPEG only: `webp q80` is refused rather than
+//! silently ignored.
+//!
 //! This module only parses and validates (the grant is checked once, when
 //! it is resolved); decoding and resizing live in `chute-server`'s
 //! `derivatives` module. Where each derivative is stored is decided here
@@ -143,9 +146,11 @@ impl DerivativeSpec {
             .split_once(['x', 'X'])
             .ok_or_else(|| format!("{size:?} is not WIDTHxHEIGHT"))?;
         let dim = |s: &str| -> Result<u32, String> {
-            let n: u32 = s
-                .parse()
-                .map_err(|_| format!("{s:?} is not a whole number of pixels"))?;
+            // Digits only (`u32::from_str` would take a leading `+`).
+            let n: u32 = Some(s)
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("{s:?} is not a whole number of pixels"))?;
             if n == 0 || n > max_dimension {
                 return Err(format!("size {n} is outside 1-{max_dimension} pixels"));
             }
@@ -184,6 +189,12 @@ impl DerivativeSpec {
                     "unknown word {word:?}; expected jpeg, webp or a quality such as q80"
                 ));
             }
+        }
+        if out.format == Some(OutputFormat::Webp) && out.quality.is_some() {
+            return Err(
+                "WebP output is lossless, so a quality does not apply; drop the q word or ask for jpeg"
+                    .into(),
+            );
         }
         Ok(out)
     }
@@ -284,12 +295,14 @@ mod tests {
             (s.width, s.height, s.mode, s.format, s.quality),
             (200, 200, FitMode::Crop, None, None)
         );
-        let s = DerivativeSpec::parse("  1200X800   fit webp q70 ", 4096).unwrap();
+        let s = DerivativeSpec::parse("  1200X800   fit jpeg q70 ", 4096).unwrap();
         assert_eq!(
             (s.width, s.height, s.mode, s.format, s.quality),
-            (1200, 800, FitMode::Fit, Some(OutputFormat::Webp), Some(70))
+            (1200, 800, FitMode::Fit, Some(OutputFormat::Jpeg), Some(70))
         );
-        assert_eq!(s.to_string(), "1200x800 fit webp q70");
+        assert_eq!(s.to_string(), "1200x800 fit jpeg q70");
+        let s = DerivativeSpec::parse("400x300 fit webp", 4096).unwrap();
+        assert_eq!((s.format, s.quality), (Some(OutputFormat::Webp), None));
         assert_eq!(
             DerivativeSpec::parse("10x20 crop jpg", 100).unwrap().format,
             Some(OutputFormat::Jpeg)
@@ -311,6 +324,10 @@ mod tests {
             ("200x200 fit q101", "q1-q100"),
             ("200x200 fit webp jpeg", "more than one format"),
             ("200x200 fit q1 q2", "more than one quality"),
+            ("200x200 fit webp q80", "lossless"),
+            ("200x200 fit q80 webp", "lossless"),
+            ("+200x200 crop", "whole number"),
+            ("200x+200 crop", "whole number"),
         ] {
             let err = DerivativeSpec::parse(spec, 4096).unwrap_err();
             assert!(err.contains(why), "{spec:?}: {err}");

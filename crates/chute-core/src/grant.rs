@@ -667,7 +667,7 @@ mod tests {
 
     #[test]
     fn derivatives_travel_from_claims_and_are_checked() {
-        let json = r#"{"aud":"chute","exp":100,"derivatives":{"thumb":"200x200 crop","big":"1200x1200 fit webp q80"},"derive_on":"promote"}"#;
+        let json = r#"{"aud":"chute","exp":100,"derivatives":{"thumb":"200x200 crop","big":"1200x1200 fit webp"},"derive_on":"promote"}"#;
         let g = Grant::from(serde_json::from_str::<GrantClaims>(json).unwrap());
         assert_eq!(g.derive_on, DeriveOn::Promote);
         let specs = g.check_derivatives(&DerivativeLimits::default()).unwrap();

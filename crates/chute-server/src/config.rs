@@ -1149,7 +1149,18 @@ mod tests {
     #[test]
     fn image_settings_have_defaults_and_bounds() {
         let c = Config::try_from(RawConfig::default()).unwrap();
-        assert_eq!(c.lifecycle.images, crate::derivatives::ImageSettings::default());
+        let defaults = crate::derivatives::ImageSettings::default();
+        assert!(
+            !defaults.status_urls,
+            "embedders building settings from Default get no receipt-as-read-capability URLs"
+        );
+        assert_eq!(
+            c.lifecycle.images,
+            crate::derivatives::ImageSettings {
+                status_urls: true,
+                ..defaults
+            }
+        );
         assert!(
             c.lifecycle.images.status_urls,
             "development mode links derivatives"

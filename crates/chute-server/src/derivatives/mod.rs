@@ -63,9 +63,10 @@ pub struct ImageSettings {
     /// Pending work older than this, not running here, is re-queued when
     /// its status is asked for.
     pub requeue_after: Duration,
-    /// Whether the status route answers with presigned URLs. On in
-    /// development; in production a receipt (which apps log and pass
-    /// around) is not read access unless the operator turns this on.
+    /// Whether the status route answers with presigned URLs. Off by
+    /// default (a receipt, which apps log and pass around, is not read
+    /// access unless the operator turns this on); the configuration turns
+    /// it on in development mode.
     pub status_urls: bool,
 }
 
@@ -78,7 +79,7 @@ impl Default for ImageSettings {
             encode: EncodeDefaults::default(),
             limits: DerivativeLimits::default(),
             requeue_after: Duration::from_secs(300),
-            status_urls: true,
+            status_urls: false,
         }
     }
 }
@@ -540,8 +541,10 @@ impl Derivatives {
                     Err(e) => {
                         tracing::warn!(key = %entry.key, error = %e, "could not store a derivative");
                         entry.status = Status::Failed;
-                        entry.error =
-                            Some("the store refused the derivative; it is made again on request".into());
+                        entry.error = Some(
+                            "the store refused to save the derivative (see the server log); failed derivatives are not retried"
+                                .into(),
+                        );
                     }
                 },
                 Err(why) => {
