@@ -14,11 +14,19 @@ phone camera's; distinct seeds; made before any timing).
   derivatives` reports every thumbnail ready. The time covers reading each
   original from the store, decoding, resizing, encoding (JPEG q85) and
   storing the thumbnail, plus the promotions' server-side copies.
-- **ImageMagick**: Debian's `convert SRC -thumbnail 200x200 OUT.jpg`
-  (a fit, as `200x200 fit`), two processes at a time over the same files,
-  each with `MAGICK_THREAD_LIMIT=1`, so both sides have two single-threaded
-  workers on the machine's two cores (ImageMagick's OpenMP threads would
-  otherwise oversubscribe them: 2 processes x 2 threads).
+- **ImageMagick**: Debian's `convert SRC -thumbnail 200x200 -quality 85
+  OUT.jpg` (a fit, as `200x200 fit`; q85 as Chute writes), two processes
+  at a time over the same files, each with `MAGICK_THREAD_LIMIT=1`, so
+  both sides have two single-threaded workers on the machine's two cores
+  (ImageMagick's OpenMP threads would otherwise oversubscribe them: 2
+  processes x 2 threads). Chute's jpeg-decoder runs each component's
+  IDCT on a short-lived thread of its own, so it is not strictly single
+  threaded per worker.
+- **ImageMagick, shrink-on-load**: the same with `-define
+  jpeg:size=400x300`, libjpeg's DCT scaling (decode at 1/8 here), the
+  like-for-like equivalent of Chute's DCT-scaling path (which decodes at
+  least twice the output, 400x300 for a 200x150 thumbnail). The plain
+  `convert -thumbnail` is what the issue names; both ratios are reported.
 
 Each run reports derivatives per second for both; the table has the
 medians. Installs the `imagemagick` package with apt when /usr/bin/convert
@@ -136,10 +144,10 @@ def chute_run(binary: Path, work: Path, photos: list[Path], run: int, promoted: 
         proc.stop()
 
 
-def imagemagick_run(work: Path, photos: list[Path], run: int) -> float:
-    """Seconds for `convert SRC -thumbnail 200x200 OUT` over every photo,
-    two processes at a time."""
-    out = work / f"im-{run}"
+def imagemagick_run(work: Path, photos: list[Path], run: int, extra: list[str], tag: str) -> float:
+    """Seconds for `convert [EXTRA] SRC -thumbnail 200x200 -quality 85 OUT`
+    over every photo, two processes at a time."""
+    out = work / f"im-{tag}-{run}"
     out.mkdir()
     b.settle()
     t0 = time.monotonic()
@@ -148,8 +156,9 @@ def imagemagick_run(work: Path, photos: list[Path], run: int) -> float:
     while queue or running:
         while queue and len(running) < 2:
             p = queue.pop(0)
-            running.append(subprocess.Popen([str(CONVERT), str(p), "-thumbnail", "200x200", str(out / p.name)],
-                                            env=dict(os.environ, MAGICK_THREAD_LIMIT="1")))
+            running.append(subprocess.Popen([str(CONVERT), *extra, str(p), "-thumbnail", "200x200",
+                                             "-quality", "85", str(out / p.name)],
+                                            env=dict(os.environ, MAGICK_THREAD_LIMIT="1", OMP_NUM_THREADS="1")))
         done = running.pop(0)
         if done.wait() != 0:
             raise RuntimeError(f"convert exited with {done.returncode}")
@@ -176,26 +185,34 @@ def main() -> None:
         b.say(f"making {args.files} {WIDTH}x{HEIGHT} JPEGs")
         photos = make_photos(work, args.files)
         mb = sum(p.stat().st_size for p in photos) / args.files / b.MiB
-        chute, magick, loads, promoted = [], [], [], []
+        chute, magick, shrunk, loads, promoted = [], [], [], [], []
         for run in range(args.runs):
             loads.append(b.load())
             secs = chute_run(binary, work, photos, run, promoted)
             chute.append(args.files / secs)
             b.say(f"run {run + 1}: Chute {chute[-1]:.2f}/s")
-            secs = imagemagick_run(work, photos, run)
+            secs = imagemagick_run(work, photos, run, [], "plain")
             magick.append(args.files / secs)
             b.say(f"run {run + 1}: ImageMagick {magick[-1]:.2f}/s")
+            secs = imagemagick_run(work, photos, run, ["-define", "jpeg:size=400x300"], "shrink")
+            shrunk.append(args.files / secs)
+            b.say(f"run {run + 1}: ImageMagick shrink-on-load {shrunk[-1]:.2f}/s")
         ratio = b.median(chute) / b.median(magick)
+        fair = b.median(chute) / b.median(shrunk)
         print(f"\n200x200 thumbnails of {args.files} {WIDTH}x{HEIGHT} JPEGs ({mb:.1f} MiB each), "
               f"two workers on {os.cpu_count()} cores, median of {args.runs} runs\n")
         print("| tool | derivatives/s | runs | Chute / this |")
         print("|---|---:|---|---:|")
         print(f"| Chute (`200x200 fit`, image_workers = 2) | {b.median(chute):.2f} | "
               f"{', '.join(f'{x:.2f}' for x in chute)} | 1.00 |")
-        print(f"| ImageMagick {imagemagick_version()} (Debian, `convert -thumbnail 200x200`, 2 processes, MAGICK_THREAD_LIMIT=1) | "
+        print(f"| ImageMagick {imagemagick_version()} (Debian, `convert -thumbnail 200x200 -quality 85`, 2 processes, MAGICK_THREAD_LIMIT=1) | "
               f"{b.median(magick):.2f} | {', '.join(f'{x:.2f}' for x in magick)} | {ratio:.2f} |")
+        print(f"| the same with `-define jpeg:size=400x300` (shrink-on-load by DCT scaling, like Chute's) | "
+              f"{b.median(shrunk):.2f} | {', '.join(f'{x:.2f}' for x in shrunk)} | {fair:.2f} |")
         print()
-        print(f"- goal: Chute >= 2x ImageMagick: {ratio:.2f}x, {'met' if ratio >= 2 else 'NOT met'}")
+        print(f"- goal: Chute >= 2x ImageMagick (`convert -thumbnail`, as the issue names it): {ratio:.2f}x, "
+              f"{'met' if ratio >= 2 else 'NOT met'}")
+        print(f"- like for like (both decode by DCT scaling): {fair:.2f}x")
         print(f"- Chute's timed window includes promoting all {args.files} uploads (server-side copies, 8 requests "
               f"at a time), done after {', '.join(f'{x:.2f}' for x in promoted)} s of the runs")
         print(f"- 1-minute load average before each run: {' '.join(loads)}")
