@@ -257,3 +257,17 @@ async fn an_upload_never_promoted_loses_its_derivatives_to_the_reaper() {
     assert_eq!((reaped.manifests, reaped.objects), (1, 1), "{reaped:?}");
     assert!(r.store.head(&key(THUMB)).await.is_err());
 }
+
+#[tokio::test]
+async fn promote_grants_start_nothing_on_completion() {
+    let mut r = race(0).await;
+    r.receipt.grant.derive_on = DeriveOn::Promote;
+    r.derivatives.completed(&r.receipt);
+    // `start` registers a job synchronously, so this is not a race.
+    assert!(!r.derivatives.is_running(UPLOAD), "no job on completion");
+    r.promote().await;
+    assert!(r.derivatives.is_running(UPLOAD), "promotion starts it");
+    let m = r.finished().await;
+    assert_eq!(m.derivatives["thumb"].status, Status::Ready, "{m:?}");
+    assert_eq!(m.source, FINAL);
+}
