@@ -181,9 +181,13 @@ pub struct RawConfig {
     /// The widest or tallest image decoded, in pixels (default 16384, 16 to 65535).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_max_dimension: Option<u32>,
-    /// MiB one image's file and decoded pixels may each take (default 512, 1 to 16384).
+    /// MiB one image's decoded pixels may take (default 512, 1 to 16384).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_max_alloc_mib: Option<u64>,
+    /// MiB one image's file may take to get derivatives; it is read into
+    /// memory whole (default 64, 1 to 16384).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_max_source_mib: Option<u64>,
     /// The largest width or height a grant's derivative may name (default 4096, 1 to 16384).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_max_output_dimension: Option<u32>,
@@ -204,7 +208,7 @@ pub struct RawConfig {
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 54] = [
+const ENV_KEYS: [&str; 55] = [
     "store",
     "s3_endpoint",
     "s3_path_style",
@@ -254,6 +258,7 @@ const ENV_KEYS: [&str; 54] = [
     "image_queue",
     "image_max_dimension",
     "image_max_alloc_mib",
+    "image_max_source_mib",
     "image_max_output_dimension",
     "image_format",
     "image_quality",
@@ -920,6 +925,13 @@ fn image_settings(raw: &RawConfig) -> Result<crate::derivatives::ImageSettings, 
         (1, 16_384),
     )?;
     s.decode.max_alloc = mib * 1024 * 1024;
+    let mib = bounded(
+        "image_max_source_mib",
+        raw.image_max_source_mib,
+        s.max_source / (1024 * 1024),
+        (1, 16_384),
+    )?;
+    s.max_source = mib * 1024 * 1024;
     s.limits.max_dimension = bounded(
         "image_max_output_dimension",
         raw.image_max_output_dimension,
@@ -1182,6 +1194,7 @@ mod tests {
             image_queue: Some(0),
             image_max_dimension: Some(8000),
             image_max_alloc_mib: Some(64),
+            image_max_source_mib: Some(16),
             image_max_output_dimension: Some(1000),
             image_format: Some("WebP".into()),
             image_quality: Some(70),
@@ -1192,6 +1205,7 @@ mod tests {
         let s = &c.lifecycle.images;
         assert_eq!((s.workers, s.queue, s.decode.max_dimension), (2, 0, 8000));
         assert_eq!(s.decode.max_alloc, 64 * 1024 * 1024);
+        assert_eq!(s.max_source, 16 * 1024 * 1024);
         assert_eq!(s.limits.max_dimension, 1000);
         assert_eq!(s.encode.format, chute_core::OutputFormat::Webp);
         assert_eq!((s.encode.quality, s.requeue_after), (70, Duration::ZERO));
@@ -1216,6 +1230,13 @@ mod tests {
                     ..Default::default()
                 },
                 "image_max_alloc_mib",
+            ),
+            (
+                RawConfig {
+                    image_max_source_mib: Some(0),
+                    ..Default::default()
+                },
+                "image_max_source_mib",
             ),
             (
                 RawConfig {

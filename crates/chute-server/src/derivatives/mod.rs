@@ -56,6 +56,9 @@ pub struct ImageSettings {
     pub queue: usize,
     /// What one decode may spend.
     pub decode: DecodeLimits,
+    /// The largest original derivatives are made of, in bytes (read into
+    /// memory whole, up to `2 * workers` at once).
+    pub max_source: u64,
     /// The format and quality of specs that name none.
     pub encode: EncodeDefaults,
     /// What a grant may ask for.
@@ -76,6 +79,7 @@ impl Default for ImageSettings {
             workers: 0,
             queue: 64,
             decode: DecodeLimits::default(),
+            max_source: 64 * 1024 * 1024,
             encode: EncodeDefaults::default(),
             limits: DerivativeLimits::default(),
             requeue_after: Duration::from_secs(300),
@@ -470,15 +474,15 @@ impl Derivatives {
     /// ETag (its MD5) survives promotion's copy.
     async fn read_source(&self, receipt: &ReceiptClaims, source: &mut String) -> Result<Vec<u8>, String> {
         let upload = receipt.jti.as_str();
-        let max = self.inner.settings.decode.max_alloc;
+        let max = self.inner.settings.max_source;
         let single_part = !receipt.etag.contains('-');
         for _ in 0..2 {
             let key = ObjectKey::parse(source).map_err(|e| format!("bad source key: {e}"))?;
             match self.inner.store.get(&key, None).await {
                 Ok(got) if got.meta.size > max => {
                     return Err(format!(
-                        "the file is {} MiB; images over {} MiB are not derived (image_max_alloc_mib)",
-                        got.meta.size / (1024 * 1024),
+                        "the file is {} MiB; images over {} MiB are not derived (image_max_source_mib)",
+                        got.meta.size.div_ceil(1024 * 1024),
                         max / (1024 * 1024)
                     ));
                 }

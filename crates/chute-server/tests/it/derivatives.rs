@@ -506,3 +506,21 @@ async fn work_beyond_a_full_queue_waits_for_a_place_without_anyone_polling() {
     }
     env.running.stop().await;
 }
+
+#[tokio::test]
+async fn sources_over_image_max_source_mib_fail_without_being_read() {
+    let env = start(|raw| raw.image_max_source_mib = Some(1)).await;
+    // A small valid JPEG padded past 1 MiB (decoders ignore what follows
+    // the end-of-image marker).
+    let mut body = images::jpeg(64, 48);
+    body.resize(body.len() + 1024 * 1024, 0);
+    let file = env.upload("big.jpg", "image/jpeg", body, None).await;
+    let status = env.settled(file["receipt"].as_str().unwrap()).await;
+    let thumb = &status["derivatives"]["thumb"];
+    assert_eq!(thumb["status"], "failed", "{thumb}");
+    assert!(
+        thumb["error"].as_str().unwrap().contains("image_max_source_mib"),
+        "{thumb}"
+    );
+    env.running.stop().await;
+}
