@@ -472,7 +472,7 @@ impl Derivatives {
     /// and only when it is the object the receipt describes: a POST form
     /// or PUT URL stays valid after completion, and a single-part object's
     /// ETag (its MD5) survives promotion's copy.
-    async fn read_source(&self, receipt: &ReceiptClaims, source: &mut String) -> Result<Vec<u8>, String> {
+    async fn read_source(&self, receipt: &ReceiptClaims, source: &mut String) -> Result<Bytes, String> {
         let upload = receipt.jti.as_str();
         let max = self.inner.settings.max_source;
         let single_part = !receipt.etag.contains('-');
@@ -495,7 +495,6 @@ impl Derivatives {
                 Ok(got) => {
                     return collect(got.body, usize::try_from(max).unwrap_or(usize::MAX))
                         .await
-                        .map(|b| b.to_vec())
                         .map_err(|e| format!("reading the original failed: {e}"));
                 }
                 Err(StoreError::NoSuchKey { .. }) => {
@@ -600,6 +599,7 @@ fn render_all(bytes: &[u8], todo: &[(String, DerivativeSpec)], settings: &ImageS
     let started = std::time::Instant::now();
     let specs: Vec<DerivativeSpec> = todo.iter().map(|(_, s)| *s).collect();
     let image = pipeline::decode_for(bytes, settings.decode, &specs)?;
+    let image = pipeline::converted_once(image, &specs, settings.encode);
     let decoded = started.elapsed();
     let out = todo
         .iter()

@@ -282,6 +282,35 @@ fn jpeg_scan_count(bytes: &[u8]) -> Option<usize> {
     }
 }
 
+/// `image` converted once to the 8-bit pixels every one of `specs`
+/// encodes from (RGB8, flattened on white, for JPEG; RGBA8 for WebP with
+/// alpha), so [`render`] borrows it instead of converting the whole
+/// source again for each spec, and the decoded original (16-bit PNGs:
+/// twice the size) is freed before rendering. Left as it is when the
+/// specs need different pixels.
+pub fn converted_once(
+    image: DynamicImage,
+    specs: &[DerivativeSpec],
+    defaults: EncodeDefaults,
+) -> DynamicImage {
+    let alpha = image.color().has_alpha();
+    let keeps_alpha = |s: &DerivativeSpec| alpha && s.format.unwrap_or(defaults.format) == OutputFormat::Webp;
+    if specs.iter().all(keeps_alpha) {
+        match image {
+            DynamicImage::ImageRgba8(_) => image,
+            other => DynamicImage::ImageRgba8(other.to_rgba8()),
+        }
+    } else if !specs.iter().any(keeps_alpha) {
+        match image {
+            DynamicImage::ImageRgb8(_) => image,
+            other if alpha => DynamicImage::ImageRgb8(on_white(&other)),
+            other => DynamicImage::ImageRgb8(other.to_rgb8()),
+        }
+    } else {
+        image
+    }
+}
+
 /// Resizes and encodes one derivative of an upright image.
 pub fn render(
     image: &DynamicImage,
@@ -552,6 +581,31 @@ mod tests {
         let fine = images::progressive_jpeg_bomb(256, 10);
         let img = decode_for(&fine, DecodeLimits::default(), &[spec("16x16 crop")]).unwrap();
         assert_eq!((img.width(), img.height()), (256, 256));
+    }
+
+    #[test]
+    fn converting_once_renders_the_same_derivatives() {
+        for (bytes, specs) in [
+            (images::png_rgba(300, 200), ["100x100 crop", "150x150 fit"]),
+            (
+                images::png_rgba(300, 200),
+                ["100x100 crop webp", "150x150 fit webp"],
+            ),
+            (images::png_rgba(300, 200), ["100x100 crop", "150x150 fit webp"]),
+            (images::gif(300, 200), ["100x100 crop", "150x150 fit"]),
+            (images::jpeg(300, 200), ["100x100 crop", "150x150 fit webp"]),
+        ] {
+            let specs = specs.map(spec);
+            let image = decoded(&bytes);
+            let once = converted_once(image.clone(), &specs, EncodeDefaults::default());
+            for s in &specs {
+                assert_eq!(
+                    render(&once, s, EncodeDefaults::default()).unwrap(),
+                    render(&image, s, EncodeDefaults::default()).unwrap(),
+                    "{s}"
+                );
+            }
+        }
     }
 
     #[test]
