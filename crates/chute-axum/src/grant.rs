@@ -108,7 +108,7 @@ impl GrantBuilder {
     }
 
     /// An image derivative to make of each upload: `name` (`thumb`) and
-    /// `spec` (`200x200 crop`, `1200x1200 fit webp q80`); receipts name
+    /// `spec` (`200x200 crop`, `1200x1200 fit webp`, `800x800 fit jpeg q80`); receipts name
     /// its key.
     pub fn derivative(mut self, name: impl Into<String>, spec: impl Into<String>) -> Self {
         self.claims.derivatives.insert(name.into(), spec.into());
