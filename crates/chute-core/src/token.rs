@@ -177,7 +177,7 @@ impl Keyring {
         audience: &str,
         now: OffsetDateTime,
     ) -> Result<C, TokenError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| header_error(token, &e))?;
         if header.alg != Algorithm::HS256 {
             return Err(TokenError::WrongAlgorithm);
         }
@@ -216,6 +216,23 @@ impl Keyring {
             }
         }
         Err(last)
+    }
+}
+
+/// Why a header did not decode: an `alg` jsonwebtoken does not know
+/// (`none`, a made-up name) is [`TokenError::WrongAlgorithm`], as HS512
+/// is; anything else is malformed.
+fn header_error(token: &str, e: &jsonwebtoken::errors::Error) -> TokenError {
+    use base64::Engine as _;
+    let alg = token
+        .split('.')
+        .next()
+        .and_then(|h| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).ok())
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+        .and_then(|header| header.get("alg").and_then(|a| a.as_str()).map(str::to_owned));
+    match alg {
+        Some(alg) if alg != "HS256" => TokenError::WrongAlgorithm,
+        _ => TokenError::Malformed(e.to_string()),
     }
 }
 
@@ -448,7 +465,22 @@ mod tests {
         // {"alg":"none","kid":"k1"} . claims . (empty signature)
         let body = base64_url(&serde_json::to_vec(&claims("chute", 60)).unwrap());
         let none = format!("{}.{body}.", base64_url(br#"{"alg":"none","kid":"k1"}"#));
-        assert!(ring.verify::<Claims>(&none, "chute", NOW).is_err());
+        assert_eq!(
+            ring.verify::<Claims>(&none, "chute", NOW),
+            Err(TokenError::WrongAlgorithm)
+        );
+        // An unknown name is the same refusal; a header that is not JSON
+        // stays malformed.
+        let odd = format!("{}.{body}.", base64_url(br#"{"alg":"XS999"}"#));
+        assert_eq!(
+            ring.verify::<Claims>(&odd, "chute", NOW),
+            Err(TokenError::WrongAlgorithm)
+        );
+        let junk = format!("{}.{body}.", base64_url(b"not json"));
+        assert!(matches!(
+            ring.verify::<Claims>(&junk, "chute", NOW),
+            Err(TokenError::Malformed(_))
+        ));
         let mut header = Header::new(Algorithm::HS512);
         header.kid = Some("k1".into());
         let hs512 =
