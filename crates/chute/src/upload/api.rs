@@ -143,24 +143,35 @@ impl ChuteApi {
         self.retry
     }
 
+    /// One API call, retried by the policy: `build` makes the request from
+    /// the client each attempt; every call has the small-request timeout.
+    async fn call(
+        &self,
+        what: &str,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<serde_json::Value, UploadError> {
+        self.retry
+            .run(what, |_| {
+                send_json(build(&self.client).timeout(SMALL_REQUEST_TIMEOUT), what)
+            })
+            .await
+    }
+
     /// `POST /api/uploads`.
     pub async fn create(&self, req: &CreateRequest) -> Result<Created, UploadError> {
         let what = "creating the upload (POST /api/uploads)";
         let url = format!("{}/api/uploads", self.base);
         let body = serde_json::to_vec(req).map_err(|e| UploadError::bad_answer(what, e.to_string()))?;
         let v = self
-            .retry
-            .run(what, |_| {
-                let mut r = self
-                    .client
+            .call(what, |client| {
+                let r = client
                     .post(&url)
-                    .timeout(SMALL_REQUEST_TIMEOUT)
                     .header("content-type", "application/json")
                     .body(body.clone());
-                if let Some(g) = &self.grant {
-                    r = r.bearer_auth(g);
+                match &self.grant {
+                    Some(g) => r.bearer_auth(g),
+                    None => r,
                 }
-                send_json(r, what)
             })
             .await
             .map_err(grant_hint)?;
@@ -173,16 +184,7 @@ impl ChuteApi {
         let what = "asking for the upload's parts (GET /api/uploads/{id})";
         let url = format!("{}/api/uploads/{id}", self.base);
         let got = self
-            .retry
-            .run(what, |_| {
-                send_json(
-                    self.client
-                        .get(&url)
-                        .timeout(SMALL_REQUEST_TIMEOUT)
-                        .bearer_auth(token),
-                    what,
-                )
-            })
+            .call(what, |client| client.get(&url).bearer_auth(token))
             .await;
         match got {
             Ok(v) => parse(what, v).map(Some),
@@ -206,16 +208,8 @@ impl ChuteApi {
         let url = format!("{}/api/uploads/{id}/parts", self.base);
         let body = serde_json::json!({"parts": [number], "checksums": {number.to_string(): checksum}});
         let v = self
-            .retry
-            .run(what, |_| {
-                send_json(
-                    self.client
-                        .post(&url)
-                        .timeout(SMALL_REQUEST_TIMEOUT)
-                        .bearer_auth(token)
-                        .json_body(&body),
-                    what,
-                )
+            .call(what, |client| {
+                client.post(&url).bearer_auth(token).json_body(&body)
             })
             .await?;
         #[derive(Deserialize)]
@@ -251,16 +245,7 @@ impl ChuteApi {
         let what = "completing the upload (POST /api/uploads/{id}/complete)";
         let url = format!("{}/api/uploads/{id}/complete", self.base);
         let v = self
-            .retry
-            .run(what, |_| {
-                send_json(
-                    self.client
-                        .post(&url)
-                        .timeout(SMALL_REQUEST_TIMEOUT)
-                        .bearer_auth(token),
-                    what,
-                )
-            })
+            .call(what, |client| client.post(&url).bearer_auth(token))
             .await?;
         parse(what, v)
     }
