@@ -10,6 +10,7 @@ fails loudly with the server's output.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -54,6 +55,17 @@ def grant(**claims) -> str:
 def download(srv: "ChuteServer", key: str) -> bytes:
     """The whole object `key` from srv's bucket, in memory."""
     return srv.client().get_object(Bucket=srv.bucket, Key=key)["Body"].read()
+
+
+def stored_sha256(srv: "ChuteServer", key: str) -> tuple[int, str]:
+    """Size and SHA-256 of the object `key`, streamed down in 1 MiB pieces
+    (for objects too big for `download`)."""
+    obj = srv.client().get_object(Bucket=srv.bucket, Key=key)
+    digest, size = hashlib.sha256(), 0
+    for chunk in obj["Body"].iter_chunks(1024 * 1024):
+        digest.update(chunk)
+        size += len(chunk)
+    return size, digest.hexdigest()
 
 
 class ChuteServer:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BIN, ChuteServer, grant
+from conftest import BIN, ChuteServer, grant, stored_sha256
 
 
 def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -140,16 +140,6 @@ def make_file(path: Path, size: int) -> tuple[Path, str]:
             f.write(chunk)
             digest.update(chunk)
     return path, digest.hexdigest()
-
-
-def stored_sha256(srv: ChuteServer, key: str) -> tuple[int, str]:
-    """Size and SHA-256 of a stored object, streamed down in 1 MiB pieces."""
-    obj = srv.client().get_object(Bucket=srv.bucket, Key=key)
-    digest, size = hashlib.sha256(), 0
-    for chunk in obj["Body"].iter_chunks(MiB):
-        digest.update(chunk)
-        size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def upload_argv(srv: ChuteServer, state: Path, *args: str) -> list[str]:

@@ -20,7 +20,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import ChuteServer, grant
+from conftest import ChuteServer, grant, stored_sha256
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -48,16 +48,6 @@ def curl(*args: str) -> dict:
     out = subprocess.run([CURL, "-sS", "--fail-with-body", *args], capture_output=True, timeout=300)
     assert out.returncode == 0, f"curl failed ({out.returncode}): {out.stderr.decode()} {out.stdout[:2000]!r}"
     return json.loads(out.stdout)
-
-
-def stored_sha256(srv: ChuteServer, key: str) -> tuple[int, str]:
-    """Streams the object down and hashes it."""
-    obj = srv.client().get_object(Bucket=srv.bucket, Key=key)
-    digest, size = hashlib.sha256(), 0
-    for chunk in obj["Body"].iter_chunks(MiB):
-        digest.update(chunk)
-        size += len(chunk)
-    return size, digest.hexdigest()
 
 
 def peak_rss_kib(srv: ChuteServer) -> int:
