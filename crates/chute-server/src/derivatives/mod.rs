@@ -334,19 +334,28 @@ impl Derivatives {
         let receipt = receipt.clone();
         let source = source.to_owned();
         tokio::spawn(async move {
-            let written = this.job(&receipt, source, requeue).await;
-            let moved = this
-                .inner
-                .running
-                .lock()
-                .ok()
-                .and_then(|mut r| r.remove(&receipt.jti))
-                .flatten();
-            // A promotion after the job's last write left the manifest to it.
-            if let Some(moved) = moved
-                && written.as_ref() != Some(&moved)
-            {
+            let mut written = this.job(&receipt, source, requeue).await;
+            // A promotion after the job's last write left the manifest to
+            // it. The job stays registered until the manifest names the
+            // last promotion: the entry is removed under the same lock that
+            // finds nothing left to record, so a promotion either updates
+            // the entry in time to be recorded here or, finding no entry,
+            // records itself.
+            loop {
+                let moved = {
+                    let Ok(mut running) = this.inner.running.lock() else {
+                        break;
+                    };
+                    match running.get(&receipt.jti).cloned().flatten() {
+                        Some(moved) if written.as_ref() != Some(&moved) => moved,
+                        _ => {
+                            running.remove(&receipt.jti);
+                            break;
+                        }
+                    }
+                };
                 this.record_source(&receipt.jti, &moved).await;
+                written = Some(moved);
             }
         });
     }
