@@ -9,10 +9,9 @@
 use crate::app::api_with;
 use crate::config::{Config, StoreCredentials};
 use crate::lifecycle::Lifecycle;
-use crate::reaper;
 use crate::serve::{
-    Backend, ServeError, app_state, bind, embedded_s3, new_lifecycle, open_store, origins, reap_options,
-    serve_s3, webhook_hooks,
+    Backend, ServeError, app_state, bind, new_lifecycle, open_store, origins, spawn_reaper, spawn_s3,
+    store_url, webhook_hooks,
 };
 use crate::webhooks::WebhookSink;
 use axum::Router;
@@ -52,20 +51,12 @@ pub struct Embedded {
 pub async fn embed(config: Config) -> Result<Embedded, ServeError> {
     let opened = open_store(&config).await?;
     let origins = origins(&config);
-    let (s3_listener, s3_url) = match &opened.store {
-        Backend::Embedded(_) => {
-            let (listener, addr) = bind(config.s3_listen, "s3_listen").await?;
-            (Some((listener, addr)), format!("http://{addr}"))
-        }
-        Backend::S3(_) => (
-            None,
-            config
-                .s3_backend
-                .as_ref()
-                .map(|b| b.endpoint.clone())
-                .unwrap_or_default(),
-        ),
+    let s3_listener = match &opened.store {
+        Backend::Embedded(_) => Some(bind(config.s3_listen, "s3_listen").await?),
+        Backend::S3(_) => None,
     };
+    let s3_addr = s3_listener.as_ref().map(|(_, addr)| *addr);
+    let s3_url = store_url(&config, &opened.store, s3_addr);
     let (webhooks, hooks) = webhook_hooks(&config).map_err(ServeError::Webhooks)?;
     let lifecycle = new_lifecycle(
         &config,
@@ -79,31 +70,17 @@ pub async fn embed(config: Config) -> Result<Embedded, ServeError> {
     let (state, tus) = app_state(&config, &lifecycle, origins).await?;
     let router = api_with(state, tus);
     let (stop, stop_rx) = watch::channel(false);
-    if let Some(every) = config.reap_interval {
-        let mut reaper_stop = stop_rx.clone();
-        tokio::spawn(reaper::run_every(
-            lifecycle.clone(),
-            every,
-            reap_options(&config),
-            async move {
-                let _ = reaper_stop.wait_for(|stop| *stop).await;
-            },
-        ));
+    spawn_reaper(&config, lifecycle.clone(), stop_rx.clone());
+    if let Some(addr) = s3_addr {
+        tracing::info!(%addr, "embedded S3 store listening");
     }
-    let mut s3_addr = None;
-    let s3_task = match (opened.store, s3_listener) {
-        (Backend::Embedded(fs), Some((listener, addr))) => {
-            s3_addr = Some(addr);
-            tracing::info!(%addr, "embedded S3 store listening");
-            Some(tokio::spawn(serve_s3(
-                listener,
-                embedded_s3(&config, &opened.credentials, fs),
-                config.max_connections,
-                stop_rx,
-            )))
-        }
-        _ => None,
-    };
+    let s3_task = spawn_s3(
+        &config,
+        &opened.credentials,
+        opened.store,
+        s3_listener.map(|(listener, _)| listener),
+        stop_rx,
+    );
     Ok(Embedded {
         router,
         lifecycle,

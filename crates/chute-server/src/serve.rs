@@ -219,14 +219,7 @@ impl Server {
             s3_addr,
             app_addr,
         } = self;
-        let s3_url = match (&store, s3_addr) {
-            (Backend::Embedded(_), Some(addr)) => format!("http://{addr}"),
-            (_, _) => config
-                .s3_backend
-                .as_ref()
-                .map(|b| b.endpoint.clone())
-                .unwrap_or_default(),
-        };
+        let s3_url = store_url(&config, &store, s3_addr);
         announce(&config, &creds, generated, &s3_url, app_addr);
         let (webhooks, hooks) = webhook_hooks(&config).map_err(ServeError::Webhooks)?;
         let lifecycle = new_lifecycle(&config, &store, &creds, token_keys, &s3_url, hooks).await?;
@@ -234,26 +227,8 @@ impl Server {
         let router = app_with(state, tus);
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        if let Some(every) = config.reap_interval {
-            let mut reaper_stop = stop_rx.clone();
-            tokio::spawn(reaper::run_every(
-                lifecycle,
-                every,
-                reap_options(&config),
-                async move {
-                    let _ = reaper_stop.wait_for(|stop| *stop).await;
-                },
-            ));
-        }
-        let s3_task = match (store, s3_listener) {
-            (Backend::Embedded(fs), Some(listener)) => Some(tokio::spawn(serve_s3(
-                listener,
-                embedded_s3(&config, &creds, fs),
-                config.max_connections,
-                stop_rx.clone(),
-            ))),
-            _ => None,
-        };
+        spawn_reaper(&config, lifecycle, stop_rx.clone());
+        let s3_task = spawn_s3(&config, &creds, store, s3_listener, stop_rx.clone());
         let mut app_stop = stop_rx;
         let app_task = tokio::spawn(async move {
             // Peer addresses feed the authorization webhook's X-Forwarded-For.
@@ -555,6 +530,54 @@ fn open_grant() -> Grant {
     Grant {
         derivatives: std::collections::BTreeMap::from([("thumb".to_owned(), "200x200 crop".to_owned())]),
         ..Grant::default()
+    }
+}
+
+/// The URL browsers reach the store at: the embedded S3 listener's
+/// address, or the S3 backend's endpoint.
+pub(crate) fn store_url(config: &Config, store: &Backend, s3_addr: Option<SocketAddr>) -> String {
+    match (store, s3_addr) {
+        (Backend::Embedded(_), Some(addr)) => format!("http://{addr}"),
+        (_, _) => config
+            .s3_backend
+            .as_ref()
+            .map(|b| b.endpoint.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// Starts the reaper when `reap_interval` is set; it stops once `stop`
+/// turns true.
+pub(crate) fn spawn_reaper(config: &Config, lifecycle: Lifecycle, mut stop: watch::Receiver<bool>) {
+    if let Some(every) = config.reap_interval {
+        tokio::spawn(reaper::run_every(
+            lifecycle,
+            every,
+            reap_options(config),
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
+        ));
+    }
+}
+
+/// Serves the embedded S3 endpoint on `listener` until `stop` turns true;
+/// `None` with an S3 backend (or no listener).
+pub(crate) fn spawn_s3(
+    config: &Config,
+    creds: &StoreCredentials,
+    store: Backend,
+    listener: Option<TcpListener>,
+    stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    match (store, listener) {
+        (Backend::Embedded(fs), Some(listener)) => Some(tokio::spawn(serve_s3(
+            listener,
+            embedded_s3(config, creds, fs),
+            config.max_connections,
+            stop,
+        ))),
+        _ => None,
     }
 }
 
