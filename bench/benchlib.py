@@ -25,7 +25,9 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chute"
@@ -271,6 +273,7 @@ class Garage:
         self.bucket = self.env["CHUTE_TEST_S3_BUCKET"]
         self.access_key = self.env["CHUTE_TEST_S3_ACCESS_KEY"]
         self.secret_key = self.env["CHUTE_TEST_S3_SECRET_KEY"]
+        self.pid = int(self.env.get("GARAGE_PID", "0"))
 
     def s3_env(self) -> dict[str, str]:
         """S3_* variables for the peers (bench/tus-peers, bench/stream-peer)."""
@@ -383,6 +386,88 @@ def rm_rf(path: Path) -> None:
 
 
 # ---------------------------------------------------------------- the run loop
+
+
+@dataclass
+class Contender:
+    """One server under test in run_contenders: start(dir, garage) starts a
+    fresh one with its data in dir and returns (Proc, url); upload(url)
+    sends the source once and returns its seconds (RuntimeError: failed).
+    garage: whether it needs the run's Garage."""
+
+    key: str
+    label: str
+    start: Callable[[Path, "Garage | None"], tuple[Proc, str]]
+    upload: Callable[[str], float]
+    garage: bool = False
+
+
+@dataclass
+class Outcome:
+    """What run_contenders measured, by contender key: MiB/s of each run,
+    peak RSS (KiB, worst run), RSS just before the upload (KiB, worst run);
+    plus load averages, failures and the Garage reference runs (MiB/s)."""
+
+    results: dict[str, list[float]] = field(default_factory=dict)
+    peaks: dict[str, int] = field(default_factory=dict)
+    idle: dict[str, int] = field(default_factory=dict)
+    loads: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    direct: list[float] = field(default_factory=list)
+
+
+def run_contenders(contenders: list[Contender], runs: int, size_mib: int, work: Path, sources: list[Path],
+                   reference: Callable[["Garage", str], float] | None = None, tag0: int = 0) -> Outcome:
+    """The loop bench/tus, bench/stream and bench/ingest share: every run
+    has a fresh Garage (when a contender needs one), every upload a freshly
+    started server whose data is removed after it, the sources re-salted
+    before every upload (so Garage cannot skip blocks it holds) and the
+    page cache written back (settle) before it starts. RSS is the server's
+    process tree, sampled every 20 ms. After each run's uploads,
+    reference(garage, key) (boto3 straight into that Garage, say) gives the
+    ceiling row."""
+    out = Outcome(results={c.key: [] for c in contenders}, peaks={c.key: 0 for c in contenders},
+                  idle={c.key: 0 for c in contenders})
+    tag = tag0
+    garage = proc = None
+    try:
+        for run in range(runs):
+            if any(c.garage for c in contenders):
+                garage = Garage(work / f"garage-{run}")
+            for c in contenders:
+                tag += 1
+                salt(sources, tag)
+                d = work / f"{c.key}-{run}"
+                d.mkdir()
+                proc, url = c.start(d, garage if c.garage else None)
+                settle()
+                out.loads.append(load())
+                out.idle[c.key] = max(out.idle[c.key], tree_rss_kb(proc.pid))
+                secs, rss = timed_upload(proc, lambda: c.upload(url), out.failures, f"run {run + 1}, {c.label}")
+                proc = None
+                rm_rf(d)
+                if secs is None:
+                    continue
+                out.results[c.key].append(size_mib / secs)
+                out.peaks[c.key] = max(out.peaks[c.key], rss.peak_kb)
+                say(f"run {run + 1}: {c.label}: {size_mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
+            if garage:
+                if reference:
+                    tag += 1
+                    salt(sources, tag)
+                    settle()
+                    secs = reference(garage, f"direct-{tag}.bin")
+                    out.direct.append(size_mib / secs)
+                    say(f"run {run + 1}: reference straight to Garage: {size_mib / secs:.0f} MiB/s")
+                garage.stop()
+                rm_rf(garage.dir)
+                garage = None
+    finally:
+        if proc:
+            proc.stop()
+        if garage:
+            garage.stop()
+    return out
 
 
 def timed_upload(proc: Proc, upload, failures: list[str], what: str) -> tuple[float | None, RssSampler]:

@@ -148,7 +148,7 @@ def main() -> None:
         print()
         if results["chute"] and results["aws"]:
             r = b.median(results["chute"]) / b.median(results["aws"])
-            print(f"- goal: chute upload >= 1.0x aws s3 cp: {r:.2f}x, {'met' if r >= 1 else 'NOT met'}")
+            print(b.goal("chute upload >= 1.0x aws s3 cp", f"{r:.2f}x", r >= 1))
         else:
             print("- goal: not measured (a client failed every run)")
         b.print_notes(notes, failures, loads)

@@ -181,7 +181,8 @@ def bench_dd(data_dir: Path) -> float:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "chute"))
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+    ap.add_argument("--binary", default=os.environ.get("CHUTE_BIN") or str(target / "release" / "chute"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size-mib", type=int, default=1024)
     args = ap.parse_args()
@@ -225,6 +226,13 @@ def main():
             g, h = rss_cols(k)
             print(f"| {labels[k]} | {mibps[k]:.0f} | {mibps[k] / mibps['dd']:.2f} | {mibps[k] / mibps['loop']:.2f} | {g} | {h} |")
         print(f"\nserver RSS at start of first upload: {results['put'][0][1].before / 1024:.1f} MiB")
+        print()
+        for k in ("put", "post"):
+            r = mibps[k] / mibps["dd"]
+            print(f"- goal: {labels[k].split(',')[0]} >= 0.80 of the disk (dd): {r:.2f}, {'met' if r >= 0.8 else 'NOT met'}")
+        for k in ("put", "post"):
+            g = max(r.growth_mib for _, r in results[k] if r)
+            print(f"- goal: {labels[k].split(',')[0]} server RSS growth <= 16 MiB: {g:.1f} MiB, {'met' if g <= 16 else 'NOT met'}")
     finally:
         srv.stop()
         subprocess.run(["rm", "-rf", str(work)])

@@ -20,7 +20,7 @@ import { execFileSync } from 'node:child_process';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const browserTests = join(repo, 'tests', 'browser');
-process.env.CHUTE_BIN = resolve(process.env.CHUTE_BIN || join(repo, 'target', 'release', 'chute'));
+process.env.CHUTE_BIN = resolve(process.env.CHUTE_BIN || join(process.env.CARGO_TARGET_DIR || join(repo, 'target'), 'release', 'chute'));
 
 // Dependencies come from tests/browser's node_modules (npm ci there).
 const require = createRequire(join(browserTests, 'package.json'));
@@ -238,6 +238,18 @@ try {
     const rs = results[who];
     const speeds = rs.map((r) => SIZE_MIB / r.seconds);
     console.log(`| ${label} | ${median(speeds).toFixed(1)} | ${Math.min(...speeds).toFixed(1)}–${Math.max(...speeds).toFixed(1)} | ${median(rs.map((r) => r.seconds)).toFixed(2)} | ${rs.map((r) => r.longest.toFixed(0)).join(', ')} | ${rs.map((r) => r.count).join(', ')} |`);
+  }
+  // Goal lines, in the form bench/run collects.
+  const speed = (who) => median(results[who].map((r) => SIZE_MIB / r.seconds));
+  const longest = (who) => Math.max(...results[who].map((r) => r.longest));
+  const goal = (what, figure, met) => console.log(`- goal: ${what}: ${figure}, ${met ? 'met' : 'NOT met'}`);
+  console.log('');
+  for (const who of ['widget', 'widget-crc32c']) {
+    const r = speed(who) / speed('uppy');
+    goal(`${who} >= 1.0x Uppy's MiB/s`, `${r.toFixed(2)}x`, r >= 1);
+  }
+  for (const who of ['widget', 'widget-crc32c']) {
+    goal(`${who}: longest main-thread long task <= 50 ms`, `${longest(who).toFixed(0)} ms`, longest(who) <= 50);
   }
 } finally {
   await browser?.close();
