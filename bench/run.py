@@ -139,6 +139,8 @@ def section(cmd: str, status: int, out: str, secs: float, before: str, after: st
 def goals_table(blocks: dict[str, str]) -> str:
     rows = []
     for name, body in blocks.items():
+        if "**The suite failed" in body:
+            rows.append(f"| {name} | the suite failed: see its section | - | **failed** |")
         for m in GOAL.finditer(body):
             what = f"{m['scope']}: {m['what']}" if m["scope"] else m["what"]
             rows.append(f"| {name} | {what} | {m['figure'].strip()} | {'met' if m['result'] == 'met' else '**not met**'} |")
