@@ -104,6 +104,11 @@ def release_binary() -> Path:
         tmp = copy.with_suffix(".tmp")
         shutil.copy2(built, tmp)
         os.replace(tmp, copy)
+    # A release binary is over 100 MiB: keep this one and the two newest others.
+    mine = sorted((p for p in copy.parent.iterdir() if re.fullmatch(r"chute-[0-9a-f]{7,40}(-dirty)?", p.name)),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in [p for p in mine if p != copy][2:]:
+        old.unlink(missing_ok=True)
     return copy
 
 
