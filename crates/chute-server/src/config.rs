@@ -1222,6 +1222,52 @@ mod tests {
     }
 
     #[test]
+    fn fault_timeouts_have_defaults_and_bounds() {
+        let c = Config::try_from(RawConfig::default()).unwrap();
+        assert_eq!(c.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(c.s3_tuning.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.s3_tuning.request_timeout, Duration::from_secs(120));
+        for seconds in [0, 301] {
+            let err = Config::try_from(RawConfig {
+                header_read_timeout_seconds: Some(seconds),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(err.setting, "header_read_timeout_seconds", "{err}");
+        }
+        let s3 = |connect: Option<u64>, request: Option<u64>| RawConfig {
+            store: Some("s3".into()),
+            s3_endpoint: Some("http://127.0.0.1:3900".into()),
+            region: Some("garage".into()),
+            s3_access_key: Some("GKabc".into()),
+            s3_secret_key: Some("secretsecret".into()),
+            s3_connect_timeout_seconds: connect,
+            s3_request_timeout_seconds: request,
+            ..Default::default()
+        };
+        let c = Config::try_from(s3(Some(1), Some(3600))).unwrap();
+        assert_eq!(
+            (c.s3_tuning.connect_timeout, c.s3_tuning.request_timeout),
+            (Duration::from_secs(1), Duration::from_secs(3600))
+        );
+        for (raw, setting) in [
+            (s3(Some(0), None), "s3_connect_timeout_seconds"),
+            (s3(Some(301), None), "s3_connect_timeout_seconds"),
+            (s3(None, Some(0)), "s3_request_timeout_seconds"),
+            (s3(None, Some(3601)), "s3_request_timeout_seconds"),
+        ] {
+            assert_eq!(Config::try_from(raw).unwrap_err().setting, setting);
+        }
+        // They belong to the S3 backend.
+        let err = Config::try_from(RawConfig {
+            s3_request_timeout_seconds: Some(5),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.setting, "s3_request_timeout_seconds", "{err}");
+    }
+
+    #[test]
     fn image_settings_have_defaults_and_bounds() {
         let c = Config::try_from(RawConfig::default()).unwrap();
         let defaults = crate::derivatives::ImageSettings::default();
