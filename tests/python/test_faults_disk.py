@@ -128,6 +128,10 @@ def keys(s3, bucket: str) -> set[str]:
     return out
 
 
+def uploads(s3, bucket: str) -> set[tuple[str, str]]:
+    return {(u["Key"], u["UploadId"]) for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
+
+
 def test_disk_full_is_507_without_damage_and_recovers(small_disk):
     srv = small_disk
     s3 = srv.client()
@@ -153,12 +157,13 @@ def test_disk_full_is_507_without_damage_and_recovers(small_disk):
     receipt = done.json()["receipt"]
     tus_data = os.urandom(SIZE)
     tus_url = tus_create(srv, len(tus_data))
+    s3mp = s3.create_multipart_upload(Bucket=b, Key="full/mp.bin")["UploadId"]
 
     # Fill the disk, leaving about 3 MiB.
     filler = free_bytes(srv) - 3 * MiB
     assert filler > SIZE, f"the tmpfs has too little room left: {free_bytes(srv)}"
     s3.put_object(Bucket=b, Key="filler.bin", Body=os.urandom(filler))
-    before = keys(s3, b)
+    before = keys(s3, b), uploads(s3, b)
     room = free_bytes(srv)
     assert room < 4 * MiB, room
 
@@ -173,7 +178,6 @@ def test_disk_full_is_507_without_damage_and_recovers(small_disk):
     r = post_form(form, big)
     if r.status_code != 507 or b"<Code>InsufficientStorage</Code>" not in r.content:
         wrong.append(f"S3 POST form: {r.status_code} {r.text[:200]}")
-    s3mp = s3.create_multipart_upload(Bucket=b, Key="full/mp.bin")["UploadId"]
     st = s3_status(lambda: s3.upload_part(Bucket=b, Key="full/mp.bin", UploadId=s3mp, PartNumber=1, Body=big))
     if st != (507, "InsufficientStorage"):
         wrong.append(f"S3 UploadPart: {st}")
@@ -199,7 +203,7 @@ def test_disk_full_is_507_without_damage_and_recovers(small_disk):
     assert wrong == [], "\n".join(wrong)
 
     # Nothing partial, no temp file left, the space is back, nothing damaged.
-    assert keys(s3, b) == before
+    assert (keys(s3, b), uploads(s3, b)) == before
     assert s3.list_parts(Bucket=b, Key="full/mp.bin", UploadId=s3mp).get("Parts", []) == []
     assert temp_files(srv.data_dir) == []
     assert free_bytes(srv) >= room - 256 * 1024, (free_bytes(srv), room)
