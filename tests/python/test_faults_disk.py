@@ -212,6 +212,29 @@ def test_disk_full_is_507_without_damage_and_recovers(small_disk):
     for k, v in kept.items():
         assert sha(s3.get_object(Bucket=b, Key=k)["Body"].read()) == sha(v), k
 
+    # Completely full: writes of a few bytes (metadata, upload state) fail
+    # the same way, and free what they took.
+    n = 0
+    for step in (MiB, 64 * 1024, 4096, 1):
+        while s3_status(lambda: s3.put_object(Bucket=b, Key=f"fill/{n}", Body=os.urandom(step)))[0] == 200:
+            n += 1
+    wrong = []
+    st = s3_status(lambda: s3.create_multipart_upload(Bucket=b, Key="full/mp2.bin"))
+    if st != (507, "InsufficientStorage"):
+        wrong.append(f"S3 CreateMultipartUpload: {st}")
+    r = api(srv, "POST", "/api/uploads", grant(), json={"filename": "x.bin", "size": SIZE,
+                                                        "type": "application/octet-stream", "method": "multipart"})
+    if why := is_insufficient(r):
+        wrong.append(f"API create multipart: {why}")
+    r = requests.post(f"{srv.app_url}/files/", headers={**TUS, "Authorization": f"Bearer {grant()}",
+                                                          "Upload-Length": "10"}, timeout=60)
+    if why := is_insufficient(r, json_api=False):
+        wrong.append(f"tus create: {why}")
+    assert wrong == [], "\n".join(wrong)
+    assert temp_files(srv.data_dir) == []
+    for i in range(n):
+        s3.delete_object(Bucket=b, Key=f"fill/{i}")
+
     # Space frees: the same uploads succeed.
     s3.delete_object(Bucket=b, Key="filler.bin")
     s3.put_object(Bucket=b, Key="full/put.bin", Body=big)
