@@ -89,9 +89,9 @@ async fn trickled_headers_are_cut_on_both_listeners() {
                 if slow.write_all(b"a").await.is_err() {
                     return;
                 }
-                match tokio::time::timeout(Duration::from_millis(200), slow.read(&mut buf)).await {
-                    Ok(Ok(0) | Err(_)) => return,
-                    Ok(Ok(_)) | Err(_) => {}
+                let read = tokio::time::timeout(Duration::from_millis(200), slow.read(&mut buf)).await;
+                if let Ok(Ok(0) | Err(_)) = read {
+                    return;
                 }
             }
         })
