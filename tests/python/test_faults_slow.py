@@ -252,6 +252,9 @@ def test_hundreds_of_slow_connections_do_not_starve_an_upload(crowded_srv):
         assert time.monotonic() < deadline, f"the server accepted only {fds(srv) - base_fds} of 600 connections"
         time.sleep(0.05)
 
+    held_fds, held_rss = fds(srv), rss_kib(srv)
+    print(f"600 slow connections: fds {base_fds} -> {held_fds}, RSS {base_rss} -> {held_rss} KiB")
+
     # A normal upload through both listeners while they hang on.
     data = os.urandom(3 * MiB)
     r = requests.post(f"{srv.app_url}/api/uploads", headers={"Authorization": f"Bearer {grant()}"},
@@ -290,4 +293,5 @@ def test_hundreds_of_slow_connections_do_not_starve_an_upload(crowded_srv):
     while fds(srv) > base_fds + 10:
         assert time.monotonic() < deadline, f"fds {fds(srv)} stayed above the baseline {base_fds}"
         time.sleep(0.2)
+    print(f"after they closed: fds {fds(srv)}, RSS {rss_kib(srv)} KiB")
     assert rss_kib(srv) <= base_rss + 64 * 1024, (rss_kib(srv), base_rss)
