@@ -17,6 +17,7 @@ Waits on the server are hang guards, never timing assertions.
 from __future__ import annotations
 
 import os
+import resource
 import selectors
 import shutil
 import socket
@@ -62,7 +63,15 @@ def slow_srv():
 @pytest.fixture
 def crowded_srv():
     # Longer timeouts: the slow connections must outlast the normal upload.
-    srv = start_server(CROWD_TIMEOUT)
+    # Started with a soft open-file limit of 512 (as systemd's 1024, only
+    # lower): the server raises it to what max_connections needs, else
+    # 600 connections could not be accepted.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+    try:
+        srv = start_server(CROWD_TIMEOUT)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     yield srv
     srv.kill()
     shutil.rmtree(srv.workdir, ignore_errors=True)
@@ -95,6 +104,14 @@ def trickle_headers(port: int, path: str = "/") -> socket.socket:
 
 def fds(srv) -> int:
     return len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
+
+
+def open_file_limit(srv) -> int:
+    """The server's soft limit on open files."""
+    for line in Path(f"/proc/{srv.proc.pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError("no Max open files")
 
 
 def rss_kib(srv) -> int:
@@ -225,6 +242,7 @@ def test_hundreds_of_slow_connections_do_not_starve_an_upload(crowded_srv):
     # Warm up (the client pools, the store's files), then take the baseline.
     s3.put_object(Bucket=srv.bucket, Key="warm.bin", Body=b"warm")
     base_fds, base_rss = fds(srv), rss_kib(srv)
+    assert open_file_limit(srv) >= 3 * 1024 + 256, "the server did not raise its open-file limit"
 
     url = s3.generate_presigned_url("put_object", Params={"Bucket": srv.bucket, "Key": "slow.bin"}, ExpiresIn=300)
     s3_put = url.split(str(srv.s3_port), 1)[1]

@@ -156,6 +156,7 @@ impl Server {
     /// connecting and checking access) and binds the listeners (the S3
     /// listener only for the embedded store).
     pub async fn bind(config: Config) -> Result<Self, ServeError> {
+        raise_fd_limit(config.max_connections);
         let OpenedStore {
             store,
             credentials,
@@ -615,6 +616,60 @@ fn announce(
         println!("S3 access key:      {} (from settings)", creds.access_key);
     }
 }
+
+/// Raises the process's soft open-file limit (up to its hard limit) to
+/// what both listeners at `max_connections` may need: a descriptor per
+/// connection, about one more per request writing to the embedded store,
+/// and some for the store and logs. Many systems start processes at a
+/// soft limit of 1024, under the 2 x 1024 connections the default cap
+/// allows; past the limit `accept` and file opens fail with `EMFILE`.
+/// Logs a warning when the hard limit is too low.
+#[cfg(unix)]
+fn raise_fd_limit(max_connections: usize) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let want = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(3)
+        .saturating_add(256);
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current.unwrap_or(u64::MAX);
+    if current >= want {
+        return;
+    }
+    let target = limit.maximum.map_or(want, |hard| hard.min(want));
+    let raised = if target > current {
+        match setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(target),
+                maximum: limit.maximum,
+            },
+        ) {
+            Ok(()) => {
+                tracing::info!(from = current, to = target, "raised the open-file limit");
+                target
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not raise the open-file limit");
+                current
+            }
+        }
+    } else {
+        current
+    };
+    if raised < want {
+        tracing::warn!(
+            limit = raised,
+            wanted = want,
+            max_connections,
+            "the open-file limit is below what max_connections may need; raise it (ulimit -n, \
+             systemd LimitNOFILE) or lower max_connections"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_fd_limit(_max_connections: usize) {}
 
 /// Serves the embedded S3 endpoint until `stop` flips, then waits for the
 /// open connections to finish their requests (see [`serve_connections`]).
