@@ -78,6 +78,16 @@ pub struct LimitedField<'r> {
     done: bool,
 }
 
+impl std::fmt::Debug for LimitedField<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimitedField")
+            .field("min", &self.min)
+            .field("max", &self.max)
+            .field("seen", &self.seen)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'r> LimitedField<'r> {
     pub(super) fn new(field: multer::Field<'r>, min: u64, max: u64) -> Self {
         Self {

@@ -15,7 +15,10 @@ mod limits;
 mod response;
 
 pub use error::PostObjectError;
-pub use limits::ByteBudget;
+pub use form::{
+    DRAIN_LIMIT, DRAIN_TIME, FIELD_OVERHEAD, FORM_OVERHEAD, FilePart, FormLimits, FormReader, POLL_BUDGET,
+};
+pub use limits::{ByteBudget, LimitedField, SizeLimitBreach};
 
 use crate::S3Context;
 use bytes::Bytes;
@@ -26,7 +29,6 @@ use chute_store::{ObjectHeaders, PutOptions, Store, StoreError};
 use futures::StreamExt;
 use http::{HeaderMap, Method, Request, Response, Uri, header};
 use http_body_util::BodyExt;
-use limits::{LimitedField, SizeLimitBreach};
 use time::OffsetDateTime;
 
 /// S3's own upper bound on one POST Object file.
@@ -100,17 +102,22 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let fields_cap = ctx.config.max_post_form_fields_bytes as u64;
-    if declared.is_some_and(|len| len > max_file.saturating_add(fields_cap).saturating_add(64 * 1024)) {
+    if declared.is_some_and(|len| {
+        len > max_file
+            .saturating_add(fields_cap)
+            .saturating_add(FORM_OVERHEAD as u64)
+    }) {
         return Err(PostObjectError::TooLarge { max: max_file });
     }
 
     let body = req.into_body().into_data_stream();
-    let mut multipart = multer::Multipart::new(ByteBudget::new(body, form::POLL_BUDGET), boundary);
-    let result = store_form(ctx, &bucket, &bucket_name, max_file, &mut multipart).await;
+    let limits = FormLimits::new(ctx.config.max_post_form_fields_bytes);
+    let mut reader = FormReader::new(body, boundary, limits);
+    let result = store_form(ctx, &bucket, &bucket_name, max_file, &mut reader).await;
     if result.is_err() {
         // Read (and drop) a bounded remainder so a client still sending
         // can read the error instead of a connection reset.
-        form::drain(&mut multipart).await;
+        reader.drain().await;
     }
     result
 }
@@ -121,9 +128,9 @@ async fn store_form(
     bucket: &FsBucket,
     bucket_name: &BucketName,
     max_file: u64,
-    multipart: &mut multer::Multipart<'static>,
+    reader: &mut FormReader,
 ) -> Result<Response<s3s::Body>, PostObjectError> {
-    let (fields, file) = form::read_until_file(multipart, ctx.config.max_post_form_fields_bytes).await?;
+    let (fields, file) = reader.read_fields().await?;
     let form = PostForm {
         fields,
         filename: file.file_name().map(str::to_owned),
@@ -141,7 +148,7 @@ async fn store_form(
     };
     let opts = put_options(&verified)?;
     response::check_redirect(&verified)?;
-    let body = LimitedField::new(file, min, max).boxed();
+    let body = file.limited(min, max).boxed();
     let meta = match bucket.put(&key, body, opts).await {
         Ok(meta) => meta,
         Err(StoreError::Body(io)) => return Err(body_error(io, min, max)),
