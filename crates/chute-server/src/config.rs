@@ -172,7 +172,7 @@ pub struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tus_parts_in_flight: Option<usize>,
     /// The store lease serialising instances on one tus upload, in
-    /// seconds (default 30, 5 to 600): renewed every third of it; a
+    /// seconds (default 15, 5 to 600): renewed every third of it; a
     /// crashed holder's blocks its upload for twice as long.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tus_lock_lease_seconds: Option<u64>,
@@ -1166,7 +1166,7 @@ mod tests {
     fn tus_lock_lease_is_bounded() {
         assert_eq!(
             Config::try_from(RawConfig::default()).unwrap().tus_lock_lease,
-            Duration::from_secs(30)
+            Duration::from_secs(15)
         );
         for n in [0, 4, 601] {
             let err = Config::try_from(RawConfig {

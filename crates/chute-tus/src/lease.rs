@@ -27,16 +27,18 @@
 //!
 //! While held, a task rewrites the marker every third of the lease. The
 //! holder counts its lease from the *start* of its last successful write
-//! (its first, then each renewal) and it lasts one lease: the stamp the
-//! store gives that write is no earlier, so others still see the marker
-//! live for at least another lease after the holder's own view ends.
-//! Before each commit point the writer calls [`LeaseWatch::check`]; once
-//! the lease has run out it is lost for good (a later renewal does not
-//! bring it back) and the writer stops. A holder cut off from the store
-//! therefore stops committing a full lease before anyone may take over.
-//! What no lease without fencing can stop is a write sent before the
-//! lease ran out that reaches the store more than a lease later; the
-//! second lease of slack is there for it.
+//! (its first, then each renewal answered within a third of the lease)
+//! and it lasts one lease: the stamp the store gives that write is no
+//! earlier, so others still see the marker live for at least another
+//! lease after the holder's own view ends. Before each commit point the
+//! writer calls [`LeaseWatch::check`]; once the lease has run out it is
+//! lost for good (a renewal answered after that does not count) and the
+//! writer stops. A holder cut off from the store therefore stops
+//! committing a full lease before anyone may take over; that lease of
+//! slack absorbs skew between store nodes and a write sent just before
+//! the lease ran out that lands late. What no lease without fencing
+//! tokens can exclude is a write held up in the network for more than a
+//! lease.
 //!
 //! Per acquisition without contention: one PUT and one LIST, and one
 //! DELETE on release; plus one PUT per third of the lease held.
@@ -53,7 +55,7 @@ use time::OffsetDateTime;
 pub const LOCK_DIR: &str = "lock/";
 
 /// The lease unless configured.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
 /// The most markers one LIST reads; more means contention (never held).
 const LIST_MAX: usize = 1000;

@@ -154,7 +154,11 @@ impl TusError {
 impl Tus {
     /// Takes upload `id`'s lock (this process, then the store lease):
     /// 423 with `busy` when another request holds it for the whole wait.
+    /// 404 for what cannot be an upload id (no lease is written for it).
     async fn lock(&self, id: &str, busy: &str) -> Result<UploadGuard, TusError> {
+        if !chute_tus::headers::is_upload_id(id) {
+            return Err(TusError::new(StatusCode::NOT_FOUND, "no such upload"));
+        }
         self.locks
             .lock(id, self.settings.lock_wait)
             .await
