@@ -10,13 +10,14 @@
 //! otherwise it deletes its marker and tries again after a random backoff,
 //! up to the caller's wait.
 //!
-//! Why two cannot both hold: say A and B both did. A's list did not show
-//! B's marker, so it ran before B's write; B's list did not show A's, so
-//! it ran before A's write. Each instance writes before it lists, so
-//! A.write < A.list < B.write < B.list < A.write: a cycle, impossible
-//! when each request takes effect at one instant between its sending and
-//! its answer. (Both may also see each other and both back off: the
-//! random backoff makes that short-lived.)
+//! Why two cannot both hold: say A and B both did. Read-after-write means
+//! a LIST begun after a PUT was answered shows it. A's list did not show
+//! B's marker, so it began before B's PUT was answered; likewise B's list
+//! began before A's PUT was answered. Each instance lists only once its
+//! own PUT was answered, so: A's PUT answered < A's list began < B's PUT
+//! answered < B's list began < A's PUT answered, a cycle. (Both may also
+//! see each other and both back off: the random backoff makes that
+//! short-lived.)
 //!
 //! A marker is live unless its `LastModified` is more than twice the lease
 //! older than the contender's own marker's. Both stamps come from the

@@ -6,7 +6,7 @@ use chute_store::{
     ByteRange, ByteStream, CopyOptions, GetResult, ListOptions, ListResult, ObjectMeta, PutOptions, Store,
     StoreCapabilities, StoreError, StoreResult,
 };
-use chute_tus::{Append, LeaseLost, Progress, Status, StoreLeases, TusStore, WriteError};
+use chute_tus::{Append, LeaseLost, Progress, Status, StoreLeases, TusStore, UploadLocks, WriteError};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -135,9 +135,22 @@ pub async fn renewal_keeps_a_long_holder(store: Arc<dyn Store>) {
 struct Cut {
     inner: Arc<dyn Store>,
     cut: AtomicBool,
+    /// Lock marker PUTs seen.
+    lock_puts: AtomicUsize,
+    /// Lock marker DELETEs take a moment (a slow store).
+    slow_lock_deletes: AtomicBool,
 }
 
 impl Cut {
+    fn new(inner: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            cut: AtomicBool::new(false),
+            lock_puts: AtomicUsize::new(0),
+            slow_lock_deletes: AtomicBool::new(false),
+        })
+    }
+
     fn check(&self, key: &ObjectKey) -> StoreResult<()> {
         if self.cut.load(Ordering::SeqCst) && key.as_str().contains("/lock/") {
             return Err(StoreError::Io(std::io::Error::other("cut off")));
@@ -150,6 +163,9 @@ impl Cut {
 impl Store for Cut {
     async fn put(&self, key: &ObjectKey, body: ByteStream, opts: PutOptions) -> StoreResult<ObjectMeta> {
         self.check(key)?;
+        if key.as_str().contains("/lock/") {
+            self.lock_puts.fetch_add(1, Ordering::SeqCst);
+        }
         self.inner.put(key, body, opts).await
     }
     async fn get(&self, key: &ObjectKey, range: Option<ByteRange>) -> StoreResult<GetResult> {
@@ -160,6 +176,9 @@ impl Store for Cut {
     }
     async fn delete(&self, key: &ObjectKey) -> StoreResult<()> {
         self.check(key)?;
+        if self.slow_lock_deletes.load(Ordering::SeqCst) && key.as_str().contains("/lock/") {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         self.inner.delete(key).await
     }
     async fn list(&self, opts: &ListOptions) -> StoreResult<ListResult> {
@@ -178,10 +197,7 @@ impl Store for Cut {
 pub async fn a_lost_lease_stops_the_commit(store: Arc<dyn chute_store::MultipartStore>) {
     let tus = TusStore::new(store.clone());
     let info = new_upload(&tus, "lost", Some(100)).await;
-    let cut = Arc::new(Cut {
-        inner: store.clone(),
-        cut: AtomicBool::new(false),
-    });
+    let cut = Cut::new(store.clone());
     let lease = Duration::from_secs(1);
     let held = StoreLeases::new(cut.clone(), lease)
         .acquire("lost", Duration::ZERO)
@@ -221,6 +237,29 @@ pub async fn a_lost_lease_stops_the_commit(store: Arc<dyn chute_store::Multipart
     let next = other.acquire("lost", LONG).await.unwrap();
     held.release().await;
     next.release().await;
+}
+
+/// A guard dropped without release (a cancelled request) keeps the
+/// in-process lock until its marker is deleted, so the next request on
+/// this instance takes the lease at its first try.
+#[tokio::test]
+async fn a_dropped_guard_deletes_its_marker_before_the_next_request_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let cut = Cut::new(fs_store(dir.path()).await);
+    cut.slow_lock_deletes.store(true, Ordering::SeqCst);
+    let locks = UploadLocks::shared(StoreLeases::new(cut.clone(), LONG));
+    let first = locks.lock("dropped", Duration::ZERO).await.unwrap();
+    drop(first);
+    let second = locks.lock("dropped", LONG).await.unwrap();
+    assert_eq!(
+        cut.lock_puts.load(Ordering::SeqCst),
+        2,
+        "the second request had to retry"
+    );
+    assert_eq!(markers(cut.as_ref(), "dropped").await.len(), 1);
+    second.release().await;
+    assert!(markers(cut.as_ref(), "dropped").await.is_empty());
+    assert!(locks.is_empty());
 }
 
 /// Removing an upload removes its lock markers with the rest.
