@@ -123,7 +123,8 @@ enum Endpoint {
     Delete(String),
 }
 
-/// A refused tus request: a status and a plain-text reason.
+/// A refused tus request: a status and a plain-text reason (`code:
+/// message` for the API's errors, so the stable code comes first).
 #[derive(Debug)]
 pub(crate) struct TusError {
     status: StatusCode,
@@ -185,7 +186,14 @@ fn lease_lost(e: chute_tus::LeaseLost) -> TusError {
 
 impl From<ApiError> for TusError {
     fn from(e: ApiError) -> Self {
-        Self::new(e.status, format!("{}: {}", e.code, e.message))
+        let unavailable = e.status == StatusCode::SERVICE_UNAVAILABLE;
+        let err = Self::new(e.status, format!("{}: {}", e.code, e.message));
+        // As the API's 503: the store is down, try again in a moment.
+        if unavailable {
+            err.header("retry-after", "5".into())
+        } else {
+            err
+        }
     }
 }
 

@@ -13,7 +13,7 @@ mod http;
 mod images;
 /// Start-up, health and readiness endpoints.
 mod lifecycle;
-/// The S3 listener serves at most `max_connections` clients at once.
+/// Each listener serves at most `max_connections` clients and cuts slow headers.
 mod limits;
 /// `openapi.json` names exactly the routes the router serves.
 mod openapi;
