@@ -218,7 +218,19 @@ impl StoreLeases {
         let key = ObjectKey::parse(&format!("{dir}{nonce}"))
             .map_err(|e| StoreError::Corrupt(format!("tus lock key for {id:?}: {e}")))?;
         let started = Instant::now();
-        put_marker(self.store.as_ref(), &key).await?;
+        if let Err(e) = put_marker(self.store.as_ref(), &key).await {
+            // A PUT that failed on a timeout may still land: its marker
+            // would hold the upload for two leases, so it is deleted
+            // later too (deleting one's own marker is always safe).
+            let (store, period) = (self.store.clone(), self.lease / 3);
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    let _ = store.delete(&key).await;
+                    tokio::time::sleep(period).await;
+                }
+            });
+            return Err(e);
+        }
         let listed = self
             .store
             .list(&ListOptions {
