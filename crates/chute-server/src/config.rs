@@ -183,6 +183,11 @@ pub struct RawConfig {
     /// Parts of one tus PATCH uploading at once (default 4, 1 to 16).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tus_parts_in_flight: Option<usize>,
+    /// The store lease serialising instances on one tus upload, in
+    /// seconds (default 15, 5 to 600): renewed every third of it; a
+    /// crashed holder's blocks its upload for twice as long.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tus_lock_lease_seconds: Option<u64>,
     /// Threads making image derivatives (default 0: one per core; 0 to 256).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_workers: Option<usize>,
@@ -220,7 +225,7 @@ pub struct RawConfig {
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 58] = [
+const ENV_KEYS: [&str; 59] = [
     "store",
     "s3_endpoint",
     "s3_path_style",
@@ -269,6 +274,7 @@ const ENV_KEYS: [&str; 58] = [
     "stream_memory_mib",
     "tus_part_size",
     "tus_parts_in_flight",
+    "tus_lock_lease_seconds",
     "image_workers",
     "image_queue",
     "image_max_dimension",
@@ -400,6 +406,8 @@ pub struct Config {
     pub tus_part_size: u64,
     /// Parts of one tus PATCH uploading at once.
     pub tus_parts_in_flight: usize,
+    /// The store lease of a tus upload's writer.
+    pub tus_lock_lease: Duration,
 }
 
 /// A setting that failed validation.
@@ -525,6 +533,15 @@ impl TryFrom<RawConfig> for Config {
         if !(1..=16).contains(&tus_parts_in_flight) {
             return Err(ConfigError::new("tus_parts_in_flight", "must be 1 to 16"));
         }
+        let tus_lock_lease_seconds = raw
+            .tus_lock_lease_seconds
+            .unwrap_or(chute_tus::lease::DEFAULT_LEASE.as_secs());
+        if !(5..=600).contains(&tus_lock_lease_seconds) {
+            return Err(ConfigError::new(
+                "tus_lock_lease_seconds",
+                "must be 5 to 600 seconds",
+            ));
+        }
         let header_read_timeout_seconds = raw.header_read_timeout_seconds.unwrap_or(30);
         if !(1..=300).contains(&header_read_timeout_seconds) {
             return Err(ConfigError::new(
@@ -644,6 +661,7 @@ impl TryFrom<RawConfig> for Config {
             stream,
             tus_part_size,
             tus_parts_in_flight,
+            tus_lock_lease: Duration::from_secs(tus_lock_lease_seconds),
         })
     }
 }
@@ -1205,6 +1223,28 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.tus_parts_in_flight, 1);
+    }
+
+    #[test]
+    fn tus_lock_lease_is_bounded() {
+        assert_eq!(
+            Config::try_from(RawConfig::default()).unwrap().tus_lock_lease,
+            Duration::from_secs(15)
+        );
+        for n in [0, 4, 601] {
+            let err = Config::try_from(RawConfig {
+                tus_lock_lease_seconds: Some(n),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(err.setting, "tus_lock_lease_seconds", "{err}");
+        }
+        let c = Config::try_from(RawConfig {
+            tus_lock_lease_seconds: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.tus_lock_lease, Duration::from_secs(5));
     }
 
     #[test]

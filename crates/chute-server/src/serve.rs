@@ -264,6 +264,7 @@ pub(crate) async fn app_state(
     let tus = crate::tus::TusSettings {
         part_size: config.tus_part_size,
         parts_in_flight: config.tus_parts_in_flight,
+        lock_lease: config.tus_lock_lease,
         body_idle_timeout: config.body_idle_timeout,
         ..crate::tus::TusSettings::default()
     };

@@ -25,6 +25,8 @@ mod shutdown;
 mod stream;
 /// tus 1.0 at `/files/`: discovery, PATCHes to a receipt, refusals.
 mod tus;
+/// Two instances over one store writing one tus upload at once.
+mod tus_instances;
 /// Signed event webhooks and the authorization webhook, against a local app.
 mod webhooks;
 
