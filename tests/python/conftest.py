@@ -334,3 +334,20 @@ def crashable(request):
 def backend(request):
     """The lifecycle suites run once per store backend."""
     return request.getfixturevalue("chute" if request.param == "embedded" else "chute_on_garage")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """deploy/local-cluster started once per session (3 Garage nodes, 3
+    instances of $CHUTE_BIN, nginx), stopped at the end; tests that stop a
+    part of it start it again."""
+    from clusterutil import Cluster
+
+    if not BIN.exists():
+        pytest.fail(f"chute binary not found at {BIN}; run `cargo build -p chute` (scripts/test does)")
+    try:
+        c = Cluster(tmp_path_factory.mktemp("cluster"), BIN)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        pytest.fail(f"deploy/local-cluster start failed: {e}")
+    yield c
+    c.stop()
