@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import random
 import socket
 import subprocess
@@ -62,6 +63,8 @@ class Cluster:
         self.dir = workdir
         self.base = free_base_port()
         self.env_in = {"CHUTE_BIN": str(chute_bin)}
+
+    def start(self) -> None:
         out = self.run("start", timeout=600)
         self.env: dict[str, str] = {}
         for line in out.splitlines():
@@ -78,10 +81,11 @@ class Cluster:
         # promoted: anything else outside `.chute/` is a leftover.
         self.known: set[str] = set()
         self.known_lock = threading.Lock()
+        # One client for every thread (boto3 clients are thread-safe, their
+        # creation from the default session is not).
+        self.s3 = self.client()
 
     def run(self, *args: str, timeout: float = 180) -> str:
-        import os
-
         env = dict(os.environ, **self.env_in)
         cmd = [str(SCRIPT), "--base-port", str(self.base), args[0], str(self.dir), *args[1:]]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -122,7 +126,7 @@ class Cluster:
         )
 
     def sha256_of(self, key: str) -> tuple[int, str]:
-        obj = self.client().get_object(Bucket=self.bucket, Key=key)
+        obj = self.s3.get_object(Bucket=self.bucket, Key=key)
         digest, size = hashlib.sha256(), 0
         for chunk in obj["Body"].iter_chunks(MiB):
             digest.update(chunk)
@@ -131,7 +135,7 @@ class Cluster:
 
     def all_keys(self) -> list[str]:
         keys = []
-        for page in self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
             keys += [o["Key"] for o in page.get("Contents", [])]
         return keys
 
@@ -214,17 +218,20 @@ class Resilient:
         """One request retried until its status is in `ok`; other statuses
         outside `retry_on` fail the upload."""
         kw.setdefault("timeout", 60)
+        last = "nothing yet"
         while True:
-            self._guard(what)
+            self._guard(f"{what} ({method} {url}; last answer: {last})")
             try:
                 r = self.session.request(method, url, **kw)
-            except requests.RequestException:
+            except requests.RequestException as e:
+                last = repr(e)[:200]
                 self.stats.add(f"retry:{what}")
                 time.sleep(0.2)
                 continue
             if r.status_code in ok:
                 return r
             if r.status_code in retry_on:
+                last = f"{r.status_code} {r.text[:200]}"
                 self.stats.add(f"retry:{what}")
                 time.sleep(0.2)
                 continue
@@ -260,6 +267,15 @@ class Resilient:
         return self._complete(c)
 
     def multipart(self, name: str, data: bytes) -> tuple[str, str]:
+        while True:
+            done = self._multipart_once(name, data)
+            if done is not None:
+                return done
+            # The store lost the multipart upload (Garage 2.5, once, after
+            # a CompleteMultipartUpload cut off by a kill): start again.
+            self.stats.add("restart:multipart (the store lost the multipart upload)")
+
+    def _multipart_once(self, name: str, data: bytes) -> tuple[str, str] | None:
         c = self._create(name, data, "multipart")
         mp = c["multipart"]
         size = mp["part_size"]
@@ -271,6 +287,8 @@ class Resilient:
                 body = data[(n - 1) * size:(n - 1) * size + p["size"]]
                 try:
                     r = self.session.put(p["url"], data=body, headers=p.get("headers") or {}, timeout=60)
+                    if r.status_code == 404 and "NoSuchUpload" in r.text:
+                        return None
                     if r.status_code != 200:
                         assert r.status_code in RETRY, f"part {n}: {r.status_code} {r.text[:300]}"
                         raise Flaky()
@@ -281,11 +299,25 @@ class Resilient:
             st = self._api("GET", f"/api/uploads/{c['id']}", c["token"], {200}, "multipart status").json()
             if st["state"] == "uploaded":  # joined by a completion cut short
                 return self._complete(c)
+            if st["state"] == "gone":
+                return None
             assert st["state"] == "uploading", f"multipart upload {c['id']} is {st['state']}"
             held = {p["number"] for p in st.get("parts", [])}
             todo = [n for n in range(1, mp["part_count"] + 1) if n not in held]
             if not todo:
-                return self._complete(c)
+                r = self._api("POST", f"/api/uploads/{c['id']}/complete", c["token"], {200, 409}, "complete")
+                if r.status_code == 200:
+                    return r.json()["receipt"], r.json()["object"]["key"]
+                # A completion cut off by a kill inside Garage's
+                # CompleteMultipartUpload: the store lists fewer parts than
+                # a moment ago (resume them), or lost the multipart upload
+                # and has no object (start again).
+                code = r.json()["error"]["code"]
+                if code == "not_uploaded":
+                    return None
+                assert code == "parts_incomplete", r.text
+                self.stats.add("resume:multipart after 409")
+                continue
             self.stats.add("resume:multipart")
             signed = self._api("POST", f"/api/uploads/{c['id']}/parts", c["token"], {200}, "sign parts",
                                json={"parts": todo}).json()

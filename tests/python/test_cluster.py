@@ -226,3 +226,22 @@ def test_companion_post_params_then_completion_elsewhere(cluster):
     assert up.status_code in (200, 201, 204), up.text
     receipt, key = complete(b, p)
     finish(cluster, receipt, key, data, cluster.lb)
+
+
+def test_completion_retried_after_the_store_completed_the_upload(cluster):
+    """An instance killed after Garage completed the multipart upload but
+    before it answered (seen in test_cluster_faults.py): Garage then lists
+    the upload as having no parts, not as gone. The retried completion on
+    another instance finds the object and gives the receipt."""
+    a, b, _ = cluster.instances
+    data = data_of(150_000, 7)
+    c = create(cluster, a, data, "multipart")
+    part = c["multipart"]["parts"][0]
+    up = requests.put(part["url"], data=data, headers=part.get("headers") or {}, timeout=60)
+    assert up.status_code == 200, up.text
+    # What the killed instance had done: the store's completion.
+    cluster.s3.complete_multipart_upload(
+        Bucket=cluster.bucket, Key=c["key"], UploadId=c["multipart"]["upload_id"],
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": up.headers["ETag"]}]})
+    receipt, key = complete(b, c)
+    finish(cluster, receipt, key, data, a)
