@@ -8,7 +8,13 @@ venv) and bench/tus-peers/node_modules.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,8 +23,11 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chute"
@@ -65,10 +74,52 @@ def wait_port(port: int, proc: subprocess.Popen, what: str, log: Path, timeout: 
 # ---------------------------------------------------------------- chute binary
 
 
+def target_dir() -> Path:
+    """Cargo's target dir: CARGO_TARGET_DIR, else this tree's target/."""
+    return Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+
+
 def chute_bin() -> Path | None:
-    """The release build to measure: CHUTE_BIN, else this tree's target/release."""
-    path = Path(os.environ.get("CHUTE_BIN", REPO / "target" / "release" / "chute"))
+    """The release build to measure: CHUTE_BIN, else the target dir's release/chute."""
+    path = Path(os.environ.get("CHUTE_BIN") or target_dir() / "release" / "chute")
     return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def release_binary() -> Path:
+    """CHUTE_BIN when set; else `cargo build --release -p chute` (a no-op when
+    up to date) and a copy of it in ~/.cache/chute/bench-bin/chute-<commit>,
+    so a long run measures one binary whatever later builds do to the
+    target dir."""
+    if os.environ.get("CHUTE_BIN"):
+        path = chute_bin()
+        if not path:
+            sys.exit(f"bench: CHUTE_BIN={os.environ['CHUTE_BIN']} is not an executable file")
+        return path
+    subprocess.run(["cargo", "build", "--release", "-p", "chute"], cwd=REPO, check=True)
+    built = target_dir() / "release" / "chute"
+    tag = commit().replace(" (with uncommitted changes)", "-dirty")
+    copy = CACHE / "bench-bin" / f"chute-{tag}"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    if not copy.exists() or tag.endswith("-dirty"):
+        tmp = copy.with_suffix(".tmp")
+        shutil.copy2(built, tmp)
+        os.replace(tmp, copy)
+    # A release binary is over 100 MiB: keep this one and the two newest others.
+    mine = sorted((p for p in copy.parent.iterdir() if re.fullmatch(r"chute-[0-9a-f]{7,40}(-dirty)?", p.name)),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in [p for p in mine if p != copy][2:]:
+        old.unlink(missing_ok=True)
+    return copy
+
+
+def ensure_requirements(py: Path, requirements: Path) -> None:
+    """pip install -r requirements into the bench venv, once per content."""
+    stamp = BENCH_VENV / f".req-{requirements.parent.name}"
+    want = requirements.read_text()
+    if not stamp.exists() or stamp.read_text() != want:
+        say(f"installing {requirements.relative_to(REPO)} into {BENCH_VENV}")
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(requirements)], check=True)
+        stamp.write_text(want)
 
 
 def http_status(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
@@ -227,6 +278,7 @@ class Garage:
         self.bucket = self.env["CHUTE_TEST_S3_BUCKET"]
         self.access_key = self.env["CHUTE_TEST_S3_ACCESS_KEY"]
         self.secret_key = self.env["CHUTE_TEST_S3_SECRET_KEY"]
+        self.pid = int(self.env.get("GARAGE_PID", "0"))
 
     def s3_env(self) -> dict[str, str]:
         """S3_* variables for the peers (bench/tus-peers, bench/stream-peer)."""
@@ -242,14 +294,33 @@ class Garage:
         subprocess.run([str(REPO / "scripts" / "garage"), "stop", str(self.dir)], capture_output=True)
 
 
+CHUTE_ACCESS, CHUTE_SECRET = "benchaccess", "bench-secret-0123456789abcdef0123"
+GRANT_KID = "bench1"
+GRANT_SECRET = "bench-grant-secret-0123456789abcdef0123"
+
+
+def grant_jwt(claims: dict, kid: str = GRANT_KID, secret: str = GRANT_SECRET) -> str:
+    """An HS256 grant as an app signs one (CHUTE_GRANT_SECRET="bench1:<secret>")."""
+    def part(obj) -> str:
+        raw = json.dumps(obj, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    head = part({"alg": "HS256", "typ": "JWT", "kid": kid})
+    body = part(claims)
+    sig = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{base64.urlsafe_b64encode(sig).rstrip(b'=').decode()}"
+
+
 def start_chute(binary: Path, work: Path, name: str, env: dict[str, str] | None = None) -> tuple[Proc, str]:
-    """`chute serve` (development mode, open grant) on free ports; its app URL."""
+    """`chute serve` (development mode, open grant) on free ports; its app URL
+    (and the embedded S3 listener's as the Proc's s3_url)."""
     app, s3 = free_port(), free_port()
     data = work / f"{name}-data"
     p = Proc(name, [str(binary), "serve", "--data-dir", str(data), "--listen", f"127.0.0.1:{app}", "--s3-listen", f"127.0.0.1:{s3}"],
-             work, env=dict({"CHUTE_S3_ACCESS_KEY": "benchaccess", "CHUTE_S3_SECRET_KEY": "bench-secret-0123456789abcdef0123",
+             work, env=dict({"CHUTE_S3_ACCESS_KEY": CHUTE_ACCESS, "CHUTE_S3_SECRET_KEY": CHUTE_SECRET,
                              "CHUTE_LOG": "warn", "RUST_LOG": "warn"}, **(env or {})))
     wait_port(app, p.proc, name, p.log)
+    p.s3_url = f"http://127.0.0.1:{s3}"  # the embedded store's S3 listener (unused with store = "s3")
     return p, f"http://127.0.0.1:{app}"
 
 
@@ -322,6 +393,88 @@ def rm_rf(path: Path) -> None:
 # ---------------------------------------------------------------- the run loop
 
 
+@dataclass
+class Contender:
+    """One server under test in run_contenders: start(dir, garage) starts a
+    fresh one with its data in dir and returns (Proc, url); upload(url)
+    sends the source once and returns its seconds (RuntimeError: failed).
+    garage: whether it needs the run's Garage."""
+
+    key: str
+    label: str
+    start: Callable[[Path, "Garage | None"], tuple[Proc, str]]
+    upload: Callable[[str], float]
+    garage: bool = False
+
+
+@dataclass
+class Outcome:
+    """What run_contenders measured, by contender key: MiB/s of each run,
+    peak RSS (KiB, worst run), RSS just before the upload (KiB, worst run);
+    plus load averages, failures and the Garage reference runs (MiB/s)."""
+
+    results: dict[str, list[float]] = field(default_factory=dict)
+    peaks: dict[str, int] = field(default_factory=dict)
+    idle: dict[str, int] = field(default_factory=dict)
+    loads: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    direct: list[float] = field(default_factory=list)
+
+
+def run_contenders(contenders: list[Contender], runs: int, size_mib: int, work: Path, sources: list[Path],
+                   reference: Callable[["Garage", str], float] | None = None, tag0: int = 0) -> Outcome:
+    """The loop bench/tus, bench/stream and bench/ingest share: every run
+    has a fresh Garage (when a contender needs one), every upload a freshly
+    started server whose data is removed after it, the sources re-salted
+    before every upload (so Garage cannot skip blocks it holds) and the
+    page cache written back (settle) before it starts. RSS is the server's
+    process tree, sampled every 20 ms. After each run's uploads,
+    reference(garage, key) (boto3 straight into that Garage, say) gives the
+    ceiling row."""
+    out = Outcome(results={c.key: [] for c in contenders}, peaks={c.key: 0 for c in contenders},
+                  idle={c.key: 0 for c in contenders})
+    tag = tag0
+    garage = proc = None
+    try:
+        for run in range(runs):
+            if any(c.garage for c in contenders):
+                garage = Garage(work / f"garage-{run}")
+            for c in contenders:
+                tag += 1
+                salt(sources, tag)
+                d = work / f"{c.key}-{run}"
+                d.mkdir()
+                proc, url = c.start(d, garage if c.garage else None)
+                settle()
+                out.loads.append(load())
+                out.idle[c.key] = max(out.idle[c.key], tree_rss_kb(proc.pid))
+                secs, rss = timed_upload(proc, lambda: c.upload(url), out.failures, f"run {run + 1}, {c.label}")
+                proc = None
+                rm_rf(d)
+                if secs is None:
+                    continue
+                out.results[c.key].append(size_mib / secs)
+                out.peaks[c.key] = max(out.peaks[c.key], rss.peak_kb)
+                say(f"run {run + 1}: {c.label}: {size_mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
+            if garage:
+                if reference:
+                    tag += 1
+                    salt(sources, tag)
+                    settle()
+                    secs = reference(garage, f"direct-{tag}.bin")
+                    out.direct.append(size_mib / secs)
+                    say(f"run {run + 1}: reference straight to Garage: {size_mib / secs:.0f} MiB/s")
+                garage.stop()
+                rm_rf(garage.dir)
+                garage = None
+    finally:
+        if proc:
+            proc.stop()
+        if garage:
+            garage.stop()
+    return out
+
+
 def timed_upload(proc: Proc, upload, failures: list[str], what: str) -> tuple[float | None, RssSampler]:
     """Runs upload() (its seconds) while sampling proc's RSS, then stops proc.
     A RuntimeError (one stuck or refused upload) is said and kept in failures
@@ -351,3 +504,172 @@ def clean_up(proc: Proc | None, garage: Garage | None, work: Path) -> None:
     if garage:
         garage.stop()
     rm_rf(work)
+
+
+def presign(method: str, endpoint: str, bucket: str, key: str, access: str, secret: str, region: str,
+            expires: int = 3600) -> str:
+    """A SigV4 presigned URL (path style, host signed, unsigned payload)."""
+    u = urllib.parse.urlsplit(endpoint)
+    path = "/" + urllib.parse.quote(bucket, safe="-_.~") + "/" + urllib.parse.quote(key, safe="-_.~/")
+    now = time.gmtime()
+    amz, day = time.strftime("%Y%m%dT%H%M%SZ", now), time.strftime("%Y%m%d", now)
+    scope = f"{day}/{region}/s3/aws4_request"
+    q = sorted([("X-Amz-Algorithm", "AWS4-HMAC-SHA256"), ("X-Amz-Credential", f"{access}/{scope}"), ("X-Amz-Date", amz),
+                ("X-Amz-Expires", str(expires)), ("X-Amz-SignedHeaders", "host")])
+    query = "&".join(f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}" for k, v in q)
+    creq = "\n".join([method, path, query, f"host:{u.netloc}\n", "host", "UNSIGNED-PAYLOAD"])
+    sts = "\n".join(["AWS4-HMAC-SHA256", amz, scope, hashlib.sha256(creq.encode()).hexdigest()])
+    k = ("AWS4" + secret).encode()
+    for part in (day, region, "s3", "aws4_request"):
+        k = hmac.new(k, part.encode(), hashlib.sha256).digest()
+    sig = hmac.new(k, sts.encode(), hashlib.sha256).hexdigest()
+    return f"{u.scheme}://{u.netloc}{path}?{query}&X-Amz-Signature={sig}"
+
+
+# ---------------------------------------------------------------- wrk
+
+
+def ensure_wrk() -> str:
+    """wrk (Debian's package), installed with apt when missing."""
+    path = shutil.which("wrk")
+    if not path:
+        say("installing Debian's wrk (apt-get install wrk)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env)
+        path = shutil.which("wrk") or "wrk"
+    return path
+
+
+def wrk_lua(method: str, body: str | None = None, headers: dict[str, str] | None = None) -> str:
+    """A wrk script sending one fixed request (method, headers, body)."""
+    lines = [f"wrk.method = {json.dumps(method)}"]
+    for k, v in (headers or {}).items():
+        lines.append(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}")
+    if body is not None:
+        lines.append(f"wrk.body = {json.dumps(body)}")
+    return "\n".join(lines) + "\n"
+
+
+def run_wrk(url: str, duration: int, connections: int = 64, threads: int = 2, script: Path | None = None) -> dict:
+    """wrk --latency against url: requests/s, p50/p75/p90/p99 in ms, non-2xx/3xx
+    count and the socket errors line ("" when none)."""
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if script:
+        cmd += ["-s", str(script)]
+    cmd.append(url)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {}
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s|m)\b", out, re.M)
+        value = float(m.group(1))
+        lat[pct] = {"us": value / 1000, "ms": value, "s": value * 1000, "m": value * 60000}[m.group(2)]
+    total = re.search(r"(\d+) requests in", out)
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return {"rps": rps, "lat": lat, "requests": int(total.group(1)) if total else 0,
+            "non2xx": int(bad.group(1)) if bad else 0, "socket_errors": errors.group(0) if errors else ""}
+
+
+# ---------------------------------------------------------------- the machine
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return (out.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
+
+
+def loadavg() -> str:
+    """The three load averages, as /proc/loadavg has them."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def machine() -> dict[str, str]:
+    """What the figures depend on: cores, CPU, memory, kernel, commit, load."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = _status_kb_file("/proc/meminfo", "MemTotal")
+    return {"cores": str(os.cpu_count()), "cpu": cpu, "memory": f"{mem / (1 << 20):.1f} GiB",
+            "kernel": os.uname().release, "commit": commit(), "load": loadavg(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def _status_kb_file(path: str, field: str) -> int:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+LOOPBACK_SINK = r"""
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1); print(s.getsockname()[1], flush=True)
+c, _ = s.accept(); buf = bytearray(1 << 20); n = 0
+while True:
+    k = c.recv_into(buf)
+    if not k: break
+    n += k
+c.sendall(str(n).encode()); c.close()
+"""
+
+
+def loopback_mibps(size_mib: int) -> float:
+    """MiB/s of one TCP stream over loopback: a Python client sending size_mib
+    MiB from memory to a Python process that reads and discards them (both
+    on the machine's cores, as every bench's client and server are)."""
+    p = subprocess.Popen([sys.executable, "-c", LOOPBACK_SINK], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(p.stdout.readline())
+        block = memoryview(os.urandom(MiB))
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            for _ in range(size_mib):
+                s.sendall(block)
+            s.shutdown(socket.SHUT_WR)
+            got = int(s.recv(64) or b"0")
+        secs = time.monotonic() - t0
+        if got != size_mib * MiB:
+            raise RuntimeError(f"loopback sink received {got} of {size_mib * MiB} bytes")
+        return size_mib / secs
+    finally:
+        p.kill()
+        p.wait()
+
+
+def disk_mibps(directory: Path, size_mib: int) -> float:
+    """MiB/s of `dd if=/dev/zero of=DIR/ddtest bs=1M count=N conv=fdatasync`:
+    a sequential write to the disk the stores use, flushed before dd exits."""
+    target = directory / "ddtest"
+    t0 = time.monotonic()
+    subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={size_mib}", "conv=fdatasync"],
+                   check=True, capture_output=True)
+    secs = time.monotonic() - t0
+    target.unlink()
+    return size_mib / secs
+
+
+def percentile(xs: list[float], pct: float) -> float:
+    """Nearest-rank percentile of xs (nan when empty)."""
+    if not xs:
+        return float("nan")
+    ys = sorted(xs)
+    k = max(0, min(len(ys) - 1, math.ceil(pct / 100 * len(ys)) - 1))
+    return ys[k]
+
+
+def goal(what: str, figure: str, met: bool) -> str:
+    """A goal line as every suite prints it and bench/run collects it:
+    `- goal: WHAT: FIGURE, met` (or `NOT met`)."""
+    return f"- goal: {what}: {figure}, {'met' if met else 'NOT met'}"

@@ -87,6 +87,7 @@ def main() -> None:
     results = {n: [] for n, _ in clients}
     peaks = {n: 0 for n, _ in clients}
     loads, failures, notes = [], [], []
+    serve_peak = 0  # chute serve's peak RSS (KiB) while it signed chute upload's parts
     garage = None
     proc = None
     tag = 0
@@ -99,6 +100,7 @@ def main() -> None:
             aws_config = work / "aws-config"
             aws_config.write_text(f"[default]\nregion = {garage.region}\ns3 =\n    addressing_style = path\n")
             order = clients if run % 2 == 0 else clients[::-1]
+            serve_rss = b.RssSampler(proc.pid).__enter__()
             for name, label in order:
                 tag += 1
                 b.salt([src], tag)
@@ -127,6 +129,8 @@ def main() -> None:
                 results[name].append(args.size_mib / secs)
                 peaks[name] = max(peaks[name], peak)
                 b.say(f"run {run + 1}: {label}: {args.size_mib / secs:.0f} MiB/s, peak RSS {peak / 1024:.1f} MiB")
+            serve_rss.__exit__(None, None, None)
+            serve_peak = max(serve_peak, serve_rss.peak_kb)
             proc.stop()
             proc = None
             garage.stop()
@@ -148,9 +152,10 @@ def main() -> None:
         print()
         if results["chute"] and results["aws"]:
             r = b.median(results["chute"]) / b.median(results["aws"])
-            print(f"- goal: chute upload >= 1.0x aws s3 cp: {r:.2f}x, {'met' if r >= 1 else 'NOT met'}")
+            print(b.goal("chute upload >= 1.0x aws s3 cp", f"{r:.2f}x", r >= 1))
         else:
             print("- goal: not measured (a client failed every run)")
+        print(f"- chute serve (signing the parts, store = \"s3\") peak RSS: {serve_peak / 1024:.1f} MiB")
         b.print_notes(notes, failures, loads)
     finally:
         b.clean_up(proc, garage, work)

@@ -13,8 +13,13 @@ and prints a markdown table (requests/s, p50/p90/p99 latency, non-2xx
 count, ratio to Companion). Every response is checked once by hand
 before the load, so a run measuring error pages fails loudly.
 
-Usage: bench/signing [--duration 10] [--connections 64] [--threads 2]
-Needs: wrk (apt), node + npm, a release build (built if missing).
+With --runs N every measurement is repeated N times (after one 2 s
+warm-up) and the table has the medians; peak RSS is each server's process
+tree over the whole bench (VmRSS sampled every 20 ms).
+
+Usage: bench/signing [--runs 1] [--duration 10] [--connections 64] [--threads 2]
+Needs: wrk (apt, installed when missing), node + npm. Chute is CHUTE_BIN
+(default: `cargo build --release -p chute`, copied to ~/.cache/chute/bench-bin).
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -33,8 +37,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CHUTE = REPO / "target" / "release" / "chute"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as b  # noqa: E402
+
+REPO = b.REPO
 COMPANION_DIR = REPO / "bench" / "companion"
 ACCESS, SECRET = "benchaccess", "bench-secret-key-0123456789abcdef"
 
@@ -68,34 +74,17 @@ def http(method: str, url: str, body: dict | None = None) -> tuple[int, dict | l
         return e.code, {"error": e.read().decode(errors="replace")}
 
 
-def run_wrk(url: str, args, script: Path | None = None) -> dict:
-    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
-    if script:
-        cmd += ["-s", str(script)]
-    cmd.append(url)
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    lat = {}
-    for pct in ("50", "90", "99"):
-        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)", out, re.M)
-        value = float(m.group(1))
-        lat[pct] = value / 1000 if m.group(2) == "us" else value * 1000 if m.group(2) == "s" else value
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    errors = re.search(r"Socket errors:.*", out)
-    return {"rps": rps, "lat": lat, "non2xx": int(bad.group(1)) if bad else 0,
-            "socket_errors": errors.group(0) if errors else ""}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    if not shutil.which("wrk"):
-        sys.exit("bench/signing: wrk not found (apt install wrk)")
-    subprocess.run(["cargo", "build", "--release", "-p", "chute"], cwd=REPO, check=True)
+    b.exit_on_sigterm()
+    b.ensure_wrk()
+    binary = b.release_binary()
     if not (COMPANION_DIR / "node_modules" / "@uppy" / "companion").exists():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=COMPANION_DIR, check=True)
 
@@ -105,7 +94,7 @@ def main() -> None:
         app_port, s3_port, comp_port = free_port(), free_port(), free_port()
         env = dict(os.environ, CHUTE_S3_ACCESS_KEY=ACCESS, CHUTE_S3_SECRET_KEY=SECRET, CHUTE_LOG="warn")
         procs.append(subprocess.Popen(
-            [str(CHUTE), "serve", "--data-dir", str(work / "data"), "--listen", f"127.0.0.1:{app_port}",
+            [str(binary), "serve", "--data-dir", str(work / "data"), "--listen", f"127.0.0.1:{app_port}",
              "--s3-listen", f"127.0.0.1:{s3_port}"], env=env, stdout=subprocess.DEVNULL))
         (work / "companion").mkdir()
         cenv = dict(
@@ -146,6 +135,9 @@ def main() -> None:
         lua.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                        'wrk.body = \'{"filename":"photo.png","size":12345,"type":"image/png"}\'\n')
 
+        rss = {"chute": b.RssSampler(procs[0].pid), "companion": b.RssSampler(procs[1].pid)}
+        for sampler in rss.values():
+            sampler.__enter__()
         rows = []
         for endpoint, per in targets.items():
             results = {}
@@ -153,22 +145,42 @@ def main() -> None:
                 url = per.get(name)
                 if url is None:
                     continue
-                run_wrk(url, argparse.Namespace(threads=args.threads, connections=args.connections, duration=2),
-                        lua if endpoint == "uploads" else None)  # warm-up
-                results[name] = run_wrk(url, args, lua if endpoint == "uploads" else None)
+                script = lua if endpoint == "uploads" else None
+                b.run_wrk(url, 2, args.connections, args.threads, script)  # warm-up
+                runs = [b.run_wrk(url, args.duration, args.connections, args.threads, script) for _ in range(args.runs)]
+                results[name] = {
+                    "rps": b.median([r["rps"] for r in runs]), "all": [r["rps"] for r in runs],
+                    "lat": {pct: b.median([r["lat"][pct] for r in runs]) for pct in ("50", "90", "99")},
+                    "non2xx": sum(r["non2xx"] for r in runs),
+                    "socket_errors": "; ".join(r["socket_errors"] for r in runs if r["socket_errors"]),
+                }
+                b.say(f"{endpoint} {name}: {results[name]['rps']:.0f} requests/s (median of {args.runs})")
             rows.append((endpoint, results))
+        for sampler in rss.values():
+            sampler.__exit__(None, None, None)
 
-        print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, one machine, same run\n")
-        print("| endpoint | server | requests/s | p50 ms | p90 ms | p99 ms | non-2xx | vs Companion |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, one machine, same run, "
+              f"median of {args.runs} run(s); peak RSS is each server's process tree over the whole bench\n")
+        print("| endpoint | server | requests/s | runs | p50 ms | p90 ms | p99 ms | non-2xx | vs Companion |")
+        print("|---|---|---:|---|---:|---:|---:|---:|---:|")
         for endpoint, results in rows:
             base = results.get("companion", {}).get("rps")
             for name, r in results.items():
                 ratio = f"{r['rps'] / base:.1f}x" if base and name == "chute" else ("1.0x" if name == "companion" else "n/a")
-                print(f"| {endpoint} | {name} | {r['rps']:.0f} | {r['lat']['50']:.2f} | {r['lat']['90']:.2f} | "
-                      f"{r['lat']['99']:.2f} | {r['non2xx']} | {ratio} |")
+                print(f"| {endpoint} | {name} | {r['rps']:.0f} | {', '.join(f'{x:.0f}' for x in r['all'])} | "
+                      f"{r['lat']['50']:.2f} | {r['lat']['90']:.2f} | {r['lat']['99']:.2f} | {r['non2xx']} | {ratio} |")
                 if r["socket_errors"]:
                     print(f"<!-- {endpoint}/{name}: {r['socket_errors']} -->")
+        print("\n| server | peak RSS (MiB) |\n|---|---:|")
+        for name, sampler in rss.items():
+            print(f"| {name} | {sampler.peak_kb / 1024:.1f} |")
+        print()
+        for endpoint, results in rows:
+            chute, comp = results["chute"], results.get("companion")
+            if comp:
+                r = chute["rps"] / comp["rps"]
+                print(b.goal(f"{endpoint}: Chute >= 10x Companion's requests/s", f"{r:.1f}x", r >= 10))
+            print(b.goal(f"{endpoint}: Chute p99 <= 10 ms", f"{chute['lat']['99']:.2f} ms", chute["lat"]["99"] <= 10))
     finally:
         for p in procs:
             p.terminate()

@@ -119,7 +119,6 @@ def main() -> None:
 
     def start(name: str, d: Path, garage: b.Garage) -> tuple[b.Proc, str]:
         """A fresh server with its logs in d."""
-        d.mkdir()
         if name == "chute":
             p, base = b.start_chute(binary, d, "chute", env=garage.chute_env())
             return p, f"{base}/api/stream"
@@ -141,48 +140,22 @@ def main() -> None:
             proc.stop()
             proc = None
 
-        results = {n: [] for n, _ in servers}
-        peaks = {n: 0 for n, _ in servers}
-        idle = {n: 0 for n, _ in servers}
-        loads, failures, direct = [], [], []
-        tag = 0
-        for run in range(args.runs):
-            # A fresh Garage every run and a fresh server every upload; the
-            # run's data goes with its Garage, so disk use stays at one run's.
-            garage = b.Garage(work / f"garage-{run}")
-            for name, label in servers:
-                tag += 1
-                b.salt([src], tag)
-                d = work / f"{name}-{run}"
-                proc, url = start(name, d, garage)
-                b.settle()
-                loads.append(b.load())
-                idle[name] = max(idle[name], b.tree_rss_kb(proc.pid))
+        names = iter(range(1, 1 << 30))
 
-                def upload() -> float:
-                    secs, code, body = curl_form(url, src, f"bench-{tag}.bin")
-                    if not 200 <= code < 300 or str(size) not in body:
-                        raise RuntimeError(f"answered {code}: {body[:1000]}")
-                    return secs
+        def upload(url: str) -> float:
+            secs, code, body = curl_form(url, src, f"bench-{next(names)}.bin")
+            if not 200 <= code < 300 or str(size) not in body:
+                raise RuntimeError(f"answered {code}: {body[:1000]}")
+            return secs
 
-                secs, rss = b.timed_upload(proc, upload, failures, f"run {run + 1}, {label}")
-                proc = None
-                b.rm_rf(d)
-                if secs is None:
-                    continue
-                results[name].append(args.size_mib / secs)
-                peaks[name] = max(peaks[name], rss.peak_kb)
-                b.say(f"run {run + 1}: {label}: {args.size_mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
-            # The ceiling: the same bytes straight into this run's Garage.
-            tag += 1
-            b.salt([src], tag)
-            b.settle()
-            secs = b.garage_direct(py, garage, src, f"direct-{tag}.bin")
-            direct.append(args.size_mib / secs)
-            b.say(f"run {run + 1}: boto3 straight to Garage: {args.size_mib / secs:.0f} MiB/s")
-            garage.stop()
-            b.rm_rf(garage.dir)
-            garage = None
+        # A fresh Garage every run and a fresh server every upload; the
+        # run's data goes with its Garage, so disk use stays at one run's.
+        out = b.run_contenders(
+            [b.Contender(n, label, lambda d, g, n=n: start(n, d, g), upload, garage=True) for n, label in servers],
+            args.runs, args.size_mib, work, [src], lambda garage, key: b.garage_direct(py, garage, src, key))
+        results, peaks, idle = out.results, out.peaks, out.idle
+        loads, failures, direct = out.loads, out.failures, out.direct
+        tag = 1 << 20
 
         flat = []
         if results.get("chute") and args.big_mib:
@@ -200,6 +173,7 @@ def main() -> None:
                 else:
                     tag += 1
                     d = work / f"chute-gen-{mib}"
+                    d.mkdir()
                     proc, url = start("chute", d, garage)
                     b.settle()
                     with b.RssSampler(proc.pid) as rss:
@@ -237,12 +211,14 @@ def main() -> None:
         print()
         if results.get("chute") and results["s3chunkuploader"]:
             r = b.median(results["chute"]) / b.median(results["s3chunkuploader"])
-            print(f"- goal: Chute >= 2x s3chunkuploader: {r:.2f}x, {'met' if r >= 2 else 'NOT met'}")
+            print(b.goal("Chute >= 2x s3chunkuploader", f"{r:.2f}x", r >= 2))
             worst = max([peaks["chute"]] + [pk for _, _, pk, _ in flat]) / 1024
-            print(f"- goal: Chute peak RSS <= 64 MiB: {worst:.1f} MiB, {'met' if worst <= 64 else 'NOT met'}")
+            print(b.goal("Chute peak RSS <= 64 MiB", f"{worst:.1f} MiB", worst <= 64))
             if len(flat) == 2:
                 d = (flat[1][2] - flat[0][2]) / 1024
-                print(f"- goal: RSS flat from {flat[0][0]} to {flat[1][0]} MiB: peak {flat[0][2] / 1024:.1f} -> {flat[1][2] / 1024:.1f} MiB ({d:+.1f})")
+                print(b.goal(f"RSS flat (within 10 %) from {flat[0][0]} to {flat[1][0]} MiB",
+                             f"peak {flat[0][2] / 1024:.1f} -> {flat[1][2] / 1024:.1f} MiB ({d:+.1f})",
+                             flat[1][2] <= flat[0][2] * 1.1))
         else:
             print("- goals: not measured (no Chute with /api/stream)")
         b.print_notes(notes, failures, loads)

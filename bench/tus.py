@@ -121,7 +121,6 @@ def main() -> None:
 
     def start(target: str, name: str, d: Path, garage: b.Garage | None) -> tuple[b.Proc, str]:
         """A fresh server with its data in d (removed after its upload)."""
-        d.mkdir()
         if name == "chute":
             return b.start_chute(binary, d, "chute", env=garage.chute_env() if garage else None)
         port = b.free_port()
@@ -148,6 +147,7 @@ def main() -> None:
         notes.append("Chute not measured: no release binary (set CHUTE_BIN or build target/release/chute).")
         servers = [s for s in servers if s[1] != "chute"]
     else:
+        (work / "probe").mkdir()
         p, url = start("local", "chute", work / "probe", None)
         if not chute_has_tus(url):
             notes.append(f"Chute not measured: {binary} answers no tus OPTIONS at /files/.")
@@ -155,53 +155,26 @@ def main() -> None:
         p.stop()
         b.rm_rf(work / "probe")
 
-    garage = None
-    proc = None
+    def reference(garage: b.Garage, key: str) -> float:
+        """The ceiling: the same bytes straight into this run's Garage."""
+        whole = work / "whole.bin"
+        with open(whole, "wb") as f:
+            for c in chunks:
+                f.write(c.read_bytes())
+        try:
+            return b.garage_direct(py, garage, whole, key)
+        finally:
+            whole.unlink()
+
+    contenders = [b.Contender(f"{t}-{n}", f"{label} ({t})", lambda d, g, t=t, n=n: start(t, n, d, g),
+                              lambda url: tus_upload(url, chunks, size), garage=(t == "garage"))
+                  for t, n, label in servers]
     try:
-        results: dict[tuple[str, str], list[float]] = {(t, n): [] for t, n, _ in servers}
-        peaks: dict[tuple[str, str], int] = {(t, n): 0 for t, n, _ in servers}
-        idle: dict[tuple[str, str], int] = {(t, n): 0 for t, n, _ in servers}
-        loads, failures, direct = [], [], []
-        tag = 0
-        for run in range(args.runs):
-            # A fresh Garage and fresh servers every run, their data removed
-            # after each upload: the runs need no more free disk than one.
-            if any(t == "garage" for t, _, _ in servers):
-                garage = b.Garage(work / f"garage-{run}")
-            for target, name, label in servers:
-                tag += 1
-                b.salt(chunks, tag)
-                d = work / f"{name}-{target}-{run}"
-                proc, url = start(target, name, d, garage if target == "garage" else None)
-                b.settle()
-                loads.append(b.load())
-                idle[(target, name)] = max(idle[(target, name)], b.tree_rss_kb(proc.pid))
-                secs, rss = b.timed_upload(proc, lambda: tus_upload(url, chunks, size), failures,
-                                           f"run {run + 1}, {label} ({target})")
-                proc = None
-                b.rm_rf(d)
-                if secs is None:
-                    continue
-                results[(target, name)].append(args.size_mib / secs)
-                peaks[(target, name)] = max(peaks[(target, name)], rss.peak_kb)
-                b.say(f"run {run + 1}: {label} -> {target}: {args.size_mib / secs:.0f} MiB/s, peak RSS {rss.peak_kb / 1024:.1f} MiB")
-            if garage:
-                # The ceiling: the same bytes straight into this run's Garage.
-                if py:
-                    tag += 1
-                    b.salt(chunks, tag)
-                    b.settle()
-                    whole = work / "whole.bin"
-                    with open(whole, "wb") as f:
-                        for c in chunks:
-                            f.write(c.read_bytes())
-                    secs = b.garage_direct(py, garage, whole, f"direct-{tag}.bin")
-                    whole.unlink()
-                    direct.append(args.size_mib / secs)
-                    b.say(f"run {run + 1}: boto3 straight to Garage: {args.size_mib / secs:.0f} MiB/s")
-                garage.stop()
-                b.rm_rf(garage.dir)
-                garage = None
+        out = b.run_contenders(contenders, args.runs, args.size_mib, work, chunks, reference if py else None)
+        results = {(t, n): out.results[f"{t}-{n}"] for t, n, _ in servers}
+        peaks = {(t, n): out.peaks[f"{t}-{n}"] for t, n, _ in servers}
+        idle = {(t, n): out.idle[f"{t}-{n}"] for t, n, _ in servers}
+        loads, failures, direct = out.loads, out.failures, out.direct
 
         print(f"\ntus 1.0, {args.size_mib} MiB in {args.chunk_mib} MiB PATCHes (curl), median of {args.runs} runs; "
               f"peak RSS is the server's process tree, worst run; every upload has a freshly started server.\n")
@@ -227,12 +200,12 @@ def main() -> None:
                 continue
             if results.get((target, "chute")):
                 r = b.median(results[(target, "chute")]) / b.median(results[(target, peer)])
-                print(f"- goal {target}: Chute >= {want}x {peer}: {r:.2f}x, {'met' if r >= want else 'NOT met'}")
+                print(b.goal(f"{target}: Chute >= {want}x {peer}", f"{r:.2f}x", r >= want))
             else:
-                print(f"- goal {target}: Chute >= {want}x {peer}: not measured")
+                print(f"- {target}: Chute >= {want}x {peer}: not measured")
         b.print_notes(notes, failures, loads)
     finally:
-        b.clean_up(proc, garage, work)
+        b.rm_rf(work)
 
 
 if __name__ == "__main__":

@@ -170,10 +170,10 @@ def bench_loopback(src: Path) -> float:
         p.kill()
 
 
-def bench_dd(data_dir: Path) -> float:
+def bench_dd(data_dir: Path, size_mib: int) -> float:
     target = data_dir / "ddtest"
     t0 = time.monotonic()
-    subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", "count=1024", "conv=fsync"], check=True, capture_output=True)
+    subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={size_mib}", "conv=fsync"], check=True, capture_output=True)
     secs = time.monotonic() - t0
     target.unlink()
     return secs
@@ -181,7 +181,8 @@ def bench_dd(data_dir: Path) -> float:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "chute"))
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+    ap.add_argument("--binary", default=os.environ.get("CHUTE_BIN") or str(target / "release" / "chute"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size-mib", type=int, default=1024)
     args = ap.parse_args()
@@ -198,7 +199,7 @@ def main():
     try:
         results: dict[str, list[tuple[float, RssSampler | None]]] = {"put": [], "post": [], "dd": [], "loop": []}
         for run in range(args.runs):
-            results["dd"].append((bench_dd(srv.data), None))
+            results["dd"].append((bench_dd(srv.data, args.size_mib), None))
             results["loop"].append((bench_loopback(src), None))
             for kind, fn in (("put", bench_put), ("post", bench_post)):
                 key = f"bench/{kind}-{run}.bin"
@@ -225,6 +226,13 @@ def main():
             g, h = rss_cols(k)
             print(f"| {labels[k]} | {mibps[k]:.0f} | {mibps[k] / mibps['dd']:.2f} | {mibps[k] / mibps['loop']:.2f} | {g} | {h} |")
         print(f"\nserver RSS at start of first upload: {results['put'][0][1].before / 1024:.1f} MiB")
+        print()
+        for k in ("put", "post"):
+            r = mibps[k] / mibps["dd"]
+            print(f"- goal: {labels[k].split(',')[0]} >= 0.80 of the disk (dd): {r:.3f}, {'met' if r >= 0.8 else 'NOT met'}")
+        for k in ("put", "post"):
+            g = max(r.growth_mib for _, r in results[k] if r)
+            print(f"- goal: {labels[k].split(',')[0]} server RSS growth <= 16 MiB: {g:.1f} MiB, {'met' if g <= 16 else 'NOT met'}")
     finally:
         srv.stop()
         subprocess.run(["rm", "-rf", str(work)])

@@ -11,7 +11,7 @@
 //
 // Usage: node bench/widget.mjs [--runs N] [--size-mib N]
 import { createRequire } from 'node:module';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -20,7 +20,7 @@ import { execFileSync } from 'node:child_process';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const browserTests = join(repo, 'tests', 'browser');
-process.env.CHUTE_BIN = resolve(process.env.CHUTE_BIN || join(repo, 'target', 'release', 'chute'));
+process.env.CHUTE_BIN = resolve(process.env.CHUTE_BIN || join(process.env.CARGO_TARGET_DIR || join(repo, 'target'), 'release', 'chute'));
 
 // Dependencies come from tests/browser's node_modules (npm ci there).
 const require = createRequire(join(browserTests, 'package.json'));
@@ -37,6 +37,32 @@ const opt = (name, dflt) => {
 const RUNS = opt('--runs', 3);
 const SIZE_MIB = opt('--size-mib', 1024);
 const SIZE = SIZE_MIB * MiB;
+
+/** The pid of the `chute serve` whose command line has --listen 127.0.0.1:PORT. */
+function pidListeningOn(port) {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (argv.includes('serve') && argv.includes(`127.0.0.1:${port}`)) return Number(d);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  throw new Error(`no chute serve process listening on 127.0.0.1:${port}`);
+}
+
+/** Samples pid's VmRSS every 20 ms until stop(), which returns the peak (KiB). */
+function sampleRss(pid) {
+  let peak = 0;
+  const once = () => {
+    const m = /^VmRSS:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    peak = Math.max(peak, m ? Number(m[1]) : 0);
+  };
+  once();
+  const timer = setInterval(once, 20);
+  return { stop: () => { clearInterval(timer); once(); return peak; } };
+}
 
 /** Registered first on every page: long tasks and the upload's bounds. */
 const OBSERVER = `<script>
@@ -184,6 +210,7 @@ try {
   process.stderr.write(`writing ${SIZE_MIB} MiB of random bytes to ${file}\n`);
   writeRandom(file, SIZE);
   chute = await startChute();
+  const chutePid = pidListeningOn(new URL(chute.appUrl).port);
   const bundle = await build({
     stdin: { contents: UPPY_SCRIPT, resolveDir: browserTests, loader: 'js' },
     bundle: true,
@@ -224,7 +251,9 @@ try {
     // Rotate which goes first, so none always gets the warmer cache.
     const order = clients.map((_, j) => clients[(i + j) % clients.length]);
     for (const [who, , run] of order) {
+      const peak = sampleRss(chutePid);
       const r = await run();
+      r.rssKiB = peak.stop();
       results[who].push(r);
       process.stderr.write(`run ${i + 1} ${who}: ${(SIZE_MIB / r.seconds).toFixed(1)} MiB/s in ${r.seconds.toFixed(2)} s; longest long task ${r.longest.toFixed(0)} ms (${r.count} long tasks)${r.hint ? `; longest scripts in long frames: ${r.hint}` : ''}\n`);
       await emptyBucket();
@@ -232,12 +261,24 @@ try {
   }
   const chromiumVersion = execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   console.log(`\n${SIZE_MIB} MiB file, ${RUNS} runs each (rotating order), ${chromiumVersion}, chute ${process.env.CHUTE_BIN}\n`);
-  console.log('| client | MiB/s median | MiB/s min–max | seconds (median) | longest long task per run (ms) | long tasks per run |');
-  console.log('|---|---:|---:|---:|---|---|');
+  console.log('| client | MiB/s median | MiB/s min–max | seconds (median) | longest long task per run (ms) | long tasks per run | chute serve peak RSS (MiB) |');
+  console.log('|---|---:|---:|---:|---|---|---:|');
   for (const [who, label] of clients) {
     const rs = results[who];
     const speeds = rs.map((r) => SIZE_MIB / r.seconds);
-    console.log(`| ${label} | ${median(speeds).toFixed(1)} | ${Math.min(...speeds).toFixed(1)}–${Math.max(...speeds).toFixed(1)} | ${median(rs.map((r) => r.seconds)).toFixed(2)} | ${rs.map((r) => r.longest.toFixed(0)).join(', ')} | ${rs.map((r) => r.count).join(', ')} |`);
+    console.log(`| ${label} | ${median(speeds).toFixed(1)} | ${Math.min(...speeds).toFixed(1)}–${Math.max(...speeds).toFixed(1)} | ${median(rs.map((r) => r.seconds)).toFixed(2)} | ${rs.map((r) => r.longest.toFixed(0)).join(', ')} | ${rs.map((r) => r.count).join(', ')} | ${(Math.max(...rs.map((r) => r.rssKiB)) / 1024).toFixed(1)} |`);
+  }
+  // Goal lines, in the form bench/run collects.
+  const speed = (who) => median(results[who].map((r) => SIZE_MIB / r.seconds));
+  const longest = (who) => Math.max(...results[who].map((r) => r.longest));
+  const goal = (what, figure, met) => console.log(`- goal: ${what}: ${figure}, ${met ? 'met' : 'NOT met'}`);
+  console.log('');
+  for (const who of ['widget', 'widget-crc32c']) {
+    const r = speed(who) / speed('uppy');
+    goal(`${who} >= 1.0x Uppy's MiB/s`, `${r.toFixed(2)}x`, r >= 1);
+  }
+  for (const who of ['widget', 'widget-crc32c']) {
+    goal(`${who}: longest main-thread long task <= 50 ms`, `${longest(who).toFixed(0)} ms`, longest(who) <= 50);
   }
 } finally {
   await browser?.close();

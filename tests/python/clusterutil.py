@@ -350,7 +350,8 @@ class Resilient:
             # Resume: ask any instance where the upload stands.
             self.stats.add("resume:tus")
             time.sleep(0.2)
-            head = self._call("HEAD", url, {200}, "tus head", headers=TUS)
+            # 423: the lease of a killed writer, until it runs out (two leases).
+            head = self._call("HEAD", url, {200}, "tus head", retry_on=RETRY | {423}, headers=TUS)
             at = int(head.headers["Upload-Offset"])
             if "Chute-Receipt" in head.headers:
                 receipt = head.headers["Chute-Receipt"]

@@ -319,7 +319,15 @@ def _kill_mid_patch_then_resume(srv):
     at = offset(url)
     # At least the part stored before the first PATCH ended; at most what was sent.
     assert 8 * MiB <= at <= 17 * MiB, at
-    r = upload_in_chunks_from(url, data, at, 5 * MiB)
+    # The killed instance's lease on the upload stays in the store until it
+    # expires (two leases, 30 s): until then a PATCH waits 10 s and gets
+    # 423, which a tus client retries.
+    deadline = time.monotonic() + 180  # a hang guard, not a timing check
+    while (r := patch(url, data[at:at + 5 * MiB], at)).status_code == 423:
+        assert time.monotonic() < deadline, "the dead instance's lease never expired"
+    assert r.status_code == 204, f"{r.status_code} {r.text}"
+    at = int(r.headers["Upload-Offset"])
+    r = upload_in_chunks_from(url, data, at, 5 * MiB) or r
     assert download(srv, receipt_key(r.headers["Chute-Receipt"])) == data
 
 

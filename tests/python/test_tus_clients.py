@@ -201,7 +201,12 @@ def test_tuspy_resumes_after_the_server_is_killed_mid_upload(crashable, tmp_path
     kept = int(head.headers["Upload-Offset"])
     assert 7 * MiB < kept < len(data), kept
     fresh = tus.TusClient(files_url(srv))
-    up2 = fresh.uploader(file_path=str(path), url=url, chunk_size=3 * MiB + 1, upload_checksum=True)
+    # A PATCH in flight at the kill leaves the dead process's lease on the
+    # upload in the store until it expires (30 s): until then PATCHes get
+    # 423, which tuspy retries when told to.
+    up2 = fresh.uploader(
+        file_path=str(path), url=url, chunk_size=3 * MiB + 1, upload_checksum=True, retries=5, retry_delay=1
+    )
     assert up2.offset == kept
     up2.upload()
     assert up2.offset == len(data)

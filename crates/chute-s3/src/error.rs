@@ -209,6 +209,9 @@ fn body_error(e: &io::Error) -> S3Error {
     }
 }
 
+/// The message of `507 InsufficientStorage`: the store's disk is full.
+pub(crate) const INSUFFICIENT_STORAGE_MESSAGE: &str = "The server has no space left to store this object.";
+
 fn io_error(e: &io::Error) -> S3Error {
     if trailer_error(e).is_some() {
         return body_error(e);
@@ -217,7 +220,7 @@ fn io_error(e: &io::Error) -> S3Error {
         tracing::error!(error = %e, "store is out of space");
         let mut err = s3_err(
             S3ErrorCode::Custom("InsufficientStorage".into()),
-            "The server has no space left to store this object.",
+            INSUFFICIENT_STORAGE_MESSAGE,
         );
         err.set_status_code(StatusCode::INSUFFICIENT_STORAGE);
         return err;

@@ -123,9 +123,14 @@ pub fn app_with(state: AppState, tus: crate::tus::TusSettings) -> Router {
 /// which belong to the app.
 pub fn api_with(state: AppState, tus: crate::tus::TusSettings) -> Router {
     let cors = cors_layer(&state.origins);
+    // The JSON routes read small bodies whole: one that sends nothing for
+    // `body_idle_timeout` is cut off (the tus and stream routes time
+    // their bodies themselves).
+    let idle = tower_http::timeout::RequestBodyTimeoutLayer::new(tus.body_idle_timeout);
     let files = crate::tus::routes(&state, tus);
     let api = api::routes()
         .merge(companion::routes())
+        .layer(idle)
         .merge(crate::stream::routes())
         .merge(crate::openapi::routes())
         .layer(cors);
@@ -157,11 +162,9 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         None => Ok(()),
     };
     match result {
-        Ok(()) | Err(StoreError::NoSuchKey { .. }) => (StatusCode::OK, "ready".to_owned()),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness probe: the store does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "store not ready".to_owned())
-        }
+        Ok(()) | Err(StoreError::NoSuchKey { .. }) => (StatusCode::OK, "ready").into_response(),
+        // 503 store_unavailable with Retry-After (507 when the disk is full).
+        Err(e) => crate::lifecycle::ApiError::store("readiness probe", &e).into_response(),
     }
 }
 

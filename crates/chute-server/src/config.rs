@@ -50,6 +50,14 @@ pub struct RawConfig {
     /// Allow a plain-http S3 endpoint that is not on this machine.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_allow_http: Option<bool>,
+    /// Seconds a connection to the S3 backend may take to open (default
+    /// 10, 1 to 300).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_connect_timeout_seconds: Option<u64>,
+    /// Seconds one request to the S3 backend may wait for its answer
+    /// (default 120, 1 to 3600).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_request_timeout_seconds: Option<u64>,
     /// The store's access key (embedded store; or the S3 backend's, else `AWS_ACCESS_KEY_ID`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub s3_access_key: Option<String>,
@@ -140,10 +148,14 @@ pub struct RawConfig {
     /// the request fails with `RequestTimeout` (default 60, 1 to 3600).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_idle_timeout_seconds: Option<u64>,
-    /// Connections the S3 listener serves at once; more wait in the
-    /// kernel's backlog (default 1024, 1 to 65536).
+    /// Connections each listener (the app's, the embedded S3 one) serves
+    /// at once; more wait in the kernel's backlog (default 1024, 1 to 65536).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Seconds a client may take to send a request's headers, on either
+    /// listener, before its connection is closed (default 30, 1 to 300).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout_seconds: Option<u64>,
     /// Bytes per part of a streamed upload (default 8 MiB, 5 MiB to 5 GiB).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream_part_size: Option<u64>,
@@ -171,6 +183,11 @@ pub struct RawConfig {
     /// Parts of one tus PATCH uploading at once (default 4, 1 to 16).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tus_parts_in_flight: Option<usize>,
+    /// The store lease serialising instances on one tus upload, in
+    /// seconds (default 15, 5 to 600): renewed every third of it; a
+    /// crashed holder's blocks its upload for twice as long.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tus_lock_lease_seconds: Option<u64>,
     /// Threads making image derivatives (default 0: one per core; 0 to 256).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_workers: Option<usize>,
@@ -208,11 +225,13 @@ pub struct RawConfig {
 }
 
 /// Names accepted from the environment as `CHUTE_<NAME>`.
-const ENV_KEYS: [&str; 55] = [
+const ENV_KEYS: [&str; 59] = [
     "store",
     "s3_endpoint",
     "s3_path_style",
     "s3_allow_http",
+    "s3_connect_timeout_seconds",
+    "s3_request_timeout_seconds",
     "mode",
     "listen",
     "s3_listen",
@@ -246,6 +265,7 @@ const ENV_KEYS: [&str; 55] = [
     "max_post_form_fields_bytes",
     "body_idle_timeout_seconds",
     "max_connections",
+    "header_read_timeout_seconds",
     "stream_part_size",
     "stream_parts_in_flight",
     "stream_max_fields",
@@ -254,6 +274,7 @@ const ENV_KEYS: [&str; 55] = [
     "stream_memory_mib",
     "tus_part_size",
     "tus_parts_in_flight",
+    "tus_lock_lease_seconds",
     "image_workers",
     "image_queue",
     "image_max_dimension",
@@ -339,6 +360,9 @@ pub struct Config {
     pub credentials: Option<StoreCredentials>,
     /// The S3 backend, when `store = "s3"`; `None` means the embedded store.
     pub s3_backend: Option<chute_store::s3::S3StoreConfig>,
+    /// The S3 backend's timeouts (`s3_connect_timeout_seconds`,
+    /// `s3_request_timeout_seconds`) and sizes.
+    pub s3_tuning: chute_store::s3::S3Tuning,
     /// Browser origins allowed on the API and the store (configured ones;
     /// development mode also allows any loopback origin).
     pub allowed_origins: Vec<String>,
@@ -372,14 +396,18 @@ pub struct Config {
     pub max_post_form_fields_bytes: usize,
     /// How long a request body on the S3 listener may send nothing.
     pub body_idle_timeout: Duration,
-    /// Connections the S3 listener serves at once.
+    /// Connections each listener serves at once.
     pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
     /// The stream routes' limits (`stream_*`, and `body_idle_timeout`).
     pub stream: crate::stream::StreamSettings,
     /// The smallest part of a tus upload.
     pub tus_part_size: u64,
     /// Parts of one tus PATCH uploading at once.
     pub tus_parts_in_flight: usize,
+    /// The store lease of a tus upload's writer.
+    pub tus_lock_lease: Duration,
 }
 
 /// A setting that failed validation.
@@ -464,6 +492,7 @@ impl TryFrom<RawConfig> for Config {
             ));
         }
         let s3_backend = s3_backend(&backend_raw, &bucket, &region)?;
+        let s3_tuning = s3_tuning(&backend_raw)?;
         let credentials = if s3_backend.is_some() {
             None
         } else {
@@ -503,6 +532,22 @@ impl TryFrom<RawConfig> for Config {
             .unwrap_or(crate::tus::DEFAULT_PARTS_IN_FLIGHT);
         if !(1..=16).contains(&tus_parts_in_flight) {
             return Err(ConfigError::new("tus_parts_in_flight", "must be 1 to 16"));
+        }
+        let tus_lock_lease_seconds = raw
+            .tus_lock_lease_seconds
+            .unwrap_or(chute_tus::lease::DEFAULT_LEASE.as_secs());
+        if !(5..=600).contains(&tus_lock_lease_seconds) {
+            return Err(ConfigError::new(
+                "tus_lock_lease_seconds",
+                "must be 5 to 600 seconds",
+            ));
+        }
+        let header_read_timeout_seconds = raw.header_read_timeout_seconds.unwrap_or(30);
+        if !(1..=300).contains(&header_read_timeout_seconds) {
+            return Err(ConfigError::new(
+                "header_read_timeout_seconds",
+                "must be 1 to 300 seconds",
+            ));
         }
         let max_connections = raw.max_connections.unwrap_or(1024);
         if !(1..=65536).contains(&max_connections) {
@@ -594,6 +639,7 @@ impl TryFrom<RawConfig> for Config {
             region,
             credentials,
             s3_backend,
+            s3_tuning,
             allowed_origins,
             public_url: raw.public_url,
             s3_public_url: raw.s3_public_url.map(|u| u.trim_end_matches('/').to_owned()),
@@ -611,9 +657,11 @@ impl TryFrom<RawConfig> for Config {
             max_post_form_fields_bytes,
             body_idle_timeout: Duration::from_secs(body_idle_timeout_seconds),
             max_connections,
+            header_read_timeout: Duration::from_secs(header_read_timeout_seconds),
             stream,
             tus_part_size,
             tus_parts_in_flight,
+            tus_lock_lease: Duration::from_secs(tus_lock_lease_seconds),
         })
     }
 }
@@ -768,6 +816,14 @@ fn s3_backend(
                 ("s3_endpoint", raw.s3_endpoint.is_some()),
                 ("s3_path_style", raw.s3_path_style.is_some()),
                 ("s3_allow_http", raw.s3_allow_http.is_some()),
+                (
+                    "s3_connect_timeout_seconds",
+                    raw.s3_connect_timeout_seconds.is_some(),
+                ),
+                (
+                    "s3_request_timeout_seconds",
+                    raw.s3_request_timeout_seconds.is_some(),
+                ),
             ] {
                 if set {
                     return Err(ConfigError::new(name, "applies only with store = \"s3\""));
@@ -850,6 +906,31 @@ fn s3_backend(
         .validate()
         .map_err(|e| ConfigError::new("s3_endpoint", e.to_string()))?;
     Ok(Some(config))
+}
+
+/// The S3 backend's timeouts, each checked against its bounds.
+fn s3_tuning(raw: &RawConfig) -> Result<chute_store::s3::S3Tuning, ConfigError> {
+    let defaults = chute_store::s3::S3Tuning::default();
+    let secs = |name: &str, v: Option<u64>, default: Duration, max: u64| match v {
+        None => Ok(default),
+        Some(s) if (1..=max).contains(&s) => Ok(Duration::from_secs(s)),
+        Some(_) => Err(ConfigError::new(name, format!("must be 1 to {max} seconds"))),
+    };
+    Ok(chute_store::s3::S3Tuning {
+        connect_timeout: secs(
+            "s3_connect_timeout_seconds",
+            raw.s3_connect_timeout_seconds,
+            defaults.connect_timeout,
+            300,
+        )?,
+        request_timeout: secs(
+            "s3_request_timeout_seconds",
+            raw.s3_request_timeout_seconds,
+            defaults.request_timeout,
+            3600,
+        )?,
+        ..defaults
+    })
 }
 
 /// The lifecycle tunables, each checked against its bounds.
@@ -1145,6 +1226,28 @@ mod tests {
     }
 
     #[test]
+    fn tus_lock_lease_is_bounded() {
+        assert_eq!(
+            Config::try_from(RawConfig::default()).unwrap().tus_lock_lease,
+            Duration::from_secs(15)
+        );
+        for n in [0, 4, 601] {
+            let err = Config::try_from(RawConfig {
+                tus_lock_lease_seconds: Some(n),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(err.setting, "tus_lock_lease_seconds", "{err}");
+        }
+        let c = Config::try_from(RawConfig {
+            tus_lock_lease_seconds: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.tus_lock_lease, Duration::from_secs(5));
+    }
+
+    #[test]
     fn limits_accept_their_bounds() {
         for (seconds, n) in [(1, 1), (3600, 65536)] {
             let c = Config::try_from(RawConfig {
@@ -1156,6 +1259,52 @@ mod tests {
             assert_eq!(c.body_idle_timeout, Duration::from_secs(seconds));
             assert_eq!(c.max_connections, n);
         }
+    }
+
+    #[test]
+    fn fault_timeouts_have_defaults_and_bounds() {
+        let c = Config::try_from(RawConfig::default()).unwrap();
+        assert_eq!(c.header_read_timeout, Duration::from_secs(30));
+        assert_eq!(c.s3_tuning.connect_timeout, Duration::from_secs(10));
+        assert_eq!(c.s3_tuning.request_timeout, Duration::from_secs(120));
+        for seconds in [0, 301] {
+            let err = Config::try_from(RawConfig {
+                header_read_timeout_seconds: Some(seconds),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(err.setting, "header_read_timeout_seconds", "{err}");
+        }
+        let s3 = |connect: Option<u64>, request: Option<u64>| RawConfig {
+            store: Some("s3".into()),
+            s3_endpoint: Some("http://127.0.0.1:3900".into()),
+            region: Some("garage".into()),
+            s3_access_key: Some("GKabc".into()),
+            s3_secret_key: Some("secretsecret".into()),
+            s3_connect_timeout_seconds: connect,
+            s3_request_timeout_seconds: request,
+            ..Default::default()
+        };
+        let c = Config::try_from(s3(Some(1), Some(3600))).unwrap();
+        assert_eq!(
+            (c.s3_tuning.connect_timeout, c.s3_tuning.request_timeout),
+            (Duration::from_secs(1), Duration::from_secs(3600))
+        );
+        for (raw, setting) in [
+            (s3(Some(0), None), "s3_connect_timeout_seconds"),
+            (s3(Some(301), None), "s3_connect_timeout_seconds"),
+            (s3(None, Some(0)), "s3_request_timeout_seconds"),
+            (s3(None, Some(3601)), "s3_request_timeout_seconds"),
+        ] {
+            assert_eq!(Config::try_from(raw).unwrap_err().setting, setting);
+        }
+        // They belong to the S3 backend.
+        let err = Config::try_from(RawConfig {
+            s3_request_timeout_seconds: Some(5),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert_eq!(err.setting, "s3_request_timeout_seconds", "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use crate::hooks::Hooks;
 use crate::lifecycle::{Lifecycle, Signer};
 use crate::reaper::{self, ReapOptions};
 use crate::webhooks::{WebhookError, WebhookSink};
+use axum::extract::ConnectInfo;
 use chute_core::sigv4::Credentials;
 use chute_core::{Grant, Keyring, TokenKey};
 use chute_s3::{EmbeddedS3, EmbeddedS3Config, cors};
@@ -26,9 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, TryAcquireError, watch};
-
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+use tower::ServiceExt as _;
 
 /// The most time queued webhook deliveries get after the listeners stop.
 const WEBHOOK_DRAIN: Duration = Duration::from_secs(5);
@@ -88,9 +87,6 @@ pub enum ServeError {
         #[source]
         source: StoreError,
     },
-    /// The app listener failed while serving.
-    #[error("the app listener failed: {0}")]
-    App(#[source] io::Error),
     /// The webhooks' HTTP client could not be set up.
     #[error("cannot set up webhooks: {0}")]
     Webhooks(#[source] WebhookError),
@@ -160,6 +156,7 @@ impl Server {
     /// connecting and checking access) and binds the listeners (the S3
     /// listener only for the embedded store).
     pub async fn bind(config: Config) -> Result<Self, ServeError> {
+        raise_fd_limit(config.max_connections);
         let OpenedStore {
             store,
             credentials,
@@ -229,18 +226,7 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         spawn_reaper(&config, lifecycle, stop_rx.clone());
         let s3_task = spawn_s3(&config, &creds, store, s3_listener, stop_rx.clone());
-        let mut app_stop = stop_rx;
-        let app_task = tokio::spawn(async move {
-            // Peer addresses feed the authorization webhook's X-Forwarded-For.
-            axum::serve(
-                app_listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = app_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-        });
+        let app_task = tokio::spawn(serve_app(app_listener, router, ConnLimits::of(&config), stop_rx));
 
         shutdown.await;
         tracing::info!(
@@ -260,8 +246,7 @@ impl Server {
             sink.shutdown(WEBHOOK_DRAIN.min(config.shutdown_grace)).await;
         }
         match finished {
-            Ok((_, Ok(Ok(())))) => tracing::info!("stopped cleanly"),
-            Ok((_, Ok(Err(e)))) => return Err(ServeError::App(e)),
+            Ok((_, Ok(()))) => tracing::info!("stopped cleanly"),
             Ok((_, Err(e))) => tracing::error!(error = %e, "app listener task panicked"),
             Err(_) => tracing::warn!("grace period over; dropping the requests still in flight"),
         }
@@ -279,6 +264,7 @@ pub(crate) async fn app_state(
     let tus = crate::tus::TusSettings {
         part_size: config.tus_part_size,
         parts_in_flight: config.tus_parts_in_flight,
+        lock_lease: config.tus_lock_lease,
         body_idle_timeout: config.body_idle_timeout,
         ..crate::tus::TusSettings::default()
     };
@@ -327,7 +313,7 @@ pub(crate) async fn open_store(config: &Config) -> Result<OpenedStore, ServeErro
     };
     std::fs::create_dir_all(&config.data_dir).map_err(|e| store_err(StoreError::Io(e)))?;
     if let Some(backend) = &config.s3_backend {
-        let store = S3Store::connect(backend.clone())
+        let store = S3Store::connect_with(backend.clone(), config.s3_tuning.clone())
             .await
             .map_err(|source| ServeError::S3Backend {
                 endpoint: backend.endpoint.clone(),
@@ -574,7 +560,7 @@ pub(crate) fn spawn_s3(
         (Backend::Embedded(fs), Some(listener)) => Some(tokio::spawn(serve_s3(
             listener,
             embedded_s3(config, creds, fs),
-            config.max_connections,
+            ConnLimits::of(config),
             stop,
         ))),
         _ => None,
@@ -632,24 +618,152 @@ fn announce(
     }
 }
 
+/// Raises the process's soft open-file limit (up to its hard limit) to
+/// what both listeners at `max_connections` may need: a descriptor per
+/// connection, about one more per request writing to the embedded store,
+/// and some for the store and logs. Many systems start processes at a
+/// soft limit of 1024, under the 2 x 1024 connections the default cap
+/// allows; past the limit `accept` and file opens fail with `EMFILE`.
+/// Logs a warning when the hard limit is too low.
+#[cfg(unix)]
+fn raise_fd_limit(max_connections: usize) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let want = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(3)
+        .saturating_add(256);
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current.unwrap_or(u64::MAX);
+    if current >= want {
+        return;
+    }
+    let target = limit.maximum.map_or(want, |hard| hard.min(want));
+    let raised = if target > current {
+        match setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(target),
+                maximum: limit.maximum,
+            },
+        ) {
+            Ok(()) => {
+                tracing::info!(from = current, to = target, "raised the open-file limit");
+                target
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not raise the open-file limit");
+                current
+            }
+        }
+    } else {
+        current
+    };
+    if raised < want {
+        tracing::warn!(
+            limit = raised,
+            wanted = want,
+            max_connections,
+            "the open-file limit is below what max_connections may need; raise it (ulimit -n, \
+             systemd LimitNOFILE) or lower max_connections"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_fd_limit(_max_connections: usize) {}
+
 /// Serves the embedded S3 endpoint until `stop` flips, then waits for the
-/// open connections to finish their requests.
-///
-/// At most `max_connections` connections are served at once: a permit is
-/// taken before `accept` and held for the connection's life, so at the
-/// cap the loop waits for a permit and further clients wait in the
-/// kernel's backlog, never in a busy loop.
+/// open connections to finish their requests (see [`serve_connections`]).
 pub(crate) async fn serve_s3(
     listener: TcpListener,
     embedded: EmbeddedS3,
-    max_connections: usize,
-    mut stop: watch::Receiver<bool>,
+    limits: ConnLimits,
+    stop: watch::Receiver<bool>,
 ) {
     let service = embedded.into_service();
+    serve_connections(listener, "S3", limits, stop, move |_peer| {
+        TowerToHyperService::new(service.clone())
+    })
+    .await;
+}
+
+/// Serves the app's router until `stop` flips, then waits for the open
+/// connections to finish their requests (see [`serve_connections`]).
+/// Each request carries its peer's [`ConnectInfo`] (the authorization
+/// webhook's `X-Forwarded-For`).
+pub(crate) async fn serve_app(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnLimits,
+    stop: watch::Receiver<bool>,
+) {
+    serve_connections(listener, "app", limits, stop, move |peer| {
+        let router = router
+            .clone()
+            .map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            });
+        TowerToHyperService::new(router)
+    })
+    .await;
+}
+
+/// What bounds one listener's connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnLimits {
+    /// Connections served at once (`max_connections`).
+    pub(crate) max_connections: usize,
+    /// How long a client may take to send a request's headers
+    /// (`header_read_timeout_seconds`); an idle keep-alive connection is
+    /// closed after this long too.
+    pub(crate) header_read_timeout: Duration,
+}
+
+impl ConnLimits {
+    /// The configured limits.
+    pub(crate) fn of(config: &Config) -> Self {
+        Self {
+            max_connections: config.max_connections,
+            header_read_timeout: config.header_read_timeout,
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` with `make(peer)`'s service until `stop`
+/// flips, then waits for the open connections to finish their requests.
+///
+/// A client must send each request's headers within
+/// `limits.header_read_timeout` (slowloris), or its connection is
+/// closed. At most `limits.max_connections` connections are served at
+/// once: a permit is taken before `accept` and held for the connection's
+/// life, so at the cap the loop waits for a permit and further clients
+/// wait in the kernel's backlog, never in a busy loop.
+async fn serve_connections<S, B, F>(
+    listener: TcpListener,
+    name: &'static str,
+    limits: ConnLimits,
+    mut stop: watch::Receiver<bool>,
+    make: F,
+) where
+    F: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let ConnLimits {
+        max_connections,
+        header_read_timeout,
+    } = limits;
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_read_timeout)
         .keep_alive(true);
     let http = Arc::new(http);
     let slots = Arc::new(Semaphore::new(max_connections));
@@ -659,12 +773,12 @@ pub(crate) async fn serve_s3(
             Ok(permit) => permit,
             Err(TryAcquireError::NoPermits) => {
                 if warned_at_cap {
-                    tracing::debug!(max_connections, "S3 listener at its connection cap");
+                    tracing::debug!(max_connections, "{name} listener at its connection cap");
                 } else {
                     warned_at_cap = true;
                     tracing::warn!(
                         max_connections,
-                        "S3 listener reached its connection cap; new clients wait to be accepted \
+                        "{name} listener reached its connection cap; new clients wait to be accepted \
                          (raise max_connections if this is normal load; logged once)"
                     );
                 }
@@ -683,18 +797,20 @@ pub(crate) async fn serve_s3(
                 let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed on the S3 listener");
+                        // Out of file descriptors (EMFILE) among others:
+                        // wait a moment rather than spin.
+                        tracing::warn!(error = %e, "accept failed on the {name} listener");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
-                let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                let conn = http.serve_connection(TokioIo::new(stream), make(peer));
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     // The slot is free again once the connection is gone.
                     let _permit = permit;
                     if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "S3 connection ended with an error");
+                        tracing::debug!(%peer, error = %e, "{name} connection ended with an error");
                     }
                 });
             }

@@ -3,7 +3,7 @@
 //! into multipart parts ([`plan`]), the upload state kept in the store
 //! itself ([`state`]), appending PATCH bodies ([`write`]), the protocol
 //! extensions a store supports ([`extensions`]) and the per-upload lock
-//! ([`locks`]).
+//! ([`locks`]), across instances a lease kept in the store ([`lease`]).
 //!
 //! HTTP routing, grants, receipts and hooks belong to the server
 //! (`chute-server/src/tus`), which keeps its own description of each
@@ -11,6 +11,7 @@
 
 pub mod extensions;
 pub mod headers;
+pub mod lease;
 pub mod locks;
 pub mod plan;
 pub mod state;
@@ -18,7 +19,8 @@ pub mod write;
 
 pub use extensions::extensions;
 pub use headers::{Concat, HeaderError, TUS_VERSION, TusChecksumAlgorithm, UploadChecksum};
-pub use locks::{Locked, UploadLocks};
+pub use lease::{LeaseLost, LeaseWatch, LockError, StoreLeases};
+pub use locks::{UploadGuard, UploadLocks};
 pub use plan::{DEFAULT_PART_SIZE, MAX_BASE, MAX_PART_SIZE, PartPlan};
 pub use state::{ConcatRole, Peek, Position, Progress, STATE_PREFIX, Status, TusStore, UploadInfo};
 pub use write::{Append, WriteError};

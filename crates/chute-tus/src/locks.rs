@@ -1,37 +1,75 @@
-//! One writer per upload inside this process: a PATCH (or DELETE, or a
-//! final concatenation) holds its upload's lock; a second one waits a
-//! bounded time and is then refused (423 Locked). Entries are removed when
-//! nobody holds or waits for them, so the map stays as small as the
-//! uploads in progress.
+//! One writer per upload: a PATCH (or DELETE, or a final concatenation,
+//! or a completion) holds its upload's lock; a second one waits a bounded
+//! time and is then refused (423 Locked).
 //!
-//! This does not reach other instances: a deployment with several
-//! instances routes each upload to one of them (sticky on the URL) or
-//! runs a single tus writer (see ARCHITECTURE.md).
+//! Two layers. First a mutex per upload inside this process, so requests
+//! on one instance queue without touching the store; entries are removed
+//! when nobody holds or waits for them, so the map stays as small as the
+//! uploads in progress. Then, with [`UploadLocks::shared`], the store
+//! lease of [`crate::lease`], which serialises instances sharing the
+//! store; one wait bounds both. The guard keeps the in-process lock until
+//! the lease's marker is deleted, so the next request here never finds
+//! this one's marker.
 
+use crate::lease::{Lease, LeaseLost, LeaseWatch, LockError, StoreLeases};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
-
-/// The upload is being written by another request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("another request is writing this upload")]
-pub struct Locked;
 
 /// The locks of the uploads being written.
 #[derive(Debug, Default, Clone)]
 pub struct UploadLocks {
     map: LockMap,
+    leases: Option<StoreLeases>,
 }
 
 type LockMap = Arc<Mutex<HashMap<String, Arc<AsyncMutex<()>>>>>;
 
-/// A held lock; dropping it releases the upload.
+/// A held lock; [`UploadGuard::release`] or dropping it releases the
+/// upload (dropping: the lease's marker is deleted on a task, and the
+/// in-process lock is kept until that is done).
 #[derive(Debug)]
 pub struct UploadGuard {
-    // Declared first, so it is released before the entry is checked.
-    _guard: OwnedMutexGuard<()>,
-    _entry: Entry,
+    lease: Option<Lease>,
+    local: Option<Local>,
+}
+
+/// The in-process lock. The guard is the first field, so it is released
+/// before the entry is checked.
+type Local = (OwnedMutexGuard<()>, Entry);
+
+impl UploadGuard {
+    /// `Ok` while the lock holds: always in-process only; with a store
+    /// lease, until that ran out (see [`crate::lease`]). Call it before
+    /// each commit point.
+    pub fn check(&self) -> Result<(), LeaseLost> {
+        self.lease.as_ref().map_or(Ok(()), Lease::check)
+    }
+
+    /// A handle on the store lease for the append loop, if there is one.
+    pub fn watch(&self) -> Option<LeaseWatch> {
+        self.lease.as_ref().map(Lease::watch)
+    }
+
+    /// Deletes the lease's marker, then releases the upload here.
+    pub async fn release(mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release().await;
+        }
+    }
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        if let (Some(lease), Ok(rt)) = (self.lease.take(), tokio::runtime::Handle::try_current()) {
+            let local = self.local.take();
+            rt.spawn(async move {
+                lease.release().await;
+                drop(local);
+            });
+        }
+    }
 }
 
 /// A share of an upload's map entry, held while waiting and while
@@ -58,8 +96,22 @@ impl Drop for Entry {
 }
 
 impl UploadLocks {
-    /// Takes upload `id`'s lock, waiting at most `wait`.
-    pub async fn lock(&self, id: &str, wait: Duration) -> Result<UploadGuard, Locked> {
+    /// Locks serialising the requests of this process only.
+    pub fn local() -> Self {
+        Self::default()
+    }
+
+    /// Locks serialising every instance that shares the store of `leases`.
+    pub fn shared(leases: StoreLeases) -> Self {
+        Self {
+            map: LockMap::default(),
+            leases: Some(leases),
+        }
+    }
+
+    /// Takes upload `id`'s lock, waiting at most `wait` in all.
+    pub async fn lock(&self, id: &str, wait: Duration) -> Result<UploadGuard, LockError> {
+        let start = Instant::now();
         let entry = {
             let mut map = self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             Entry {
@@ -72,13 +124,18 @@ impl UploadLocks {
         // guard, or dropped with the timed-out or cancelled wait) before
         // `entry` is.
         let got = tokio::time::timeout(wait, entry.lock.clone().lock_owned()).await;
-        match got {
-            Ok(guard) => Ok(UploadGuard {
-                _guard: guard,
-                _entry: entry,
-            }),
-            Err(_) => Err(Locked),
-        }
+        let local = match got {
+            Ok(guard) => (guard, entry),
+            Err(_) => return Err(LockError::Locked),
+        };
+        let lease = match &self.leases {
+            Some(leases) => Some(leases.acquire(id, wait.saturating_sub(start.elapsed())).await?),
+            None => None,
+        };
+        Ok(UploadGuard {
+            lease,
+            local: Some(local),
+        })
     }
 
     /// How many uploads have an entry (for tests).
@@ -104,9 +161,12 @@ mod tests {
     async fn second_writer_waits_then_is_refused() {
         let locks = UploadLocks::default();
         let first = locks.lock("a", Duration::from_millis(10)).await.unwrap();
-        assert_eq!(
-            locks.lock("a", Duration::from_millis(20)).await.unwrap_err(),
-            Locked
+        assert!(
+            locks
+                .lock("a", Duration::from_millis(20))
+                .await
+                .unwrap_err()
+                .is_locked()
         );
         let other = locks.lock("b", Duration::from_millis(10)).await.unwrap();
         drop(first);

@@ -7,6 +7,7 @@
 //! | `.chute/tus/<id>/length` | once, when a deferred length is declared | the length in decimal |
 //! | `.chute/tus/<id>/tail` | at every commit | metadata `parts=N` (committed multipart parts) and, as its body, the bytes after them (less than one part) |
 //! | `.chute/tus/<id>/done` | once, on completion | the server's completion document (the receipt) |
+//! | `.chute/tus/<id>/lock/<nonce>` | by each writer, renewed while it writes | nothing: the store lease of [`crate::lease`] |
 //!
 //! The offset is `plan.bytes_in(N) + tail length`. Parts numbered above N
 //! are leftovers of an interrupted PATCH; they are overwritten by later
@@ -381,7 +382,9 @@ impl TusStore {
     /// Removes everything of the upload: its multipart upload, its object
     /// (unless `keep_object`) and its state. Without `keep_object` info
     /// goes last, so a crash halfway leaves it findable for the next
-    /// attempt; with it, info goes before `done`.
+    /// attempt; with it, info goes before `done`. Lock markers go after
+    /// (a writer still holding one would find the upload gone; markers
+    /// left by a removal cut short are stray state the reaper removes).
     pub async fn remove(&self, info: &UploadInfo, keep_object: bool) -> StoreResult<()> {
         match self.store.abort_multipart(&info.key, &info.multipart).await {
             Ok(()) | Err(StoreError::NoSuchUpload { .. }) => {}
@@ -400,6 +403,18 @@ impl TusStore {
         };
         for name in order {
             self.store.delete(&state_key(&info.id, name)?).await?;
+        }
+        let locks = self
+            .store
+            .list(&chute_store::ListOptions {
+                prefix: format!("{STATE_PREFIX}{}/{}", info.id, crate::lease::LOCK_DIR),
+                delimiter: None,
+                start_after: None,
+                max_keys: 1000,
+            })
+            .await?;
+        for marker in &locks.objects {
+            self.store.delete(&marker.key).await?;
         }
         Ok(())
     }

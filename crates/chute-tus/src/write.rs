@@ -11,8 +11,13 @@
 //! tus core protocol asks. With a checksum nothing is committed until the
 //! whole body has arrived and its digest matches; otherwise the upload
 //! stays as it was.
+//!
+//! With [`Append::lease`] the store lease is checked before each part is
+//! sent and before each commit: once it ran out, the append stops with
+//! [`WriteError::LeaseLost`] and commits nothing more.
 
 use crate::headers::{BodyHasher, UploadChecksum};
+use crate::lease::{LeaseLost, LeaseWatch};
 use crate::state::{Progress, TusStore, UploadInfo, once};
 use bytes::{Bytes, BytesMut};
 use chute_store::{PartOptions, StoreError};
@@ -41,6 +46,9 @@ pub enum WriteError {
     /// The body broke off; what arrived before is kept (without a checksum).
     #[error("the request body broke off: {0}")]
     Interrupted(String),
+    /// The store lease ran out: nothing more was committed.
+    #[error(transparent)]
+    LeaseLost(#[from] LeaseLost),
 }
 
 /// The options of one append.
@@ -52,6 +60,15 @@ pub struct Append {
     pub checksum: Option<UploadChecksum>,
     /// Parts uploading at once (at least 1; 0 counts as 1).
     pub parts_in_flight: usize,
+    /// The store lease the writer holds, checked before each part and
+    /// each commit (`None`: in-process locking only).
+    pub lease: Option<LeaseWatch>,
+}
+
+impl Append {
+    fn held(&self) -> Result<(), LeaseLost> {
+        self.lease.as_ref().map_or(Ok(()), LeaseWatch::check)
+    }
 }
 
 type InFlight = JoinHandle<Result<(), StoreError>>;
@@ -78,11 +95,11 @@ impl TusStore {
         // filling it never reallocates (a doubling BytesMut would).
         let mut buf = part_buffer(info.plan.part_len(parts + 1), &progress.tail);
         let mut hasher = opts.checksum.as_ref().map(|c| BodyHasher::new(c.algorithm));
-        let commit = opts.checksum.is_none();
+        let commit = opts.checksum.is_none().then_some(&opts);
         let most = opts.parts_in_flight.max(1);
         let mut in_flight: VecDeque<(u32, InFlight)> = VecDeque::with_capacity(most);
         let mut failure = None;
-        while let Some(item) = body.next().await {
+        'body: while let Some(item) = body.next().await {
             let chunk = match item {
                 Ok(chunk) => chunk,
                 Err(e) => {
@@ -104,6 +121,10 @@ impl TusStore {
                 let rest = buf.split_off(len as usize);
                 let part =
                     std::mem::replace(&mut buf, part_buffer(info.plan.part_len(parts + 2), &rest)).freeze();
+                if let Err(lost) = opts.held() {
+                    failure = Some(lost.into());
+                    break 'body;
+                }
                 parts += 1;
                 // At most `most` parts in flight: past that, wait for the
                 // oldest (and commit it, in order) before reading on.
@@ -132,6 +153,7 @@ impl TusStore {
             // failed, the store still says the last part committed before
             // it (consistent; the later ones were stopped).
             if hasher.is_none() && settled.is_ok() {
+                opts.held()?;
                 self.commit(info, parts, buf.freeze()).await?;
             }
             return Err(failure);
@@ -144,6 +166,7 @@ impl TusStore {
         }
         let tail = buf.freeze();
         if parts != progress.parts || tail != progress.tail {
+            opts.held()?;
             self.commit(info, parts, tail.clone()).await?;
         }
         Ok(Progress {
@@ -175,24 +198,26 @@ impl TusStore {
         })
     }
 
-    /// Waits for the oldest part in flight and, with `commit`, records it
-    /// as the commit point (with an empty tail: the bytes before it are in
-    /// it). Parts finish in any order but commit in order.
+    /// Waits for the oldest part in flight and, with `commit` (the append's
+    /// options, for its lease), records it as the commit point (with an
+    /// empty tail: the bytes before it are in it). Parts finish in any
+    /// order but commit in order.
     async fn settle_oldest(
         &self,
         info: &UploadInfo,
         in_flight: &mut VecDeque<(u32, InFlight)>,
-        commit: bool,
-    ) -> Result<(), StoreError> {
+        commit: Option<&Append>,
+    ) -> Result<(), WriteError> {
         let Some((number, task)) = in_flight.pop_front() else {
             return Ok(());
         };
         match task.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(e),
-            Err(join) => return Err(StoreError::Io(std::io::Error::other(join.to_string()))),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(join) => return Err(StoreError::Io(std::io::Error::other(join.to_string())).into()),
         }
-        if commit {
+        if let Some(opts) = commit {
+            opts.held()?;
             self.commit(info, number, Bytes::new()).await?;
         }
         Ok(())

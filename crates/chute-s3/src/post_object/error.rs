@@ -103,6 +103,11 @@ fn store_parts(e: &StoreError) -> (StatusCode, &'static str, String) {
         StoreError::ChecksumMismatch { .. } | StoreError::BadDigest => (bad, "BadDigest", e.to_string()),
         StoreError::UnstorableKey { .. } => (bad, "KeyTooLongError", e.to_string()),
         StoreError::Body(_) | StoreError::LengthMismatch { .. } => (bad, "IncompleteBody", e.to_string()),
+        StoreError::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            "InsufficientStorage",
+            crate::error::INSUFFICIENT_STORAGE_MESSAGE.into(),
+        ),
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalError",

@@ -62,13 +62,30 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
-    /// 502/503: the store failed. The details (paths, endpoints, the
+    /// 502/503/507: the store failed. The details (paths, endpoints, the
     /// backend's own message) go to the log, not to the client, which gets
-    /// the context and a stable code.
+    /// the context and a stable code: `insufficient_storage` (507) when
+    /// the store's disk is full, `store_unavailable` (503, with
+    /// `Retry-After`) when it cannot be reached, times out or answers
+    /// with a server error, `store_error` (502) when it refuses.
     pub fn store(context: &str, e: &StoreError) -> Self {
+        if is_storage_full(e) {
+            tracing::error!(error = %e, "{context}: the store is out of space");
+            return Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                format!("{context}: the store has no space left; try again later or a smaller file"),
+            );
+        }
         tracing::warn!(error = %e, "{context}: store error");
         match e {
-            StoreError::Io(_) | StoreError::Corrupt(_) | StoreError::Body(_) => Self::new(
+            StoreError::Io(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Body(_)
+            | StoreError::Backend {
+                status: 500 | 502 | 503 | 504,
+                ..
+            } => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 format!("{context}: the store is unavailable; try again"),
@@ -94,6 +111,18 @@ impl ApiError {
             _ => StatusCode::UNAUTHORIZED,
         };
         Self::new(status, e.code(), format!("{what}: {e}"))
+    }
+}
+
+/// Whether `e` is the store's disk being full (`ENOSPC`, `EDQUOT`), or
+/// an S3 backend answering `507`.
+fn is_storage_full(e: &StoreError) -> bool {
+    match e {
+        StoreError::Io(io) => {
+            io.kind() == std::io::ErrorKind::StorageFull || io.kind() == std::io::ErrorKind::QuotaExceeded
+        }
+        StoreError::Backend { status: 507, .. } => true,
+        _ => false,
     }
 }
 
@@ -127,5 +156,51 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[test]
+    fn store_errors_map_to_stable_codes() {
+        let full = ApiError::store("x", &StoreError::Io(io::Error::from(io::ErrorKind::StorageFull)));
+        assert_eq!(
+            (full.status, full.code.as_ref()),
+            (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+        );
+        let down = ApiError::store(
+            "x",
+            &StoreError::Io(io::Error::from(io::ErrorKind::ConnectionRefused)),
+        );
+        assert_eq!(
+            (down.status, down.code.as_ref()),
+            (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+        );
+        let busy = ApiError::store(
+            "x",
+            &StoreError::Backend {
+                status: 503,
+                code: "SlowDown".into(),
+                message: String::new(),
+            },
+        );
+        assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
+        let refused = ApiError::store(
+            "x",
+            &StoreError::Backend {
+                status: 400,
+                code: "InvalidRequest".into(),
+                message: String::new(),
+            },
+        );
+        assert_eq!(refused.status, StatusCode::BAD_GATEWAY);
+        let res = down.into_response();
+        assert_eq!(
+            res.headers().get(header::RETRY_AFTER).map(HeaderValue::as_bytes),
+            Some(&b"5"[..])
+        );
     }
 }

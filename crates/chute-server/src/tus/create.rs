@@ -149,33 +149,36 @@ pub(super) async fn create(
         ("upload-expires", http_date(info.expires_at)),
     ];
     if with_body {
-        let _guard = tus
-            .locks
-            .lock(&info.id, tus.settings.lock_wait)
-            .await
-            .map_err(|_| TusError::new(StatusCode::LOCKED, "the upload is busy"))?;
-        let progress = Progress {
-            length: creation.length,
-            ..Progress::default()
-        };
-        let written = write_body(
-            state,
-            tus,
-            &info,
-            progress,
-            &parts.headers,
-            super::body_stream(body),
-        )
-        .await;
-        let progress = match written {
-            Ok(p) => p,
-            // The upload exists; the client learns its offset with HEAD.
-            Err(e) => return Err(e.header("location", format!("{BASE_PATH}{}", info.id))),
-        };
-        headers.push(("upload-offset", progress.offset(&info.plan).to_string()));
-        if progress.length == Some(progress.offset(&info.plan)) {
-            headers.extend(finish(state, tus, &info, &progress).await?);
+        let guard = tus.lock(&info.id, "the upload is busy").await?;
+        let written: Result<_, TusError> = async {
+            let progress = Progress {
+                length: creation.length,
+                ..Progress::default()
+            };
+            let written = write_body(
+                state,
+                tus,
+                &info,
+                progress,
+                &parts.headers,
+                super::body_stream(body),
+                guard.watch(),
+            )
+            .await;
+            let progress = match written {
+                Ok(p) => p,
+                // The upload exists; the client learns its offset with HEAD.
+                Err(e) => return Err(e.header("location", format!("{BASE_PATH}{}", info.id))),
+            };
+            let mut out = vec![("upload-offset", progress.offset(&info.plan).to_string())];
+            if progress.length == Some(progress.offset(&info.plan)) {
+                out.extend(finish(state, tus, &info, &progress, std::slice::from_ref(&guard)).await?);
+            }
+            Ok(out)
         }
+        .await;
+        guard.release().await;
+        headers.extend(written?);
     } else if creation.length == Some(0) {
         // Nothing to send: complete now, as no PATCH will come.
         let progress = Progress {
@@ -183,7 +186,8 @@ pub(super) async fn create(
             ..Progress::default()
         };
         headers.push(("upload-offset", "0".into()));
-        headers.extend(finish(state, tus, &info, &progress).await?);
+        // Nobody else knows the new id yet: no lock needed.
+        headers.extend(finish(state, tus, &info, &progress, &[]).await?);
     }
     Ok(reply(StatusCode::CREATED, headers))
 }
@@ -244,139 +248,148 @@ async fn concatenate(
     // same partials in different orders cannot wait on each other.
     let mut guards = Vec::with_capacity(ids.len());
     for id in &unique {
-        guards.push(
-            tus.locks
-                .lock(id, tus.settings.lock_wait)
-                .await
-                .map_err(|_| TusError::new(StatusCode::LOCKED, format!("partial upload {id} is busy")))?,
-        );
+        guards.push(tus.lock(id, &format!("partial upload {id} is busy")).await?);
     }
-    let mut partials = Vec::with_capacity(ids.len());
-    let mut total: u64 = 0;
-    for id in ids {
-        let info = load(tus, id).await.map_err(|e| match e.status {
-            StatusCode::NOT_FOUND => TusError::new(StatusCode::NOT_FOUND, format!("no partial upload {id}")),
-            _ => e,
-        })?;
-        if info.concat != Some(ConcatRole::Partial) {
-            return Err(TusError::new(
-                StatusCode::BAD_REQUEST,
-                format!("upload {id} is not a partial upload"),
-            ));
-        }
-        let size = match tus.store.peek(&info).await {
-            Ok(Peek::Done(done)) => done.get("size").and_then(serde_json::Value::as_u64).unwrap_or(0),
-            Ok(Peek::Open(_)) => {
+    let out: Result<Response, TusError> = async {
+        let mut partials = Vec::with_capacity(ids.len());
+        let mut total: u64 = 0;
+        for id in ids {
+            let info = load(tus, id).await.map_err(|e| match e.status {
+                StatusCode::NOT_FOUND => TusError::new(StatusCode::NOT_FOUND, format!("no partial upload {id}")),
+                _ => e,
+            })?;
+            if info.concat != Some(ConcatRole::Partial) {
                 return Err(TusError::new(
                     StatusCode::BAD_REQUEST,
-                    format!("partial upload {id} is not complete"),
+                    format!("upload {id} is not a partial upload"),
                 ));
             }
-            Err(e) => return Err(TusError::store("reading a partial upload", &e)),
-        };
-        total = total.saturating_add(size);
-        partials.push((ticket(&info)?, info));
-    }
-    let (grant, filename, content_type) = resolve_grant(state, parts, creation, Some(total)).await?;
-    if partials.iter().any(|(upload, _)| {
-        upload.grant.subject != grant.subject || grant.subject.is_none() && upload.grant.id != grant.id
-    }) {
-        return Err(TusError::new(
-            StatusCode::FORBIDDEN,
-            "every partial upload must belong to the grant's subject",
-        ));
-    }
-    let plan = PartPlan::new(Some(total), tus.settings.part_size);
-    // The final upload claims no `max_files` use of its own (N partial
-    // uploads need a grant for N files, not N + 1) and the partial ones
-    // keep theirs until it is complete: a join that fails leaves them
-    // counted, and retrying it releases nothing twice.
-    let mut unslotted = grant.clone();
-    unslotted.max_files = None;
-    let mut upload = state
-        .lifecycle
-        .begin_server_upload(unslotted, &filename, content_type.as_deref(), Some(total))
-        .await?;
-    upload.grant = grant;
-    upload.slot = None;
-    let role = ConcatRole::Final(ids.to_vec());
-    let info = start(
-        state,
-        tus,
-        &upload,
-        Some(total),
-        &creation.metadata,
-        plan,
-        Some(role),
-    )
-    .await?;
-    let store = tus.store.store().clone();
-    let keys: Vec<_> = partials.iter().map(|(_, p)| p.key.clone()).collect();
-    let body = chain_objects(store, keys);
-    let progress = Progress {
-        length: Some(total),
-        ..Progress::default()
-    };
-    let appended = tus
-        .store
-        .append(
-            &info,
-            progress,
-            body,
-            chute_tus::Append {
-                limit: total,
-                checksum: None,
-                parts_in_flight: tus.settings.parts_in_flight,
-            },
-        )
-        .await;
-    let progress = match appended {
-        Ok(p) if p.offset(&info.plan) == total => p,
-        other => {
-            if let Err(e) = &other {
-                tracing::warn!(upload = %info.id, error = %e, "concatenation failed");
-            }
-            if let Err(e) = tus.store.remove(&info, false).await {
-                tracing::warn!(upload = %info.id, error = %e, "could not remove a failed final upload");
-            }
-            state.lifecycle.release_server_upload(&upload).await;
+            let size = match tus.store.peek(&info).await {
+                Ok(Peek::Done(done)) => done.get("size").and_then(serde_json::Value::as_u64).unwrap_or(0),
+                Ok(Peek::Open(_)) => {
+                    return Err(TusError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("partial upload {id} is not complete"),
+                    ));
+                }
+                Err(e) => return Err(TusError::store("reading a partial upload", &e)),
+            };
+            total = total.saturating_add(size);
+            partials.push((ticket(&info)?, info));
+        }
+        let (grant, filename, content_type) = resolve_grant(state, parts, creation, Some(total)).await?;
+        if partials.iter().any(|(upload, _)| {
+            upload.grant.subject != grant.subject || grant.subject.is_none() && upload.grant.id != grant.id
+        }) {
             return Err(TusError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the partial uploads could not be joined; try again",
+                StatusCode::FORBIDDEN,
+                "every partial upload must belong to the grant's subject",
             ));
         }
-    };
-    let mut headers = vec![
-        ("location", format!("{BASE_PATH}{}", info.id)),
-        ("upload-expires", http_date(info.expires_at)),
-        ("upload-offset", total.to_string()),
-    ];
-    headers.extend(finish(state, tus, &info, &progress).await?);
-    // Complete: the first partial upload's use becomes the final one's,
-    // the others' are given back.
-    let mut info = info;
-    upload.slot = partials.first().and_then(|(p, _)| p.slot.clone());
-    match serde_json::to_value(&upload) {
-        Ok(ticket) => {
-            info.ticket = ticket;
-            if let Err(e) = tus.store.rewrite_info(&info).await {
-                tracing::warn!(upload = %info.id, error = %e, "could not record the final upload's max_files use");
+        let plan = PartPlan::new(Some(total), tus.settings.part_size);
+        // The final upload claims no `max_files` use of its own (N partial
+        // uploads need a grant for N files, not N + 1) and the partial ones
+        // keep theirs until it is complete: a join that fails leaves them
+        // counted, and retrying it releases nothing twice.
+        let mut unslotted = grant.clone();
+        unslotted.max_files = None;
+        let mut upload = state
+            .lifecycle
+            .begin_server_upload(unslotted, &filename, content_type.as_deref(), Some(total))
+            .await?;
+        upload.grant = grant;
+        upload.slot = None;
+        let role = ConcatRole::Final(ids.to_vec());
+        let info = start(
+            state,
+            tus,
+            &upload,
+            Some(total),
+            &creation.metadata,
+            plan,
+            Some(role),
+        )
+        .await?;
+        let store = tus.store.store().clone();
+        let keys: Vec<_> = partials.iter().map(|(_, p)| p.key.clone()).collect();
+        let body = chain_objects(store, keys);
+        let progress = Progress {
+            length: Some(total),
+            ..Progress::default()
+        };
+        let appended = tus
+            .store
+            .append(
+                &info,
+                progress,
+                body,
+                chute_tus::Append {
+                    limit: total,
+                    checksum: None,
+                    parts_in_flight: tus.settings.parts_in_flight,
+                    // The final upload is new: nobody else writes it.
+                    lease: None,
+                },
+            )
+            .await;
+        let progress = match appended {
+            Ok(p) if p.offset(&info.plan) == total => p,
+            other => {
+                if let Err(e) = &other {
+                    tracing::warn!(upload = %info.id, error = %e, "concatenation failed");
+                }
+                if let Err(e) = tus.store.remove(&info, false).await {
+                    tracing::warn!(upload = %info.id, error = %e, "could not remove a failed final upload");
+                }
+                state.lifecycle.release_server_upload(&upload).await;
+                return Err(TusError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the partial uploads could not be joined; try again",
+                ));
+            }
+        };
+        let mut headers = vec![
+            ("location", format!("{BASE_PATH}{}", info.id)),
+            ("upload-expires", http_date(info.expires_at)),
+            ("upload-offset", total.to_string()),
+        ];
+        headers.extend(finish(state, tus, &info, &progress, &guards).await?);
+        // Complete: the first partial upload's use becomes the final one's,
+        // the others' are given back.
+        let mut info = info;
+        upload.slot = partials.first().and_then(|(p, _)| p.slot.clone());
+        match serde_json::to_value(&upload) {
+            Ok(ticket) => {
+                info.ticket = ticket;
+                if let Err(e) = tus.store.rewrite_info(&info).await {
+                    tracing::warn!(upload = %info.id, error = %e, "could not record the final upload's max_files use");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(upload = %info.id, error = %e, "could not record the final upload's max_files use")
             }
         }
-        Err(e) => {
-            tracing::warn!(upload = %info.id, error = %e, "could not record the final upload's max_files use")
+        // The partial uploads go only while this request still holds
+        // them; otherwise the reaper removes them once they expire.
+        if let Err(e) = super::held(&guards) {
+            tracing::warn!(upload = %info.id, error = %e.message, "kept the joined partial uploads");
+        } else {
+            for (i, (partial, pinfo)) in partials.iter().enumerate() {
+                if let Err(e) = tus.store.remove(pinfo, false).await {
+                    tracing::warn!(upload = %pinfo.id, error = %e, "could not remove a joined partial upload");
+                }
+                if i > 0 {
+                    state.lifecycle.release_server_upload(partial).await;
+                }
+            }
         }
+        Ok(reply(StatusCode::CREATED, headers))
     }
-    for (i, (partial, pinfo)) in partials.iter().enumerate() {
-        if let Err(e) = tus.store.remove(pinfo, false).await {
-            tracing::warn!(upload = %pinfo.id, error = %e, "could not remove a joined partial upload");
-        }
-        if i > 0 {
-            state.lifecycle.release_server_upload(partial).await;
-        }
+    .await;
+    for guard in guards {
+        guard.release().await;
     }
-    drop(guards);
-    Ok(reply(StatusCode::CREATED, headers))
+    out
 }
 
 /// The objects at `keys`, one after another, as one body.

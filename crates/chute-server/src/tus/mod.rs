@@ -2,7 +2,9 @@
 //! uploads. Each request is parsed into an [`Endpoint`], checked for
 //! `Tus-Resumable`, then dispatched: creation and concatenation in
 //! `create.rs`, HEAD/PATCH/DELETE and completion in `upload.rs`. Upload
-//! state, parts and locks come from `chute-tus`; grants, receipts and hooks
+//! state, parts and locks come from `chute-tus` (the lock is a lease in
+//! the store, so instances sharing a store serialise their writers too);
+//! grants, receipts and hooks
 //! from the [`Lifecycle`](crate::lifecycle::Lifecycle), exactly as for
 //! direct uploads.
 //!
@@ -25,7 +27,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use chute_tus::headers::{TUS_VERSION, TusChecksumAlgorithm};
-use chute_tus::{HeaderError, TusStore, UploadInfo, UploadLocks};
+use chute_tus::{HeaderError, LockError, StoreLeases, TusStore, UploadGuard, UploadInfo, UploadLocks};
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::cors::CorsLayer;
@@ -55,6 +57,9 @@ pub struct TusSettings {
     /// How long a PATCH waits for another one on the same upload before
     /// it is refused with 423.
     pub lock_wait: Duration,
+    /// The store lease serialising instances on one upload (renewed every
+    /// third of it; a crashed holder blocks the upload for two).
+    pub lock_lease: Duration,
 }
 
 impl Default for TusSettings {
@@ -64,6 +69,7 @@ impl Default for TusSettings {
             parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
             body_idle_timeout: Duration::from_secs(60),
             lock_wait: Duration::from_secs(10),
+            lock_lease: chute_tus::lease::DEFAULT_LEASE,
         }
     }
 }
@@ -81,9 +87,10 @@ pub struct Tus {
 
 /// The `/files/` routes with their CORS rules.
 pub fn routes(state: &AppState, settings: TusSettings) -> Router<AppState> {
+    let store = state.lifecycle.store().clone();
     let tus = Arc::new(Tus {
-        store: TusStore::new(state.lifecycle.store().clone()),
-        locks: UploadLocks::default(),
+        store: TusStore::new(store.clone()),
+        locks: UploadLocks::shared(StoreLeases::new(store, settings.lock_lease)),
         settings,
     });
     Router::new()
@@ -116,7 +123,8 @@ enum Endpoint {
     Delete(String),
 }
 
-/// A refused tus request: a status and a plain-text reason.
+/// A refused tus request: a status and a plain-text reason (`code:
+/// message` for the API's errors, so the stable code comes first).
 #[derive(Debug)]
 pub(crate) struct TusError {
     status: StatusCode,
@@ -144,9 +152,48 @@ impl TusError {
     }
 }
 
+impl Tus {
+    /// Takes upload `id`'s lock (this process, then the store lease):
+    /// 423 with `busy` when another request holds it for the whole wait.
+    /// 404 for what cannot be an upload id (no lease is written for it).
+    async fn lock(&self, id: &str, busy: &str) -> Result<UploadGuard, TusError> {
+        if !chute_tus::headers::is_upload_id(id) {
+            return Err(TusError::new(StatusCode::NOT_FOUND, "no such upload"));
+        }
+        self.locks
+            .lock(id, self.settings.lock_wait)
+            .await
+            .map_err(|e| match e {
+                LockError::Locked => TusError::new(StatusCode::LOCKED, busy),
+                LockError::Store(e) => TusError::store("taking the upload's lock", &e),
+            })
+    }
+}
+
+/// `Ok` while every guard still holds its upload; 503 once a lease ran
+/// out (another instance may write the upload now): call before each
+/// commit point.
+fn held(guards: &[UploadGuard]) -> Result<(), TusError> {
+    for guard in guards {
+        guard.check().map_err(lease_lost)?;
+    }
+    Ok(())
+}
+
+fn lease_lost(e: chute_tus::LeaseLost) -> TusError {
+    TusError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
 impl From<ApiError> for TusError {
     fn from(e: ApiError) -> Self {
-        Self::new(e.status, format!("{}: {}", e.code, e.message))
+        let unavailable = e.status == StatusCode::SERVICE_UNAVAILABLE;
+        let err = Self::new(e.status, format!("{}: {}", e.code, e.message));
+        // As the API's 503: the store is down, try again in a moment.
+        if unavailable {
+            err.header("retry-after", "5".into())
+        } else {
+            err
+        }
     }
 }
 

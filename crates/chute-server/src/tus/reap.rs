@@ -3,9 +3,10 @@
 //! completed with a receipt (then the receipt may still name the object,
 //! which the `tmp/` step expires later; partial uploads get none), its
 //! object; its `max_files` use is given
-//! back and `upload.expired` is emitted. State left without its info (a
-//! removal cut short, a PATCH racing the expiry) goes once it is older
-//! than `upload_ttl`.
+//! back and `upload.expired` is emitted. The upload's lock markers go
+//! with its state (`TusStore::remove`). State left without its info (a
+//! removal cut short, a PATCH racing the expiry, a marker a crashed
+//! writer left) goes once it is older than `upload_ttl`.
 
 use super::ticket;
 use crate::hooks::{Event, EventKind};

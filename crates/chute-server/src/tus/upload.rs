@@ -3,14 +3,16 @@
 //! lifecycle checks it and issues the receipt (`Chute-Receipt`), and the
 //! upload is marked done. A rejected object (422) leaves nothing behind.
 
-use super::{RECEIPT_HEADER, Tus, TusError, expired, header_str, http_date, reply, ticket};
+use super::{RECEIPT_HEADER, Tus, TusError, expired, header_str, held, http_date, reply, ticket};
 use crate::app::AppState;
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use chute_tus::headers::{self, parse_checksum};
-use chute_tus::{Append, ConcatRole, Peek, Progress, Status, UploadInfo, WriteError};
+use chute_tus::{
+    Append, ConcatRole, LeaseWatch, Peek, Progress, Status, UploadGuard, UploadInfo, WriteError,
+};
 use futures::Stream;
 
 /// The info of upload `id`, expired or not: 404 when there is none.
@@ -99,26 +101,34 @@ pub(super) async fn head(state: &AppState, tus: &Tus, id: &str, _get: bool) -> R
         // All bytes are in but completion failed (a store error or a
         // crash after the last PATCH): finish now, so a client that only
         // checks the offset still gets its receipt.
-        let _guard = tus
-            .locks
-            .lock(id, tus.settings.lock_wait)
-            .await
-            .map_err(|_| TusError::new(StatusCode::LOCKED, "the upload is busy; retry"))?;
-        status = match self::status(tus, &info).await? {
-            Status::Open(p) if p.length == Some(p.offset(&info.plan)) => {
-                let headers = finish(state, tus, &info, &p).await?;
-                let receipt = headers
-                    .into_iter()
-                    .find(|(n, _)| *n == RECEIPT_HEADER)
-                    .map(|(_, v)| v);
-                let size = p.offset(&info.plan);
-                Peek::Done(serde_json::json!({"size": size, "receipt": receipt}))
-            }
-            Status::Done(done) => Peek::Done(done),
-            Status::Open(_) => peek(tus, &info).await?,
-        };
+        let guard = tus.lock(id, "the upload is busy; retry").await?;
+        let finished = finish_stalled(state, tus, &info, &guard).await;
+        guard.release().await;
+        status = finished?;
     }
     Ok(reply(StatusCode::OK, describe(&info, &status)))
+}
+
+/// Completes an upload whose bytes are all in (under its lock).
+async fn finish_stalled(
+    state: &AppState,
+    tus: &Tus,
+    info: &UploadInfo,
+    guard: &UploadGuard,
+) -> Result<Peek, TusError> {
+    Ok(match self::status(tus, info).await? {
+        Status::Open(p) if p.length == Some(p.offset(&info.plan)) => {
+            let headers = finish(state, tus, info, &p, std::slice::from_ref(guard)).await?;
+            let receipt = headers
+                .into_iter()
+                .find(|(n, _)| *n == RECEIPT_HEADER)
+                .map(|(_, v)| v);
+            let size = p.offset(&info.plan);
+            Peek::Done(serde_json::json!({"size": size, "receipt": receipt}))
+        }
+        Status::Done(done) => Peek::Done(done),
+        Status::Open(_) => peek(tus, info).await?,
+    })
 }
 
 /// `PATCH /files/{id}`.
@@ -144,12 +154,24 @@ pub(super) async fn patch(
         header_str(headers, "upload-offset")
             .ok_or_else(|| TusError::new(StatusCode::BAD_REQUEST, "send Upload-Offset"))?,
     )?;
-    let _guard = tus.locks.lock(id, tus.settings.lock_wait).await.map_err(|_| {
-        TusError::new(
-            StatusCode::LOCKED,
-            "another request is writing this upload; retry",
-        )
-    })?;
+    let guard = tus
+        .lock(id, "another request is writing this upload; retry")
+        .await?;
+    let out = patch_locked(state, tus, id, offset, headers, body, &guard).await;
+    guard.release().await;
+    out
+}
+
+/// `PATCH /files/{id}` once its lock is held.
+async fn patch_locked(
+    state: &AppState,
+    tus: &Tus,
+    id: &str,
+    offset: u64,
+    headers: &HeaderMap,
+    body: Body,
+    guard: &UploadGuard,
+) -> Result<Response, TusError> {
     let info = load(tus, id).await?;
     if matches!(info.concat, Some(ConcatRole::Final(_))) {
         return Err(TusError::new(
@@ -207,6 +229,7 @@ pub(super) async fn patch(
                         "Upload-Length is too large",
                     ));
                 }
+                held(std::slice::from_ref(guard))?;
                 tus.store
                     .set_length(&info, declared)
                     .await
@@ -215,14 +238,23 @@ pub(super) async fn patch(
             }
         }
     }
-    let progress = write_body(state, tus, &info, progress, headers, super::body_stream(body)).await?;
+    let progress = write_body(
+        state,
+        tus,
+        &info,
+        progress,
+        headers,
+        super::body_stream(body),
+        guard.watch(),
+    )
+    .await?;
     let offset = progress.offset(&info.plan);
     let mut out = vec![
         ("upload-offset", offset.to_string()),
         ("upload-expires", http_date(info.expires_at)),
     ];
     if progress.length == Some(offset) {
-        out.extend(finish(state, tus, &info, &progress).await?);
+        out.extend(finish(state, tus, &info, &progress, std::slice::from_ref(guard)).await?);
     }
     Ok(reply(StatusCode::NO_CONTENT, out))
 }
@@ -231,9 +263,9 @@ fn body_is_empty(headers: &HeaderMap) -> bool {
     header_str(headers, "content-length").is_none_or(|l| l.trim() == "0")
 }
 
-/// Appends a request body (the caller holds the lock and checked the
-/// offset): refuses up front what `Content-Length` says would pass the
-/// length or the grant, then streams.
+/// Appends a request body (the caller holds the lock, whose store lease
+/// is `lease`, and checked the offset): refuses up front what
+/// `Content-Length` says would pass the length or the grant, then streams.
 pub(super) async fn write_body<S, E>(
     state: &AppState,
     tus: &Tus,
@@ -241,6 +273,7 @@ pub(super) async fn write_body<S, E>(
     progress: Progress,
     headers: &HeaderMap,
     body: S,
+    lease: Option<LeaseWatch>,
 ) -> Result<Progress, TusError>
 where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
@@ -276,6 +309,7 @@ where
                 limit,
                 checksum,
                 parts_in_flight: tus.settings.parts_in_flight,
+                lease,
             },
         )
         .await
@@ -297,21 +331,25 @@ where
             ))
         }
         Err(WriteError::Store(e)) => Err(TusError::store("storing the body", &e)),
+        Err(WriteError::LeaseLost(e)) => Err(super::lease_lost(e)),
     }
 }
 
 /// Completes an upload whose offset reached its length: joins the parts,
 /// runs the lifecycle's checks and issues the receipt (none for a partial
-/// upload), then marks it done. Returns the headers to add.
+/// upload), then marks it done. Returns the headers to add. `guards` are
+/// the locks the caller holds, checked before each step that commits.
 pub(super) async fn finish(
     state: &AppState,
     tus: &Tus,
     info: &UploadInfo,
     progress: &Progress,
+    guards: &[UploadGuard],
 ) -> Result<Vec<(&'static str, String)>, TusError> {
     // The upload may have expired (and the reaper removed its state)
     // while the body arrived: no receipt then.
     load(tus, &info.id).await?;
+    held(guards)?;
     let upload = ticket(info)?;
     let size = tus
         .store
@@ -335,6 +373,7 @@ pub(super) async fn finish(
             }
         }
     };
+    held(guards)?;
     tus.store
         .mark_done(info, &done)
         .await
@@ -349,18 +388,27 @@ pub(super) async fn finish(
 /// `DELETE /files/{id}` (termination): removes parts, object and state;
 /// of a completed upload only the state.
 pub(super) async fn delete(state: &AppState, tus: &Tus, id: &str) -> Result<Response, TusError> {
-    let _guard = tus.locks.lock(id, tus.settings.lock_wait).await.map_err(|_| {
-        TusError::new(
-            StatusCode::LOCKED,
-            "another request is writing this upload; retry",
-        )
-    })?;
+    let guard = tus
+        .lock(id, "another request is writing this upload; retry")
+        .await?;
+    let out = delete_locked(state, tus, id, &guard).await;
+    guard.release().await;
+    out
+}
+
+async fn delete_locked(
+    state: &AppState,
+    tus: &Tus,
+    id: &str,
+    guard: &UploadGuard,
+) -> Result<Response, TusError> {
     let info = read_info(tus, id).await?;
     let upload = ticket(&info)?;
     // A completed upload's receipt names its object and its use of the
     // grant is spent: only the tus state goes. (A partial upload has no
     // receipt: it goes entirely.)
     let keep = info.concat != Some(ConcatRole::Partial) && matches!(peek(tus, &info).await?, Peek::Done(_));
+    held(std::slice::from_ref(guard))?;
     tus.store
         .remove(&info, keep)
         .await

@@ -39,3 +39,72 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     drop(second);
     running.stop().await;
 }
+
+/// The app listener has the same cap as the S3 one (it had none).
+#[tokio::test]
+async fn the_app_listener_is_capped_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::test_config(dir.path());
+    config.max_connections = 1;
+    let running = crate::run(config, dir).await;
+    let first = TcpStream::connect(running.app).await.unwrap();
+    let mut second = TcpStream::connect(running.app).await.unwrap();
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: chute\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "a second connection was served past the cap: {early:?}"
+    );
+    drop(first);
+    let answered = tokio::time::timeout(Duration::from_secs(10), read_response(&mut second)).await;
+    let (status, text) = answered.expect("the waiting client is served once the slot frees");
+    assert_eq!(status, 200, "{text}");
+    running.stop().await;
+}
+
+/// A client that trickles its headers is disconnected after
+/// `header_read_timeout` on both listeners, and its slot is freed.
+#[tokio::test]
+async fn trickled_headers_are_cut_on_both_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::test_config(dir.path());
+    config.header_read_timeout = Duration::from_secs(1);
+    config.max_connections = 1;
+    let running = crate::run(config, dir).await;
+    let s3 = running.s3.expect("the embedded store has an S3 listener");
+    for addr in [running.app, s3] {
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: chute\r\nX-Slow: ")
+            .await
+            .unwrap();
+        // One byte every 200 ms: the server closes the connection (hang
+        // guard: 20 s).
+        let closed = tokio::time::timeout(Duration::from_secs(20), async {
+            let mut buf = [0u8; 1024];
+            loop {
+                if slow.write_all(b"a").await.is_err() {
+                    return;
+                }
+                let read = tokio::time::timeout(Duration::from_millis(200), slow.read(&mut buf)).await;
+                if let Ok(Ok(0) | Err(_)) = read {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "{addr} kept a client trickling its headers");
+        // Its slot (the only one) serves the next client.
+        let mut next = TcpStream::connect(addr).await.unwrap();
+        next.write_all(b"GET /healthz HTTP/1.1\r\nHost: chute\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answered = tokio::time::timeout(Duration::from_secs(10), read_response(&mut next)).await;
+        let (status, _) = answered.expect("the next client is served");
+        assert!((200..600).contains(&status));
+    }
+    running.stop().await;
+}

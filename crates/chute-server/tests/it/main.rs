@@ -13,7 +13,7 @@ mod http;
 mod images;
 /// Start-up, health and readiness endpoints.
 mod lifecycle;
-/// The S3 listener serves at most `max_connections` clients at once.
+/// Each listener serves at most `max_connections` clients and cuts slow headers.
 mod limits;
 /// `openapi.json` names exactly the routes the router serves.
 mod openapi;
@@ -25,6 +25,8 @@ mod shutdown;
 mod stream;
 /// tus 1.0 at `/files/`: discovery, PATCHes to a receipt, refusals.
 mod tus;
+/// Two instances over one store writing one tus upload at once.
+mod tus_instances;
 /// Signed event webhooks and the authorization webhook, against a local app.
 mod webhooks;
 

@@ -4,7 +4,7 @@
 //! be sent again, and the one mapping from S3 error answers to
 //! [`StoreError`].
 
-use super::config::{Endpoint, S3StoreConfig};
+use super::config::{Endpoint, S3StoreConfig, S3Tuning};
 use super::xml;
 use crate::{StoreError, StoreResult};
 use bytes::Bytes;
@@ -120,13 +120,14 @@ fn tls_config() -> StoreResult<rustls::ClientConfig> {
 }
 
 impl S3Client {
-    pub(crate) fn new(config: &S3StoreConfig) -> StoreResult<Self> {
+    pub(crate) fn new(config: &S3StoreConfig, tuning: &S3Tuning) -> StoreResult<Self> {
         let endpoint = config.endpoint()?;
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_config()?)
-            .connect_timeout(Duration::from_secs(10))
-            // Only pauses count: a long transfer that keeps moving is fine.
-            .read_timeout(Duration::from_secs(120))
+            .connect_timeout(tuning.connect_timeout)
+            // reqwest's read timeout runs from sending the request to the
+            // answer's headers, then between reads of the answer's body.
+            .read_timeout(tuning.request_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| StoreError::Config(format!("HTTP client setup failed: {e}")))?;

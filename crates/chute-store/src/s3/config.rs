@@ -6,6 +6,7 @@
 use crate::{StoreError, StoreResult};
 use chute_core::{BucketName, Credentials};
 use std::fmt;
+use std::time::Duration;
 
 /// Where an S3 bucket is and how to reach it.
 #[derive(Clone, PartialEq, Eq)]
@@ -199,6 +200,15 @@ pub struct S3Tuning {
     pub copy_part_size: u64,
     /// How to learn whether create-only puts work.
     pub create_only: CreateOnlySupport,
+    /// The most a TCP (and TLS) connection to the store may take to open.
+    /// Default 10 s.
+    pub connect_timeout: Duration,
+    /// The most one request attempt may wait for the answer's headers,
+    /// the request body's sending included: a store that accepts
+    /// connections but never answers (a stopped process, a black-holed
+    /// network) fails the attempt after this long. Replayable requests
+    /// get up to three attempts. Default 120 s.
+    pub request_timeout: Duration,
 }
 
 impl Default for S3Tuning {
@@ -209,6 +219,8 @@ impl Default for S3Tuning {
             max_copy_object_size: 5 << 30,
             copy_part_size: 512 << 20,
             create_only: CreateOnlySupport::Probe,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -223,6 +235,11 @@ impl S3Tuning {
         }
         if self.part_concurrency == 0 {
             return Err(StoreError::Config("part_concurrency must be at least 1".into()));
+        }
+        if self.connect_timeout.is_zero() || self.request_timeout.is_zero() {
+            return Err(StoreError::Config(
+                "the S3 connect and request timeouts must be above zero".into(),
+            ));
         }
         Ok(())
     }

@@ -114,7 +114,7 @@ impl S3Store {
     /// object under `.chute-probe/` that it deletes again.
     pub async fn connect_with(config: S3StoreConfig, tuning: S3Tuning) -> StoreResult<Self> {
         tuning.check()?;
-        let client = S3Client::new(&config)?;
+        let client = S3Client::new(&config, &tuning)?;
         let check = Request::new(Method::GET, None)
             .query("list-type", "2")
             .query("max-keys", "1")

@@ -48,6 +48,7 @@ fn limit(len: usize) -> Append {
         limit: len as u64,
         checksum: None,
         parts_in_flight: 3,
+        lease: None,
     }
 }
 
@@ -115,6 +116,7 @@ async fn a_checksum_mismatch_keeps_nothing() {
             digest: Sha256::digest(b"something else").to_vec(),
         }),
         parts_in_flight: 3,
+        lease: None,
     };
     let err = tus
         .append(&info, Progress::default(), body(&bytes, MIB), wrong)
@@ -135,6 +137,7 @@ async fn a_checksum_mismatch_keeps_nothing() {
             digest: Sha256::digest(&bytes).to_vec(),
         }),
         parts_in_flight: 3,
+        lease: None,
     };
     let p = tus
         .append(&info, Progress::default(), body(&bytes, MIB), right)

@@ -1,8 +1,14 @@
-//! Integration tests of `chute-tus` over the durable filesystem store.
+//! Integration tests of `chute-tus` over the durable filesystem store
+//! and, for the store lease, a real Garage too.
 #![allow(clippy::unwrap_used)]
 
 /// Appending PATCH bodies: parts, tails, interruptions, checksums, limits.
 mod append;
+/// A real single-node Garage (shared with chute-store's tests).
+#[path = "../../../chute-store/tests/it/garage.rs"]
+mod garage;
+/// The store lease: one holder across instances, expiry, renewal, loss.
+mod lease;
 /// Offsets from metadata alone.
 mod peek;
 

@@ -105,6 +105,7 @@ async fn peek_reads_no_tail_body() {
             limit: u64::MAX,
             checksum: None,
             parts_in_flight: 1,
+            lease: None,
         },
     )
     .await
