@@ -334,3 +334,29 @@ def crashable(request):
 def backend(request):
     """The lifecycle suites run once per store backend."""
     return request.getfixturevalue("chute" if request.param == "embedded" else "chute_on_garage")
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """deploy/local-cluster started once per session (3 Garage nodes, 3
+    instances of $CHUTE_BIN, nginx), stopped at the end; tests that stop a
+    part of it start it again. Its directory is its own (not pytest's
+    tmp_path, which a cleanup of old pytest runs may remove under it) and
+    loses its stored data once the cluster stopped (the logs stay, for
+    a failure's post-mortem)."""
+    from clusterutil import Cluster
+
+    if not BIN.exists():
+        pytest.fail(f"chute binary not found at {BIN}; run `cargo build -p chute` (scripts/test does)")
+    work = Path(tempfile.mkdtemp(prefix="chute-cluster-"))
+    c = Cluster(work, BIN)
+    try:
+        c.start()
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        subprocess.run([str(REPO / "deploy" / "local-cluster"), "--base-port", str(c.base), "stop", str(work)],
+                       timeout=120, check=False)
+        pytest.fail(f"deploy/local-cluster start failed: {e}")
+    yield c
+    c.stop()
+    for data in [*work.glob("garage-*/data"), *work.glob("garage-*/meta"), *work.glob("chute-*/data")]:
+        shutil.rmtree(data, ignore_errors=True)

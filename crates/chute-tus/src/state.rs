@@ -318,9 +318,11 @@ impl TusStore {
             ..Default::default()
         };
         if progress.parts == 0 {
-            // Too small for multipart: one plain put, and the multipart
-            // upload (still listed, so checked first) is dropped.
-            self.store.list_parts(&info.key, &info.multipart).await?;
+            // Too small for multipart: one plain put of the tail, which
+            // holds every byte, and the multipart upload is dropped. The put
+            // does not need the multipart upload: Garage 2.5 drops it when
+            // a put to the same key is cut off (an instance killed while
+            // completing), and the upload must still complete.
             self.put_bytes(&info.key, progress.tail.clone(), opts).await?;
             return match self.store.abort_multipart(&info.key, &info.multipart).await {
                 Ok(()) | Err(StoreError::NoSuchUpload { .. }) => Ok(()),

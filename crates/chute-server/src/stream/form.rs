@@ -32,7 +32,10 @@ const POLL_BUDGET: usize = 256 * 1024;
 /// (parts read before are paid for at their size, [`header_bytes`]).
 const PART_OVERHEAD: u64 = 8 * 1024;
 /// Bytes read but not yet handed out as field data, beyond the parts'
-/// allowances: multer's read-ahead (one poll budget) and a margin.
+/// allowances: multer's read-ahead (one poll budget) and a margin. The
+/// guard adds the largest chunk seen, since a poll round may end one
+/// chunk past the budget and hyper's chunks reach its read buffer's size
+/// (about 400 KiB), more than the budget (seen behind nginx).
 const READ_AHEAD: u64 = 2 * POLL_BUDGET as u64;
 
 pub(super) async fn post_form(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
@@ -52,6 +55,7 @@ pub(super) async fn post_form(State(state): State<AppState>, req: Request) -> Re
     let guarded = OverheadGuard {
         inner: Arc::clone(&shared),
         pulled: 0,
+        largest: 0,
         credit: Arc::clone(&credit),
     };
     let mut multipart = multer::Multipart::new(guarded, boundary.clone());
@@ -303,12 +307,14 @@ struct OverheadExceeded;
 
 /// Fails the body once more bytes were pulled from it than the form
 /// handed out as field data plus each part's allowance plus the
-/// read-ahead: so a part's headers, or a preamble, cannot grow multer's
+/// read-ahead and the largest chunk pulled: so a part's headers, or a preamble, cannot grow multer's
 /// buffer without bound. The body is shared so that, once multer has
 /// failed, the handler can take it back and drain it.
 struct OverheadGuard<S> {
     inner: SharedBody<S>,
     pulled: u64,
+    /// The largest chunk pulled so far (bounded by hyper's read buffer).
+    largest: u64,
     credit: Arc<AtomicU64>,
 }
 
@@ -322,7 +328,7 @@ where
     type Item = Result<Bytes, axum::BoxError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let allowed = self.credit.load(Ordering::Relaxed) + PART_OVERHEAD + READ_AHEAD;
+        let allowed = self.credit.load(Ordering::Relaxed) + PART_OVERHEAD + READ_AHEAD + self.largest;
         if self.pulled > allowed {
             return Poll::Ready(Some(Err(Box::new(OverheadExceeded))));
         }
@@ -339,6 +345,7 @@ where
         match polled {
             Poll::Ready(Some(Ok(chunk))) => {
                 self.pulled += chunk.len() as u64;
+                self.largest = self.largest.max(chunk.len() as u64);
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into_inner()))),

@@ -199,3 +199,31 @@ async fn small_uploads_join_without_parts_and_removal_leaves_nothing() {
     assert!(left.objects.is_empty(), "{:?}", left.objects);
     assert!(tus.info("up6").await.unwrap().is_none());
 }
+
+/// Seen on Garage 2.5 behind nginx (tests/python/test_cluster_faults.py):
+/// an instance killed while its completion PUT of a small upload streamed
+/// to the store left the multipart upload gone (Garage dropped it with the
+/// cut-off PUT) and no object. The tail holds every byte of an upload with
+/// no full part, so completing again puts the object from it.
+#[tokio::test]
+async fn a_small_upload_whose_multipart_upload_vanished_completes_from_its_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fs_store(dir.path()).await;
+    let tus = TusStore::new(store.clone());
+    let all = data(300 * 1024 + 7);
+    let info = new_upload(&tus, "up-vanished", Some(all.len() as u64)).await;
+    let p = tus
+        .append(
+            &info,
+            Progress::default(),
+            body(&all, 64 * 1024),
+            limit(all.len()),
+        )
+        .await
+        .unwrap();
+    assert_eq!((p.parts, p.offset(&info.plan)), (0, all.len() as u64));
+    store.abort_multipart(&info.key, &info.multipart).await.unwrap();
+    let progress = open(&tus, &info).await;
+    assert_eq!(tus.assemble(&info, &progress).await.unwrap(), all.len() as u64);
+    assert_eq!(read(&store, &info).await, all);
+}
