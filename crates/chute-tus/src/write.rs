@@ -207,6 +207,18 @@ impl TusStore {
         let mut failure = None;
         let mut ended = false;
         while !ended && failure.is_none() {
+            // A segment starts only with a chunk in hand, so a body that
+            // ends (or is empty) at a segment boundary costs no append.
+            if carry.is_none() {
+                match body.next().await {
+                    None => break,
+                    Some(Err(e)) => {
+                        failure = Some(WriteError::Interrupted(e.to_string()));
+                        break;
+                    }
+                    Some(Ok(c)) => carry = Some(c),
+                }
+            }
             let (mut tx, rx) = futures::channel::mpsc::channel::<std::io::Result<Bytes>>(APPEND_QUEUE);
             let from = taken;
             let feed = async {
