@@ -1,5 +1,6 @@
 //! The storage seam of Chute: the [`Store`] trait (objects in one bucket),
-//! the [`MultipartStore`] capability trait, the durable filesystem backend
+//! the [`MultipartStore`] capability trait (and its optional
+//! [`AppendableUploads`]), the durable filesystem backend
 //! ([`fs`]), the S3 backend ([`s3`], feature `s3`, on by default) and the
 //! conformance suite every backend runs ([`conformance`]).
 //!
@@ -20,6 +21,7 @@
 //! | create-only puts | atomic (`link(2)`) | atomic where the peer honours `If-None-Match: *` (probed at connect); otherwise [`StoreError::Unsupported`] (Garage 2.5) |
 //! | ETags | hex MD5, `<hex>-N` for multipart | the peer's: the same for AWS, Garage, MinIO, except SSE-KMS objects; copies above 5 GiB become multipart |
 //! | multipart checksums | COMPOSITE | COMPOSITE, also for multipart puts of unknown length |
+//! | appendable uploads ([`AppendableUploads`]) | yes: one staging file per upload, fsynced per append, renamed into place | no (parts only) |
 //! | listings | full metadata | key, size, ETag and time only |
 //! | keys | case- and normalization-sensitive filesystem required | any valid [`ObjectKey`] |
 //!
@@ -113,6 +115,56 @@ pub trait MultipartStore: Store {
     /// The uploads in progress whose key starts with `prefix`, by key then
     /// initiation time.
     async fn list_multipart_uploads(&self, prefix: &str) -> StoreResult<Vec<MultipartUpload>>;
+
+    /// The appendable-uploads capability, if this backend has it (the fs
+    /// store does; S3 does not, and a wrapper that does not forward it
+    /// hides it, which is always safe: callers then use parts).
+    fn appendable(&self) -> Option<&dyn AppendableUploads> {
+        None
+    }
+}
+
+/// Appendable uploads, an optional capability of a [`MultipartStore`]
+/// ([`MultipartStore::appendable`]): the bytes of a multipart upload
+/// (opened with [`MultipartStore::create_multipart`], dropped with
+/// [`MultipartStore::abort_multipart`], listed by
+/// [`MultipartStore::list_multipart_uploads`] like any other) go into
+/// one staging file in order, with no per-part hash, and completion
+/// renames that file into place. Such an upload uses appends or parts,
+/// never both.
+///
+/// Crash safety is the caller's bookkeeping plus two rules: an append
+/// returns only once its bytes are durable, and bytes past the `offset`
+/// an append or completion is given are discarded (a crash or a failed
+/// append may leave some; they were never acknowledged). So the caller
+/// records the length an append returned as its commit point and passes
+/// it to the next call. Nothing is visible at the key until
+/// [`AppendableUploads::complete_append`], which is atomic like a put.
+#[async_trait]
+pub trait AppendableUploads: Send + Sync {
+    /// Writes `body` at `offset` of upload `upload_id` (for `key`),
+    /// discarding any bytes stored past `offset` first, and makes them
+    /// durable; returns the new length (`offset` plus the body's). Fails
+    /// with [`StoreError::NoSuchUpload`] if the upload is gone, with
+    /// [`StoreError::Corrupt`] if fewer than `offset` bytes are stored,
+    /// and with the body's error if it breaks off (bytes past `offset`
+    /// may then be stored but are not acknowledged).
+    async fn append(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+        offset: u64,
+        body: ByteStream,
+    ) -> StoreResult<u64>;
+
+    /// Makes the first `size` appended bytes the object at `key`
+    /// (replacing any object there), with the headers and metadata the
+    /// upload was created with, and ends the upload. Its ETag is opaque
+    /// (`<hex>-1`, not an MD5 of the data, as S3 gives multipart objects)
+    /// and it has no stored checksum. Fails with
+    /// [`StoreError::NoSuchUpload`] once the upload is gone, which is
+    /// also what a retry after a completion that was cut short sees.
+    async fn complete_append(&self, key: &ObjectKey, upload_id: &str, size: u64) -> StoreResult<ObjectMeta>;
 }
 
 /// The smallest size S3 allows for a part that is not the last one.

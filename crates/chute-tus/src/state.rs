@@ -5,13 +5,22 @@
 //! |---|---|---|
 //! | `.chute/tus/<id>/info` | once, at creation | [`UploadInfo`]: target key, length or deferred, metadata, multipart upload id, part plan, concatenation role, the server's ticket |
 //! | `.chute/tus/<id>/length` | once, when a deferred length is declared | the length in decimal |
-//! | `.chute/tus/<id>/tail` | at every commit | metadata `parts=N` (committed multipart parts) and, as its body, the bytes after them (less than one part) |
+//! | `.chute/tus/<id>/tail` | at every commit | metadata `parts=N` (committed multipart parts) and, as its body, the bytes after them (less than one part); or, for an upload stored in place, `appended=N` and no body |
 //! | `.chute/tus/<id>/done` | once, on completion | the server's completion document (the receipt) |
 //! | `.chute/tus/<id>/lock/<nonce>` | by each writer, renewed while it writes | nothing: the store lease of [`crate::lease`] |
 //!
 //! The offset is `plan.bytes_in(N) + tail length`. Parts numbered above N
 //! are leftovers of an interrupted PATCH; they are overwritten by later
 //! ones and never named on completion.
+//!
+//! Over a store with [`AppendableUploads`](chute_store::AppendableUploads)
+//! (the fs store) an upload is stored in place instead: its bytes are
+//! appended to the store's staging file for the multipart upload, the
+//! tail records `appended=N` (the durable length the last append
+//! returned) and the offset is N; bytes the store holds past N are cut
+//! by the next append. An upload with nothing committed yet (no parts,
+//! no tail bytes) takes whichever way its store offers, so uploads begun
+//! in parts carry on in parts.
 
 use crate::plan::PartPlan;
 use bytes::Bytes;
@@ -74,6 +83,8 @@ pub struct Progress {
     pub parts: u32,
     /// The bytes after them.
     pub tail: Bytes,
+    /// The bytes appended in place (stored in place: no parts, no tail).
+    pub appended: u64,
     /// The length, once known (given at creation or declared later).
     pub length: Option<u64>,
 }
@@ -81,7 +92,15 @@ pub struct Progress {
 impl Progress {
     /// The upload offset under `plan`.
     pub fn offset(&self, plan: &PartPlan) -> u64 {
-        plan.bytes_in(self.parts).saturating_add(self.tail.len() as u64)
+        plan.bytes_in(self.parts)
+            .saturating_add(self.tail.len() as u64)
+            .saturating_add(self.appended)
+    }
+
+    /// Whether nothing is committed in parts (so the upload may be, or
+    /// is, stored in place).
+    pub(crate) fn partless(&self) -> bool {
+        self.parts == 0 && self.tail.is_empty()
     }
 }
 
@@ -101,6 +120,8 @@ pub struct Position {
     pub parts: u32,
     /// The length of the tail after them.
     pub tail_len: u64,
+    /// The bytes appended in place.
+    pub appended: u64,
     /// The length, once known.
     pub length: Option<u64>,
 }
@@ -108,7 +129,9 @@ pub struct Position {
 impl Position {
     /// The upload offset under `plan`.
     pub fn offset(&self, plan: &PartPlan) -> u64 {
-        plan.bytes_in(self.parts).saturating_add(self.tail_len)
+        plan.bytes_in(self.parts)
+            .saturating_add(self.tail_len)
+            .saturating_add(self.appended)
     }
 }
 
@@ -139,6 +162,17 @@ fn part_count(info: &UploadInfo, meta: &chute_store::ObjectMeta) -> StoreResult<
         .get("parts")
         .and_then(|p| p.parse::<u32>().ok())
         .ok_or_else(|| StoreError::Corrupt(format!("tus tail of {} has no part count", info.id)))
+}
+
+/// The bytes a tail's metadata records as appended in place (0 for an
+/// upload in parts).
+fn appended(info: &UploadInfo, meta: &chute_store::ObjectMeta) -> StoreResult<u64> {
+    match meta.metadata.get("appended") {
+        None => Ok(0),
+        Some(n) => n
+            .parse::<u64>()
+            .map_err(|_| StoreError::Corrupt(format!("tus tail of {} has a bad appended count", info.id))),
+    }
 }
 
 /// A body of one chunk.
@@ -231,14 +265,15 @@ impl TusStore {
         if let Some(done) = self.read_json(&state_key(&info.id, "done")?).await? {
             return Ok(Peek::Done(done));
         }
-        let (parts, tail_len) = match self.store.head(&state_key(&info.id, "tail")?).await {
-            Ok(meta) => (part_count(info, &meta)?, meta.size),
-            Err(StoreError::NoSuchKey { .. }) => (0, 0),
+        let (parts, tail_len, appended) = match self.store.head(&state_key(&info.id, "tail")?).await {
+            Ok(meta) => (part_count(info, &meta)?, meta.size, appended(info, &meta)?),
+            Err(StoreError::NoSuchKey { .. }) => (0, 0, 0),
             Err(e) => return Err(e),
         };
         Ok(Peek::Open(Position {
             parts,
             tail_len,
+            appended,
             length: self.length(info).await?,
         }))
     }
@@ -249,12 +284,17 @@ impl TusStore {
         if let Some(done) = self.read_json(&state_key(&info.id, "done")?).await? {
             return Ok(Status::Done(done));
         }
-        let (parts, tail) = match self.read_small(&state_key(&info.id, "tail")?).await? {
-            Some((tail, meta)) => (part_count(info, &meta)?, tail),
-            None => (0, Bytes::new()),
+        let (parts, tail, appended) = match self.read_small(&state_key(&info.id, "tail")?).await? {
+            Some((tail, meta)) => (part_count(info, &meta)?, tail, appended(info, &meta)?),
+            None => (0, Bytes::new(), 0),
         };
         let length = self.length(info).await?;
-        Ok(Status::Open(Progress { parts, tail, length }))
+        Ok(Status::Open(Progress {
+            parts,
+            tail,
+            appended,
+            length,
+        }))
     }
 
     /// The length of `info`: given at creation or declared since.
@@ -290,12 +330,36 @@ impl TusStore {
         self.put_bytes(&state_key(&info.id, "tail")?, tail, opts).await
     }
 
+    /// The commit point of an upload stored in place: `appended` durable
+    /// bytes.
+    pub(crate) async fn commit_appended(&self, info: &UploadInfo, appended: u64) -> StoreResult<()> {
+        let mut opts = PutOptions::default();
+        opts.metadata.insert("parts".into(), "0".into());
+        opts.metadata.insert("appended".into(), appended.to_string());
+        self.put_bytes(&state_key(&info.id, "tail")?, Bytes::new(), opts)
+            .await
+    }
+
+    /// Whether an upload at `progress` is (or, with nothing committed in
+    /// parts, will be) stored in place.
+    pub(crate) fn in_place(&self, progress: &Progress) -> bool {
+        progress.partless() && self.store.appendable().is_some()
+    }
+
     /// Joins the committed parts and the tail into the object at
-    /// `info.key`. Safe to call again after a crash: when the multipart
+    /// `info.key` (or, stored in place, renames the appended bytes into
+    /// place). Safe to call again after a crash: when the multipart
     /// upload is gone and the object has the expected size, that is it.
     pub async fn assemble(&self, info: &UploadInfo, progress: &Progress) -> StoreResult<u64> {
         let size = progress.offset(&info.plan);
-        let result = self.join(info, progress).await;
+        let result = match self.store.appendable() {
+            Some(app) if self.in_place(progress) => app
+                .complete_append(&info.key, &info.multipart, size)
+                .await
+                .map(|_| ()),
+            _ if progress.appended > 0 => Err(crate::write::in_place_without_append(info)),
+            _ => self.join(info, progress).await,
+        };
         match result {
             Err(StoreError::NoSuchUpload { .. }) => match self.store.head(&info.key).await {
                 Ok(meta) if meta.size == size => Ok(size),

@@ -15,13 +15,23 @@
 //! With [`Append::lease`] the store lease is checked before each part is
 //! sent and before each commit: once it ran out, the append stops with
 //! [`WriteError::LeaseLost`] and commits nothing more.
+//!
+//! Over a store with [`AppendableUploads`] an upload with nothing
+//! committed in parts is stored in place instead: the body is appended
+//! to the store's staging file in segments of at most
+//! [`APPEND_SEGMENT`] bytes, each made durable by the store and then
+//! committed (`appended=N`), so a server crash loses at most one segment
+//! of a PATCH and a broken body keeps what arrived. With a checksum
+//! nothing is committed until the digest matches; the bytes appended
+//! meanwhile lie past the committed offset, and the next append cuts
+//! them. No part is cut, hashed (but for `Upload-Checksum`) or joined.
 
 use crate::headers::{BodyHasher, UploadChecksum};
 use crate::lease::{LeaseLost, LeaseWatch};
 use crate::state::{Progress, TusStore, UploadInfo, once};
 use bytes::{Bytes, BytesMut};
-use chute_store::{PartOptions, StoreError};
-use futures::{Stream, StreamExt as _};
+use chute_store::{AppendableUploads, PartOptions, StoreError};
+use futures::{SinkExt as _, Stream, StreamExt as _};
 use std::collections::VecDeque;
 use tokio::task::JoinHandle;
 
@@ -73,6 +83,14 @@ impl Append {
 
 type InFlight = JoinHandle<Result<(), StoreError>>;
 
+/// The most bytes of a PATCH appended in place between two commit points
+/// (64 MiB): what a server crash can lose of a PATCH in progress, and
+/// how often the body waits for an fsync.
+pub const APPEND_SEGMENT: u64 = 64 * 1024 * 1024;
+
+/// Chunks queued between the body and the store's append.
+const APPEND_QUEUE: usize = 4;
+
 impl TusStore {
     /// Appends `body` to the upload at `progress` (the caller holds the
     /// upload's lock and checked the client's offset); returns the new
@@ -88,6 +106,14 @@ impl TusStore {
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: std::fmt::Display,
     {
+        if let Some(app) = self.store().appendable()
+            && self.in_place(&progress)
+        {
+            return self.append_in_place(app, info, progress, body, opts).await;
+        }
+        if progress.appended > 0 {
+            return Err(WriteError::Store(in_place_without_append(info)));
+        }
         let mut body = body;
         let mut parts = progress.parts;
         let mut offset = progress.offset(&info.plan);
@@ -172,6 +198,121 @@ impl TusStore {
         Ok(Progress {
             parts,
             tail,
+            appended: 0,
+            length: progress.length,
+        })
+    }
+
+    /// [`Self::append`] for an upload stored in place: the body goes to
+    /// the store's staging file segment by segment, each committed once
+    /// durable (without a checksum).
+    async fn append_in_place<S, E>(
+        &self,
+        app: &dyn AppendableUploads,
+        info: &UploadInfo,
+        progress: Progress,
+        body: S,
+        opts: Append,
+    ) -> Result<Progress, WriteError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut body = body;
+        let start = progress.offset(&info.plan);
+        let mut hasher = opts.checksum.as_ref().map(|c| BodyHasher::new(c.algorithm));
+        let commit = opts.checksum.is_none();
+        // `taken`: bytes taken from the body into the store (past
+        // `start`); `committed`: the offset the tail records.
+        let mut taken = start;
+        let mut committed = start;
+        let mut carry: Option<Bytes> = None;
+        let mut failure = None;
+        let mut ended = false;
+        while !ended && failure.is_none() {
+            // A segment starts only with a chunk in hand, so a body that
+            // ends (or is empty) at a segment boundary costs no append.
+            if carry.is_none() {
+                match body.next().await {
+                    None => break,
+                    Some(Err(e)) => {
+                        failure = Some(WriteError::Interrupted(e.to_string()));
+                        break;
+                    }
+                    Some(Ok(c)) => carry = Some(c),
+                }
+            }
+            // Nothing more reaches the store once the lease ran out.
+            opts.held()?;
+            let (mut tx, rx) = futures::channel::mpsc::channel::<std::io::Result<Bytes>>(APPEND_QUEUE);
+            let from = taken;
+            let feed = async {
+                let mut sent = 0u64;
+                while sent < APPEND_SEGMENT {
+                    let mut chunk = match carry.take() {
+                        Some(c) => c,
+                        None => match body.next().await {
+                            None => {
+                                ended = true;
+                                break;
+                            }
+                            Some(Err(e)) => {
+                                failure = Some(WriteError::Interrupted(e.to_string()));
+                                break;
+                            }
+                            Some(Ok(c)) => c,
+                        },
+                    };
+                    if taken.saturating_add(chunk.len() as u64) > opts.limit {
+                        failure = Some(WriteError::TooLong { limit: opts.limit });
+                        break;
+                    }
+                    let room = usize::try_from(APPEND_SEGMENT - sent).unwrap_or(usize::MAX);
+                    if chunk.len() > room {
+                        carry = Some(chunk.split_off(room));
+                    }
+                    if let Some(h) = &mut hasher {
+                        h.update(&chunk);
+                    }
+                    taken += chunk.len() as u64;
+                    sent += chunk.len() as u64;
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        break; // the store failed; its error comes below
+                    }
+                }
+                drop(tx);
+            };
+            let store = app.append(&info.key, &info.multipart, from, rx.boxed());
+            let ((), stored) = futures::join!(feed, store);
+            let stored = stored?;
+            if stored != taken {
+                return Err(WriteError::Store(StoreError::Corrupt(format!(
+                    "tus upload {}: the store holds {stored} bytes after an append, not {taken}",
+                    info.id
+                ))));
+            }
+            if commit && stored != committed {
+                opts.held()?;
+                self.commit_appended(info, stored).await?;
+                committed = stored;
+            }
+        }
+        if let Some(failure) = failure {
+            return Err(failure);
+        }
+        if let (Some(h), Some(expected)) = (hasher, &opts.checksum) {
+            if h.finish() != expected.digest {
+                return Err(WriteError::ChecksumMismatch);
+            }
+            if taken != committed {
+                opts.held()?;
+                self.commit_appended(info, taken).await?;
+            }
+        }
+        Ok(Progress {
+            parts: 0,
+            tail: Bytes::new(),
+            appended: taken,
             length: progress.length,
         })
     }
@@ -222,6 +363,16 @@ impl TusStore {
         }
         Ok(())
     }
+}
+
+/// An upload stored in place over a store that cannot append (its
+/// backend changed under it).
+pub(crate) fn in_place_without_append(info: &UploadInfo) -> StoreError {
+    StoreError::Corrupt(format!(
+        "tus upload {} is stored in place, but this store cannot append: it was begun on \
+         another storage backend; start the upload again",
+        info.id
+    ))
 }
 
 /// An empty part buffer of `capacity` bytes (bounded: the tail is

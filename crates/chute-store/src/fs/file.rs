@@ -72,12 +72,7 @@ impl TempFile {
     pub(crate) fn seal(&mut self, json: &[u8]) -> io::Result<()> {
         let data_len = self.data_len;
         let f = self.file()?;
-        let mut trailer = Vec::with_capacity(json.len() + FOOTER_LEN as usize);
-        trailer.extend_from_slice(json);
-        trailer.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        trailer.extend_from_slice(&data_len.to_le_bytes());
-        trailer.extend_from_slice(MAGIC);
-        f.write_all(&trailer)?;
+        f.write_all(&trailer(json, data_len))?;
         f.sync_all()?;
         self.file = None;
         Ok(())
@@ -110,9 +105,20 @@ impl TempFile {
     }
 }
 
+/// The trailer after `data_len` bytes of data: the JSON metadata and the
+/// footer.
+pub(crate) fn trailer(json: &[u8], data_len: u64) -> Vec<u8> {
+    let mut trailer = Vec::with_capacity(json.len() + FOOTER_LEN as usize);
+    trailer.extend_from_slice(json);
+    trailer.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    trailer.extend_from_slice(&data_len.to_le_bytes());
+    trailer.extend_from_slice(MAGIC);
+    trailer
+}
+
 /// Runs `op` (which creates `base/rel`), creating the parent directories
 /// below `base` when they are missing.
-fn place(base: &Path, rel: &Path, op: impl Fn() -> io::Result<()>) -> io::Result<()> {
+pub(crate) fn place(base: &Path, rel: &Path, op: impl Fn() -> io::Result<()>) -> io::Result<()> {
     let mut attempt = 0;
     loop {
         match op() {

@@ -21,6 +21,8 @@
 //!     uploads/<upload id>/      one per multipart upload in progress
 //!       upload.json             key, options, initiated
 //!       part-00001 ...          parts, in the object file format
+//!       append                  or the raw bytes of an appendable upload
+//!                               (see `fs/append.rs`)
 //!     config/<enc>.cfg          opaque per-bucket documents (cors, ...)
 //! ```
 //!
@@ -53,6 +55,7 @@
 //! [`FsStore::delete_bucket`]), so a put that commits concurrently is
 //! either seen (`BucketNotEmpty`) or fails with `NoSuchBucket`.
 
+mod append;
 mod file;
 mod list;
 mod multipart;

@@ -4,6 +4,7 @@
 //! file (file-to-file copies, so `copy_file_range` where the kernel has
 //! it), commits it like a put, and only then removes the upload.
 
+use super::append::APPEND_FILE;
 use super::file::{TempFile, blocking, open_with_meta, stream_to_temp, sync_dir, write_atomic};
 use super::path::object_rel_path;
 use super::{FsBucket, not_found};
@@ -20,21 +21,21 @@ use std::io::{self, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 
-const UPLOAD_FILE: &str = "upload.json";
+pub(super) const UPLOAD_FILE: &str = "upload.json";
 
 /// What `upload.json` holds.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct UploadFile {
+pub(super) struct UploadFile {
     key: ObjectKey,
     upload_id: String,
     #[serde(with = "time::serde::rfc3339")]
     initiated: OffsetDateTime,
     #[serde(default)]
-    headers: ObjectHeaders,
+    pub(super) headers: ObjectHeaders,
     #[serde(default)]
-    metadata: BTreeMap<String, String>,
+    pub(super) metadata: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    checksum_algorithm: Option<ChecksumAlgorithm>,
+    pub(super) checksum_algorithm: Option<ChecksumAlgorithm>,
 }
 
 impl UploadFile {
@@ -73,7 +74,8 @@ fn strip_quotes(etag: &str) -> &str {
 
 /// Removes what a crash may leave under `uploads/` (blocking): upload
 /// directories without `upload.json` and anything in an upload directory
-/// that is neither `upload.json` nor a part.
+/// that is neither `upload.json`, a part nor the staging file of an
+/// appendable upload (which is live data, kept like a part).
 pub(crate) fn clean_uploads(uploads: &Path) -> io::Result<()> {
     let read = match std::fs::read_dir(uploads) {
         Ok(r) => r,
@@ -98,7 +100,7 @@ pub(crate) fn clean_uploads(uploads: &Path) -> io::Result<()> {
             let n = inner.file_name();
             let keep = n
                 .to_str()
-                .is_some_and(|n| n == UPLOAD_FILE || parse_part_name(n).is_some())
+                .is_some_and(|n| n == UPLOAD_FILE || n == APPEND_FILE || parse_part_name(n).is_some())
                 && inner.file_type()?.is_file();
             if !keep {
                 if inner.file_type()?.is_dir() {
@@ -113,12 +115,16 @@ pub(crate) fn clean_uploads(uploads: &Path) -> io::Result<()> {
 }
 
 impl FsBucket {
-    fn upload_dir(&self, upload_id: &str) -> PathBuf {
+    pub(super) fn upload_dir(&self, upload_id: &str) -> PathBuf {
         self.uploads.join(upload_id)
     }
 
     /// Reads the upload's state; `NoSuchUpload` unless it exists for `key`.
-    async fn load_upload(&self, key: &ObjectKey, upload_id: &str) -> StoreResult<(PathBuf, UploadFile)> {
+    pub(super) async fn load_upload(
+        &self,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> StoreResult<(PathBuf, UploadFile)> {
         let missing = || StoreError::NoSuchUpload {
             upload_id: upload_id.to_owned(),
         };
@@ -140,7 +146,10 @@ impl FsBucket {
     }
 
     /// Removes an upload directory: rename into tmp, then delete (blocking).
-    fn remove_upload_dir(&self, dir: PathBuf) -> impl FnOnce() -> StoreResult<()> + Send + 'static {
+    pub(super) fn remove_upload_dir(
+        &self,
+        dir: PathBuf,
+    ) -> impl FnOnce() -> StoreResult<()> + Send + 'static {
         let doomed = self
             .inner
             .tmp
@@ -412,5 +421,9 @@ impl MultipartStore for FsBucket {
             Ok(out)
         })
         .await
+    }
+
+    fn appendable(&self) -> Option<&dyn crate::AppendableUploads> {
+        Some(self)
     }
 }

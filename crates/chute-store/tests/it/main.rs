@@ -1,6 +1,7 @@
 //! Integration tests of chute-store: one binary, one module per concern.
 #![allow(clippy::unwrap_used)]
 
+mod append; // appendable uploads on FsBucket: offsets, cuts, completion, crashes, aborts
 mod buckets; // FsStore bucket management and per-bucket configs
 mod conformance; // the shared conformance suite on FsBucket
 mod crash; // open() removes what a crash leaves; failed and create-only writes leave nothing

@@ -1,4 +1,7 @@
-use crate::{fs_store, new_upload};
+//! Uploads in parts (the fs store without its appendable uploads, as
+//! over S3).
+
+use crate::{new_upload, parts_store};
 use bytes::Bytes;
 use chute_store::{ListOptions, MultipartStore};
 use chute_tus::headers::{TusChecksumAlgorithm, UploadChecksum};
@@ -8,14 +11,17 @@ use sha2::{Digest as _, Sha256};
 use std::io;
 use std::sync::Arc;
 
-const MIB: usize = 1024 * 1024;
+pub(crate) const MIB: usize = 1024 * 1024;
 
-fn data(len: usize) -> Vec<u8> {
+pub(crate) fn data(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
 
 /// `bytes` as a body of `chunk`-byte pieces.
-fn body(bytes: &[u8], chunk: usize) -> futures::stream::Iter<std::vec::IntoIter<Result<Bytes, io::Error>>> {
+pub(crate) fn body(
+    bytes: &[u8],
+    chunk: usize,
+) -> futures::stream::Iter<std::vec::IntoIter<Result<Bytes, io::Error>>> {
     let pieces: Vec<Result<Bytes, io::Error>> = bytes
         .chunks(chunk.max(1))
         .map(|c| Ok(Bytes::copy_from_slice(c)))
@@ -23,14 +29,14 @@ fn body(bytes: &[u8], chunk: usize) -> futures::stream::Iter<std::vec::IntoIter<
     futures::stream::iter(pieces)
 }
 
-async fn open(tus: &TusStore, info: &UploadInfo) -> Progress {
+pub(crate) async fn open(tus: &TusStore, info: &UploadInfo) -> Progress {
     match tus.status(info).await.unwrap() {
         Status::Open(p) => p,
         Status::Done(_) => panic!("upload is done"),
     }
 }
 
-async fn read(store: &Arc<dyn MultipartStore>, info: &UploadInfo) -> Vec<u8> {
+pub(crate) async fn read(store: &Arc<dyn MultipartStore>, info: &UploadInfo) -> Vec<u8> {
     let got = store.get(&info.key, None).await.unwrap();
     got.body
         .try_fold(Vec::new(), |mut v, c| async move {
@@ -41,7 +47,7 @@ async fn read(store: &Arc<dyn MultipartStore>, info: &UploadInfo) -> Vec<u8> {
         .unwrap()
 }
 
-fn limit(len: usize) -> Append {
+pub(crate) fn limit(len: usize) -> Append {
     // Three parts in flight, so the tests see parts finish out of order
     // and commit in order.
     Append {
@@ -55,7 +61,7 @@ fn limit(len: usize) -> Append {
 #[tokio::test]
 async fn patches_become_parts_that_survive_a_restart_and_join_byte_identical() {
     let dir = tempfile::tempdir().unwrap();
-    let store = fs_store(dir.path()).await;
+    let store = parts_store(dir.path()).await;
     let all = data(13 * MIB + 17);
     let info = new_upload(&TusStore::new(store.clone()), "up1", Some(all.len() as u64)).await;
     let mut at = 0;
@@ -84,7 +90,7 @@ async fn patches_become_parts_that_survive_a_restart_and_join_byte_identical() {
 #[tokio::test]
 async fn a_broken_body_keeps_what_arrived() {
     let dir = tempfile::tempdir().unwrap();
-    let store = fs_store(dir.path()).await;
+    let store = parts_store(dir.path()).await;
     let tus = TusStore::new(store.clone());
     let info = new_upload(&tus, "up2", Some(20 * MIB as u64)).await;
     let bytes = data(6 * MIB + 5);
@@ -105,7 +111,7 @@ async fn a_broken_body_keeps_what_arrived() {
 #[tokio::test]
 async fn a_checksum_mismatch_keeps_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = fs_store(dir.path()).await;
+    let store = parts_store(dir.path()).await;
     let tus = TusStore::new(store.clone());
     let info = new_upload(&tus, "up3", Some(8 * MIB as u64)).await;
     let bytes = data(7 * MIB);
@@ -150,7 +156,7 @@ async fn a_checksum_mismatch_keeps_nothing() {
 #[tokio::test]
 async fn bodies_past_the_limit_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = fs_store(dir.path()).await;
+    let store = parts_store(dir.path()).await;
     let tus = TusStore::new(store.clone());
     let info = new_upload(&tus, "up4", Some(10)).await;
     let err = tus
@@ -164,7 +170,7 @@ async fn bodies_past_the_limit_are_refused() {
 #[tokio::test]
 async fn small_uploads_join_without_parts_and_removal_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = fs_store(dir.path()).await;
+    let store = parts_store(dir.path()).await;
     let tus = TusStore::new(store.clone());
     let info = new_upload(&tus, "up5", Some(100)).await;
     let p = tus
@@ -208,7 +214,7 @@ async fn small_uploads_join_without_parts_and_removal_leaves_nothing() {
 #[tokio::test]
 async fn a_small_upload_whose_multipart_upload_vanished_completes_from_its_tail() {
     let dir = tempfile::tempdir().unwrap();
-    let store = fs_store(dir.path()).await;
+    let store = parts_store(dir.path()).await;
     let tus = TusStore::new(store.clone());
     let all = data(300 * 1024 + 7);
     let info = new_upload(&tus, "up-vanished", Some(all.len() as u64)).await;
