@@ -2,8 +2,10 @@
 //! fields, parsed by multer over a [`ByteBudget`] body (multer reads
 //! ahead while data is ready) and an [`OverheadGuard`] (multer buffers a
 //! part's headers, and anything before the first boundary, without
-//! bound). A part with a `filename` is a file; the others are fields,
-//! answered back in `fields`.
+//! bound: the guard stops pulling the body past an allowance, and the
+//! form is refused only if multer then waits for bytes, see [`step`]). A
+//! part with a `filename` is a file; the others are fields, answered
+//! back in `fields`.
 
 use super::pending::Pending;
 use super::{StreamResponse, body_failed};
@@ -22,7 +24,7 @@ use chute_core::Grant;
 use chute_s3::post_object::ByteBudget;
 use futures::{Stream, StreamExt as _};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -32,10 +34,7 @@ const POLL_BUDGET: usize = 256 * 1024;
 /// (parts read before are paid for at their size, [`header_bytes`]).
 const PART_OVERHEAD: u64 = 8 * 1024;
 /// Bytes read but not yet handed out as field data, beyond the parts'
-/// allowances: multer's read-ahead (one poll budget) and a margin. The
-/// guard adds the largest chunk seen, since a poll round may end one
-/// chunk past the budget and hyper's chunks reach its read buffer's size
-/// (about 400 KiB), more than the budget (seen behind nginx).
+/// allowances: multer's read-ahead (one poll budget) and a margin.
 const READ_AHEAD: u64 = 2 * POLL_BUDGET as u64;
 
 pub(super) async fn post_form(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
@@ -45,6 +44,7 @@ pub(super) async fn post_form(State(state): State<AppState>, req: Request) -> Re
         Err(e) => return Err(super::refuse_unread(&parts.headers, body, e).await),
     };
     let credit = Arc::new(AtomicU64::new(0));
+    let blocked = Arc::new(AtomicBool::new(false));
     let body = Body::new(PacedBody::new(
         body,
         state.stream.settings.body_idle_timeout,
@@ -55,14 +55,15 @@ pub(super) async fn post_form(State(state): State<AppState>, req: Request) -> Re
     let guarded = OverheadGuard {
         inner: Arc::clone(&shared),
         pulled: 0,
-        largest: 0,
         credit: Arc::clone(&credit),
+        blocked: Arc::clone(&blocked),
     };
     let mut multipart = multer::Multipart::new(guarded, boundary.clone());
     let mut pending = Pending::new(state.lifecycle.clone(), state.stream.clone());
     let mut fields = std::collections::BTreeMap::new();
     let allowance = Allowance {
         credit: &credit,
+        blocked: &blocked,
         boundary_len: boundary.len() as u64,
     };
     let read = read_form(
@@ -131,13 +132,17 @@ async fn read_form(
     grant: Grant,
     multipart: &mut multer::Multipart<'static>,
     pending: &mut Pending,
-    Allowance { credit, boundary_len }: Allowance<'_>,
+    Allowance {
+        credit,
+        blocked,
+        boundary_len,
+    }: Allowance<'_>,
     fields: &mut std::collections::BTreeMap<String, serde_json::Value>,
 ) -> Result<(), ApiError> {
     let settings = &state.stream.settings;
     let mut field_count = 0usize;
     let mut parts = 0u64;
-    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(&e))? {
+    while let Some(mut field) = step(blocked, multipart.next_field()).await? {
         parts += 1;
         // The part's boundary and headers are paid for at what they
         // take (about), not at the allowance each part gets while its
@@ -154,7 +159,7 @@ async fn read_form(
                 if field_count > settings.max_fields {
                     return Err(too_many_fields(settings.max_fields));
                 }
-                while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+                while let Some(chunk) = step(blocked, field.chunk()).await? {
                     if !chunk.is_empty() {
                         return Err(ApiError::bad_request(
                             "bad_filename",
@@ -178,12 +183,20 @@ async fn read_form(
                     .await?;
                 pending.add(upload, name, original).await?;
                 let index = pending.files.len() - 1;
-                let mut data = (&mut field).map(|r| match r {
-                    Ok(chunk) => {
-                        credit.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                        Ok(chunk)
+                let mut data = futures::stream::poll_fn(|cx| {
+                    blocked.store(false, Ordering::Relaxed);
+                    match field.poll_next_unpin(cx) {
+                        Poll::Ready(Some(Ok(chunk))) => {
+                            credit.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                            Poll::Ready(Some(Ok(chunk)))
+                        }
+                        Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(multipart_error(&e)))),
+                        Poll::Ready(None) => Poll::Ready(None),
+                        Poll::Pending if blocked.load(Ordering::Relaxed) => {
+                            Poll::Ready(Some(Err(headers_too_large())))
+                        }
+                        Poll::Pending => Poll::Pending,
                     }
-                    Err(e) => Err(multipart_error(&e)),
                 });
                 pending.write(index, None, &mut data).await?;
             }
@@ -193,7 +206,7 @@ async fn read_form(
                     return Err(too_many_fields(settings.max_fields));
                 }
                 let mut value = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+                while let Some(chunk) = step(blocked, field.chunk()).await? {
                     credit.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     if value.len() + chunk.len() > settings.max_field_bytes {
                         return Err(ApiError::new(
@@ -222,6 +235,8 @@ async fn read_form(
 struct Allowance<'a> {
     /// Bytes the form may have pulled (before the guard's margins).
     credit: &'a AtomicU64,
+    /// Set when the guard held the body back ([`step`]).
+    blocked: &'a AtomicBool,
     /// The length of the form's boundary.
     boundary_len: u64,
 }
@@ -266,16 +281,39 @@ fn add_field(
     }
 }
 
+/// Polls one multer step (`next_field`, `chunk`). When multer waits for
+/// bytes the [`OverheadGuard`] held back, nothing would ever wake it: the
+/// form spends too many bytes outside field data and is refused. While
+/// multer can go on from what it holds, it does.
+async fn step<F, T>(blocked: &AtomicBool, fut: F) -> Result<T, ApiError>
+where
+    F: std::future::Future<Output = Result<T, multer::Error>>,
+{
+    let mut fut = std::pin::pin!(fut);
+    let out = futures::future::poll_fn(|cx| {
+        blocked.store(false, Ordering::Relaxed);
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(Ok(out)),
+            Poll::Pending if blocked.load(Ordering::Relaxed) => Poll::Ready(Err(headers_too_large())),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await?;
+    out.map_err(|e| multipart_error(&e))
+}
+
+/// The answer for a form that spends too many bytes outside field data.
+fn headers_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "part_headers_too_large",
+        "a part's headers (or the bytes before the first boundary) are too large",
+    )
+}
+
 /// The answer for a multer error.
 fn multipart_error(err: &multer::Error) -> ApiError {
     if let multer::Error::StreamReadFailed(inner) = err {
-        if inner.downcast_ref::<OverheadExceeded>().is_some() {
-            return ApiError::new(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "part_headers_too_large",
-                "a part's headers (or the bytes before the first boundary) are too large",
-            );
-        }
         return body_failed(inner.as_ref());
     }
     ApiError::bad_request(
@@ -300,22 +338,20 @@ where
     }
 }
 
-/// What [`OverheadGuard`] fails the body with.
-#[derive(Debug, thiserror::Error)]
-#[error("the form spends too many bytes outside field data")]
-struct OverheadExceeded;
-
-/// Fails the body once more bytes were pulled from it than the form
-/// handed out as field data plus each part's allowance plus the
-/// read-ahead and the largest chunk pulled: so a part's headers, or a preamble, cannot grow multer's
-/// buffer without bound. The body is shared so that, once multer has
-/// failed, the handler can take it back and drain it.
+/// Stops pulling the body once more bytes were pulled from it than the
+/// form handed out as field data plus each part's allowance plus the
+/// read-ahead, so a part's headers, or a preamble, cannot grow multer's
+/// buffer without bound. multer pulls whatever is ready on every poll
+/// (a poll budget while the body is ready), so it may hold more than a
+/// form's next few parts need: the guard then answers `Pending` with no
+/// waker and sets `blocked`, and [`step`] refuses the form only if
+/// multer cannot go on from what it holds. The body is shared so that,
+/// once the form is refused, the handler can take it back and drain it.
 struct OverheadGuard<S> {
     inner: SharedBody<S>,
     pulled: u64,
-    /// The largest chunk pulled so far (bounded by hyper's read buffer).
-    largest: u64,
     credit: Arc<AtomicU64>,
+    blocked: Arc<AtomicBool>,
 }
 
 /// The body under the guard; `None` once taken back.
@@ -328,9 +364,10 @@ where
     type Item = Result<Bytes, axum::BoxError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let allowed = self.credit.load(Ordering::Relaxed) + PART_OVERHEAD + READ_AHEAD + self.largest;
+        let allowed = self.credit.load(Ordering::Relaxed) + PART_OVERHEAD + READ_AHEAD;
         if self.pulled > allowed {
-            return Poll::Ready(Some(Err(Box::new(OverheadExceeded))));
+            self.blocked.store(true, Ordering::Relaxed);
+            return Poll::Pending;
         }
         let polled = {
             let mut inner = match self.inner.lock() {
@@ -345,7 +382,6 @@ where
         match polled {
             Poll::Ready(Some(Ok(chunk))) => {
                 self.pulled += chunk.len() as u64;
-                self.largest = self.largest.max(chunk.len() as u64);
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into_inner()))),

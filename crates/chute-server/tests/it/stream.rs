@@ -844,3 +844,174 @@ async fn an_upload_past_its_expiry_is_refused_and_undone() {
     assert_refused(status, &text, 408, "upload_expired");
     assert_clean(env).await;
 }
+
+/// The app router in process over a store in a temporary directory, so a
+/// test chooses how the body's bytes are chunked (hyper hands a route at
+/// most what one socket read brings; an embedding app or a proxy may
+/// hand it a whole body at once).
+struct InProcess {
+    app: axum::Router,
+    dir: tempfile::TempDir,
+}
+
+async fn in_process() -> InProcess {
+    use chute_server::grants::Grants;
+    use chute_server::hooks::Hooks;
+    use chute_server::lifecycle::{Lifecycle, LifecycleSettings, Signer};
+    use chute_server::{AppState, Origins};
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsStore::open(dir.path()).await.unwrap();
+    let bucket = BucketName::parse("uploads").unwrap();
+    store.create_bucket(&bucket).await.unwrap();
+    let fs_bucket = store.bucket(&bucket).await.unwrap();
+    let signer = Signer::new(
+        "http://127.0.0.1:9000".into(),
+        bucket,
+        "us-east-1".into(),
+        true,
+        chute_core::Credentials {
+            access_key: crate::ACCESS_KEY.into(),
+            secret_key: crate::SECRET_KEY.into(),
+        },
+    );
+    let keyring = Keyring::new(TokenKey::parse(GRANT_KEY).unwrap(), vec![]);
+    let lifecycle = Lifecycle::new(
+        std::sync::Arc::new(fs_bucket),
+        signer,
+        keyring.clone(),
+        LifecycleSettings::default(),
+        Hooks::new(),
+    );
+    let app = chute_server::app(AppState {
+        lifecycle,
+        grants: std::sync::Arc::new(Grants::jwt(keyring)),
+        origins: Origins {
+            exact: Vec::new(),
+            any_loopback: true,
+        },
+        stream: Default::default(),
+    });
+    InProcess { app, dir }
+}
+
+/// Posts `chunks` as a form's body, counting the bytes the server pulls
+/// from it: the status, the answer's JSON and the bytes pulled.
+async fn post_chunks<S>(env: &InProcess, chunks: S) -> (u16, serde_json::Value, u64)
+where
+    S: futures::Stream<Item = Vec<u8>> + Send + 'static,
+{
+    use futures::StreamExt as _;
+    use http_body_util::BodyExt as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tower::ServiceExt as _;
+    let pulled = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = std::sync::Arc::clone(&pulled);
+    let body = chunks.map(move |c| {
+        counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(c))
+    });
+    let req = axum::http::Request::post("/api/stream")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .header(
+            "authorization",
+            format!("Bearer {}", grant(serde_json::json!({}))),
+        )
+        .body(axum::body::Body::from_stream(body))
+        .unwrap();
+    let res = env.app.clone().oneshot(req).await.unwrap();
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    (status, json, pulled.load(Ordering::Relaxed))
+}
+
+/// `body` cut into pieces of `size` bytes.
+fn pieces(body: &[u8], size: usize) -> futures::stream::Iter<std::vec::IntoIter<Vec<u8>>> {
+    futures::stream::iter(body.chunks(size).map(<[u8]>::to_vec).collect::<Vec<_>>())
+}
+
+/// A valid form whose whole body is ready at once (here in pieces from
+/// 300 KiB to the whole body in one): the overhead guard allows for what
+/// multer reads ahead, so small fields before a big file do not make it
+/// refuse the form as if a part's headers were too large.
+#[tokio::test]
+async fn a_form_ready_at_once_in_big_chunks_is_stored_whole() {
+    let env = in_process().await;
+    let big = data(9 * MIB + 17);
+    let body = form(&[
+        Part::Field("title", "holiday"),
+        Part::Field("tag", "x"),
+        Part::Field("tag", "y"),
+        Part::Field("note", &"n".repeat(3000)),
+        Part::File("photo", "a.txt", "text/plain", b"hello"),
+        Part::Field("after", "z"),
+        Part::File("video", "big.bin", "application/octet-stream", &big),
+    ]);
+    let mut keys = Vec::new();
+    for size in [300 * 1024, MIB, 4 * MIB, body.len()] {
+        let (status, json, pulled) = post_chunks(&env, pieces(&body, size)).await;
+        assert_eq!(status, 201, "chunks of {size} bytes: {json}");
+        assert_eq!(pulled, body.len() as u64);
+        assert_eq!(json["fields"]["title"], "holiday");
+        assert_eq!(json["fields"]["tag"], serde_json::json!(["x", "y"]));
+        assert_eq!(json["fields"]["after"], "z");
+        assert_eq!(json["fields"]["note"].as_str().map(str::len), Some(3000));
+        let files = json["files"].as_array().unwrap();
+        assert_eq!(files.len(), 2, "{json}");
+        assert_eq!(files[1]["file_size"], big.len() as u64);
+        keys.push((
+            files[0]["object"]["key"].as_str().unwrap().to_owned(),
+            files[1]["object"]["key"].as_str().unwrap().to_owned(),
+        ));
+    }
+    for (small, large) in keys {
+        assert_eq!(object(env.dir.path(), &small).await, b"hello");
+        assert!(
+            object(env.dir.path(), &large).await == big,
+            "the file is byte-identical"
+        );
+    }
+}
+
+/// An endless part header, or an endless preamble, delivered in big
+/// chunks as fast as the route reads: refused with 431 after a bounded
+/// read (what the guard lets multer pull, at most one chunk more, then a
+/// bounded drain of the remainder), not buffered for ever.
+#[tokio::test]
+async fn an_endless_header_or_preamble_in_big_chunks_is_refused_within_a_bound() {
+    use futures::StreamExt as _;
+    let env = in_process().await;
+    for chunk in [MIB, 4 * MIB] {
+        let head = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\nX-Big: "
+        )
+        .into_bytes();
+        let mut first = head.clone();
+        first.resize(chunk, b'a');
+        let header =
+            futures::stream::iter([first]).chain(futures::stream::repeat_with(move || vec![b'a'; chunk]));
+        let preamble = futures::stream::repeat_with(move || vec![b'p'; chunk]);
+        let bodies: [futures::stream::BoxStream<'static, Vec<u8>>; 2] =
+            [Box::pin(header), Box::pin(preamble)];
+        for (what, body) in ["header", "preamble"].into_iter().zip(bodies) {
+            let (status, json, pulled) = post_chunks(&env, body).await;
+            assert_eq!(
+                (status, json["error"]["code"].as_str()),
+                (431, Some("part_headers_too_large")),
+                "an endless {what} in chunks of {chunk} bytes: {json}"
+            );
+            // The guard's own bound (about 1 MiB, the slack past field
+            // data plus a poll's read-ahead) and one chunk crossing it,
+            // then the drain: 8 MiB and the chunk crossing it.
+            let bound = (2 * MIB + chunk + 8 * MIB + chunk) as u64;
+            assert!(
+                pulled <= bound,
+                "an endless {what} in chunks of {chunk}: pulled {pulled} bytes, bound {bound}"
+            );
+        }
+    }
+}
