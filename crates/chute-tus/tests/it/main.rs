@@ -7,10 +7,10 @@ mod append;
 /// A real single-node Garage (shared with chute-store's tests).
 #[path = "../../../chute-store/tests/it/garage.rs"]
 mod garage;
-/// The store lease: one holder across instances, expiry, renewal, loss.
-mod lease;
 /// Uploads stored in place over the fs store's appendable uploads.
 mod in_place;
+/// The store lease: one holder across instances, expiry, renewal, loss.
+mod lease;
 /// Offsets from metadata alone.
 mod peek;
 
