@@ -90,11 +90,20 @@ impl AppendableUploads for FsBucket {
         let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
         let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
             let mut file = file;
-            file.seek(SeekFrom::Start(offset))?;
-            while let Some(buf) = rx.blocking_recv() {
-                file.write_all(&buf)?;
+            let mut write = || -> io::Result<()> {
+                file.seek(SeekFrom::Start(offset))?;
+                while let Some(buf) = rx.blocking_recv() {
+                    file.write_all(&buf)?;
+                }
+                file.sync_data()
+            };
+            let result = write();
+            if result.is_err() {
+                // Nothing past `offset` counts after a failed append: give
+                // its space back now (a full disk frees what it took).
+                let _ = file.set_len(offset);
             }
-            file.sync_data()
+            result
         });
         let mut written = 0u64;
         let mut pending = BytesMut::new();
