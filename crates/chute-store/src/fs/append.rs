@@ -21,24 +21,18 @@
 //!   (the reaper, `DELETE`) removes the directory with its file, and
 //!   `FsStore::open` keeps the file as it keeps parts.
 
-use super::file::{WRITE_CHUNK, blocking, place, sync_dir, sync_dir_if_present, trailer};
+use super::file::{blocking, place, sync_dir, sync_dir_if_present, trailer, write_body};
 use super::path::object_rel_path;
 use super::{FsBucket, commit_error, not_found};
 use crate::{AppendableUploads, ByteStream, ObjectMeta, StoreError, StoreResult};
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
 use chute_core::ObjectKey;
-use futures::StreamExt as _;
 use std::fs::File;
 use std::io::{self, Seek as _, SeekFrom, Write as _};
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
 
 /// The staging file's name in the upload directory.
 pub(crate) const APPEND_FILE: &str = "append";
-
-/// Writes queued between the reading task and the writer thread.
-const WRITE_QUEUE: usize = 4;
 
 fn no_such_upload(upload_id: &str) -> StoreError {
     StoreError::NoSuchUpload {
@@ -53,7 +47,7 @@ impl AppendableUploads for FsBucket {
         key: &ObjectKey,
         upload_id: &str,
         offset: u64,
-        mut body: ByteStream,
+        body: ByteStream,
     ) -> StoreResult<u64> {
         let (dir, upload) = self.load_upload(key, upload_id).await?;
         if upload.checksum_algorithm.is_some() {
@@ -62,9 +56,9 @@ impl AppendableUploads for FsBucket {
             ));
         }
         let id = upload_id.to_owned();
-        let file = blocking(move || {
+        let (file, writer) = blocking(move || {
             let path = dir.join(APPEND_FILE);
-            let (file, created) = match File::options().write(true).create_new(true).open(&path) {
+            let (mut file, created) = match File::options().write(true).create_new(true).open(&path) {
                 Ok(f) => (f, true),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     (File::options().write(true).open(&path)?, false)
@@ -84,61 +78,27 @@ impl AppendableUploads for FsBucket {
             if len > offset {
                 file.set_len(offset)?;
             }
-            Ok(file)
+            file.seek(SeekFrom::Start(offset))?;
+            let writer = file.try_clone()?;
+            Ok((file, writer))
         })
         .await?;
-        let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-        let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let mut file = file;
-            let mut write = || -> io::Result<()> {
-                file.seek(SeekFrom::Start(offset))?;
-                while let Some(buf) = rx.blocking_recv() {
-                    file.write_all(&buf)?;
-                }
-                file.sync_data()
-            };
-            let result = write();
-            if result.is_err() {
+        let written = write_body(writer, body, |_| Ok(())).await;
+        blocking(move || {
+            let result = written.and_then(|n| {
+                file.sync_data()?;
+                Ok(offset + n)
+            });
+            if let Err(e) = &result
+                && !matches!(e, StoreError::Body(_))
+            {
                 // Nothing past `offset` counts after a failed append: give
                 // its space back now (a full disk frees what it took).
                 let _ = file.set_len(offset);
             }
             result
-        });
-        let mut written = 0u64;
-        let mut pending = BytesMut::new();
-        let mut failed = None;
-        while let Some(item) = body.next().await {
-            let chunk = match item {
-                Ok(c) => c,
-                Err(e) => {
-                    failed = Some(StoreError::Body(e));
-                    break;
-                }
-            };
-            written += chunk.len() as u64;
-            let out = if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
-                Some(chunk)
-            } else {
-                pending.extend_from_slice(&chunk);
-                (pending.len() >= WRITE_CHUNK).then(|| pending.split().freeze())
-            };
-            if let Some(out) = out
-                && tx.send(out).await.is_err()
-            {
-                break; // the writer failed; its error comes from the join below
-            }
-        }
-        if failed.is_none() && !pending.is_empty() {
-            let _ = tx.send(pending.split().freeze()).await;
-        }
-        drop(tx);
-        let done = writer.await.map_err(|e| StoreError::Io(io::Error::other(e)));
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        done??;
-        Ok(offset + written)
+        })
+        .await
     }
 
     async fn complete_append(&self, key: &ObjectKey, upload_id: &str, size: u64) -> StoreResult<ObjectMeta> {

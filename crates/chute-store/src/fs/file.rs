@@ -208,42 +208,64 @@ pub(crate) struct Streamed {
 /// `expected_len` bytes arrived.
 pub(crate) async fn stream_to_temp(
     tmp_dir: &Path,
-    mut body: ByteStream,
+    body: ByteStream,
     algorithms: &[ChecksumAlgorithm],
     expected_len: Option<u64>,
 ) -> StoreResult<Streamed> {
     let dir = tmp_dir.to_path_buf();
     let mut tmp = blocking(move || Ok(TempFile::create(&dir)?)).await?;
     let file = tmp.file()?.try_clone()?;
+    let mut hasher = Hasher::new(algorithms);
+    write_body(file, body, |chunk| {
+        hasher.update(chunk);
+        match expected_len {
+            Some(expected) if hasher.len() > expected => Err(StoreError::LengthMismatch {
+                expected,
+                received: hasher.len(),
+            }),
+            _ => Ok(()),
+        }
+    })
+    .await?;
+    let hash = hasher.finish();
+    tmp.set_data_len(hash.len);
+    Ok(Streamed { tmp, hash })
+}
+
+/// Writes `body` to `file` at its current position and returns how many
+/// bytes it wrote; does not sync. `inspect` sees each chunk before it is
+/// written and stops the body by failing. Small chunks are gathered into
+/// [`WRITE_CHUNK`]-sized writes on a blocking thread, so the caller's task
+/// reads the next ones meanwhile. On error some bytes may be in the file:
+/// the caller removes or cuts it. A body or `inspect` error wins over the
+/// writer's.
+pub(crate) async fn write_body(
+    mut file: File,
+    mut body: ByteStream,
+    mut inspect: impl FnMut(&Bytes) -> StoreResult<()>,
+) -> StoreResult<u64> {
     let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
-        let mut file = file;
         while let Some(buf) = rx.blocking_recv() {
             file.write_all(&buf)?;
         }
         Ok(())
     });
-    let mut hasher = Hasher::new(algorithms);
+    let mut written = 0u64;
     let mut pending = BytesMut::new();
     let mut failed: Option<StoreError> = None;
     while let Some(item) = body.next().await {
-        let chunk = match item {
+        let chunk = match item
+            .map_err(StoreError::Body)
+            .and_then(|c| inspect(&c).map(|()| c))
+        {
             Ok(c) => c,
             Err(e) => {
-                failed = Some(StoreError::Body(e));
+                failed = Some(e);
                 break;
             }
         };
-        hasher.update(&chunk);
-        if let Some(expected) = expected_len
-            && hasher.len() > expected
-        {
-            failed = Some(StoreError::LengthMismatch {
-                expected,
-                received: hasher.len(),
-            });
-            break;
-        }
+        written += chunk.len() as u64;
         let out = if pending.is_empty() && chunk.len() >= WRITE_CHUNK {
             Some(chunk)
         } else {
@@ -260,14 +282,12 @@ pub(crate) async fn stream_to_temp(
         let _ = tx.send(pending.split().freeze()).await;
     }
     drop(tx);
-    let written = writer.await.map_err(|e| StoreError::Io(io::Error::other(e)));
+    let done = writer.await.map_err(|e| StoreError::Io(io::Error::other(e)));
     if let Some(e) = failed {
         return Err(e);
     }
-    written??;
-    let hash = hasher.finish();
-    tmp.set_data_len(hash.len);
-    Ok(Streamed { tmp, hash })
+    done??;
+    Ok(written)
 }
 
 /// Reads the trailer of an object file: the data length and the JSON.
