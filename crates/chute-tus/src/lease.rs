@@ -59,7 +59,7 @@ pub const LOCK_DIR: &str = "lock/";
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
 /// The most markers one LIST reads; more means contention (never held).
-const LIST_MAX: usize = 1000;
+pub(crate) const LIST_MAX: usize = 1000;
 
 /// The first backoff between attempts; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
@@ -164,7 +164,8 @@ pub struct Lease {
     released: bool,
 }
 
-fn lock_dir(id: &str) -> String {
+/// The key prefix of upload `id`'s lock markers.
+pub(crate) fn lock_dir(id: &str) -> String {
     format!("{STATE_PREFIX}{id}/{LOCK_DIR}")
 }
 

@@ -471,10 +471,10 @@ impl TusStore {
         let locks = self
             .store
             .list(&chute_store::ListOptions {
-                prefix: format!("{STATE_PREFIX}{}/{}", info.id, crate::lease::LOCK_DIR),
+                prefix: crate::lease::lock_dir(&info.id),
                 delimiter: None,
                 start_after: None,
-                max_keys: 1000,
+                max_keys: crate::lease::LIST_MAX,
             })
             .await?;
         for marker in &locks.objects {
