@@ -25,7 +25,7 @@
 use crate::plan::PartPlan;
 use bytes::Bytes;
 use chute_core::ObjectKey;
-use chute_store::{ByteStream, MultipartStore, PutOptions, StoreError, StoreResult};
+use chute_store::{AppendableUploads, ByteStream, MultipartStore, PutOptions, StoreError, StoreResult};
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -340,10 +340,24 @@ impl TusStore {
             .await
     }
 
-    /// Whether an upload at `progress` is (or, with nothing committed in
-    /// parts, will be) stored in place.
-    pub(crate) fn in_place(&self, progress: &Progress) -> bool {
-        progress.partless() && self.store.appendable().is_some()
+    /// How an upload at `progress` stores its bytes: `Some` in place (it
+    /// has nothing in parts and the store can append), `None` in parts.
+    /// An upload begun in place over a store that cannot append (its
+    /// backend changed under it) is an error: its bytes are not here.
+    pub(crate) fn appendable_for(
+        &self,
+        info: &UploadInfo,
+        progress: &Progress,
+    ) -> StoreResult<Option<&dyn AppendableUploads>> {
+        match self.store.appendable() {
+            Some(app) if progress.partless() => Ok(Some(app)),
+            _ if progress.appended > 0 => Err(StoreError::Corrupt(format!(
+                "tus upload {} is stored in place, but this store cannot append: it was begun on \
+                 another storage backend; start the upload again",
+                info.id
+            ))),
+            _ => Ok(None),
+        }
     }
 
     /// Joins the committed parts and the tail into the object at
@@ -352,13 +366,13 @@ impl TusStore {
     /// upload is gone and the object has the expected size, that is it.
     pub async fn assemble(&self, info: &UploadInfo, progress: &Progress) -> StoreResult<u64> {
         let size = progress.offset(&info.plan);
-        let result = match self.store.appendable() {
-            Some(app) if self.in_place(progress) => app
+        let result = match self.appendable_for(info, progress) {
+            Ok(Some(app)) => app
                 .complete_append(&info.key, &info.multipart, size)
                 .await
                 .map(|_| ()),
-            _ if progress.appended > 0 => Err(crate::write::in_place_without_append(info)),
-            _ => self.join(info, progress).await,
+            Ok(None) => self.join(info, progress).await,
+            Err(e) => Err(e),
         };
         match result {
             Err(StoreError::NoSuchUpload { .. }) => match self.store.head(&info.key).await {

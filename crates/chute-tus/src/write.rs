@@ -106,13 +106,8 @@ impl TusStore {
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: std::fmt::Display,
     {
-        if let Some(app) = self.store().appendable()
-            && self.in_place(&progress)
-        {
+        if let Some(app) = self.appendable_for(info, &progress)? {
             return self.append_in_place(app, info, progress, body, opts).await;
-        }
-        if progress.appended > 0 {
-            return Err(WriteError::Store(in_place_without_append(info)));
         }
         let mut body = body;
         let mut parts = progress.parts;
@@ -363,16 +358,6 @@ impl TusStore {
         }
         Ok(())
     }
-}
-
-/// An upload stored in place over a store that cannot append (its
-/// backend changed under it).
-pub(crate) fn in_place_without_append(info: &UploadInfo) -> StoreError {
-    StoreError::Corrupt(format!(
-        "tus upload {} is stored in place, but this store cannot append: it was begun on \
-         another storage backend; start the upload again",
-        info.id
-    ))
 }
 
 /// An empty part buffer of `capacity` bytes (bounded: the tail is
