@@ -1,4 +1,4 @@
-use crate::support::{test_store, walk};
+use crate::support::{TestStore, test_store, walk};
 use chute_store::conformance::{body, body_chunked, key, pattern};
 use chute_store::fs::FsStore;
 use chute_store::{
@@ -14,6 +14,17 @@ async fn read_all(store: &dyn Store, k: &chute_store::ObjectKey) -> Vec<u8> {
 
 fn app(b: &chute_store::fs::FsBucket) -> &dyn AppendableUploads {
     b.appendable().expect("the fs store offers appendable uploads")
+}
+
+/// Begins an upload to `name` with default options: its key and id.
+async fn start(t: &TestStore, name: &str) -> (chute_store::ObjectKey, String) {
+    let k = key(name);
+    let up = t
+        .bucket
+        .create_multipart(&k, PutOptions::default())
+        .await
+        .unwrap();
+    (k, up.upload_id)
 }
 
 /// Nothing below `objects/` (no visible object, not even a partial one).
@@ -72,90 +83,61 @@ async fn appends_complete_into_one_object_with_an_opaque_etag() {
 #[tokio::test]
 async fn bytes_past_the_offset_are_cut_by_the_next_append_and_by_completion() {
     let t = test_store().await;
-    let k = key("cut.bin");
-    let up = t
-        .bucket
-        .create_multipart(&k, PutOptions::default())
-        .await
-        .unwrap();
+    let (k, id) = start(&t, "cut.bin").await;
     let a = app(&t.bucket);
     // 10 bytes acknowledged; then 5 more that nobody recorded (a PATCH
     // whose checksum failed, or a crash before its commit).
-    assert_eq!(
-        a.append(&k, &up.upload_id, 0, body(b"0123456789")).await.unwrap(),
-        10
-    );
-    assert_eq!(a.append(&k, &up.upload_id, 10, body(b"XXXXX")).await.unwrap(), 15);
+    assert_eq!(a.append(&k, &id, 0, body(b"0123456789")).await.unwrap(), 10);
+    assert_eq!(a.append(&k, &id, 10, body(b"XXXXX")).await.unwrap(), 15);
     // The next append starts again from the recorded offset.
-    assert_eq!(a.append(&k, &up.upload_id, 10, body(b"abc")).await.unwrap(), 13);
-    assert_eq!(
-        a.append(&k, &up.upload_id, 13, body(b"YYYYYYYY")).await.unwrap(),
-        21
-    );
+    assert_eq!(a.append(&k, &id, 10, body(b"abc")).await.unwrap(), 13);
+    assert_eq!(a.append(&k, &id, 13, body(b"YYYYYYYY")).await.unwrap(), 21);
     // Completion takes the recorded length only.
-    a.complete_append(&k, &up.upload_id, 13).await.unwrap();
+    a.complete_append(&k, &id, 13).await.unwrap();
     assert_eq!(read_all(&t.bucket, &k).await, b"0123456789abc");
 }
 
 #[tokio::test]
 async fn an_offset_past_the_stored_bytes_is_refused() {
     let t = test_store().await;
-    let k = key("short.bin");
-    let up = t
-        .bucket
-        .create_multipart(&k, PutOptions::default())
-        .await
-        .unwrap();
+    let (k, id) = start(&t, "short.bin").await;
     let a = app(&t.bucket);
-    a.append(&k, &up.upload_id, 0, body(b"abc")).await.unwrap();
-    let err = a.append(&k, &up.upload_id, 4, body(b"d")).await.unwrap_err();
+    a.append(&k, &id, 0, body(b"abc")).await.unwrap();
+    let err = a.append(&k, &id, 4, body(b"d")).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
-    let err = a.complete_append(&k, &up.upload_id, 5).await.unwrap_err();
+    let err = a.complete_append(&k, &id, 5).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     no_objects(t.root());
     // Still whole: the upload carries on from what it holds.
-    a.append(&k, &up.upload_id, 3, body(b"d")).await.unwrap();
-    a.complete_append(&k, &up.upload_id, 4).await.unwrap();
+    a.append(&k, &id, 3, body(b"d")).await.unwrap();
+    a.complete_append(&k, &id, 4).await.unwrap();
     assert_eq!(read_all(&t.bucket, &k).await, b"abcd");
 }
 
 #[tokio::test]
 async fn a_broken_body_is_an_error_and_nothing_becomes_visible() {
     let t = test_store().await;
-    let k = key("broken.bin");
-    let up = t
-        .bucket
-        .create_multipart(&k, PutOptions::default())
-        .await
-        .unwrap();
+    let (k, id) = start(&t, "broken.bin").await;
     let a = app(&t.bucket);
-    a.append(&k, &up.upload_id, 0, body(b"good")).await.unwrap();
+    a.append(&k, &id, 0, body(b"good")).await.unwrap();
     let broken = futures::stream::iter(vec![
         Ok(bytes::Bytes::from_static(b"more")),
         Err(std::io::Error::other("connection reset")),
     ])
     .boxed();
-    let err = a.append(&k, &up.upload_id, 4, broken).await.unwrap_err();
+    let err = a.append(&k, &id, 4, broken).await.unwrap_err();
     assert!(matches!(err, StoreError::Body(_)), "{err:?}");
     no_objects(t.root());
-    a.append(&k, &up.upload_id, 4, body(b"!")).await.unwrap();
-    a.complete_append(&k, &up.upload_id, 5).await.unwrap();
+    a.append(&k, &id, 4, body(b"!")).await.unwrap();
+    a.complete_append(&k, &id, 5).await.unwrap();
     assert_eq!(read_all(&t.bucket, &k).await, b"good!");
 }
 
 #[tokio::test]
 async fn an_empty_upload_completes_to_an_empty_object() {
     let t = test_store().await;
-    let k = key("empty.bin");
-    let up = t
-        .bucket
-        .create_multipart(&k, PutOptions::default())
-        .await
-        .unwrap();
-    let meta = app(&t.bucket)
-        .complete_append(&k, &up.upload_id, 0)
-        .await
-        .unwrap();
+    let (k, id) = start(&t, "empty.bin").await;
+    let meta = app(&t.bucket).complete_append(&k, &id, 0).await.unwrap();
     assert_eq!(meta.size, 0);
     assert_eq!(read_all(&t.bucket, &k).await, b"");
 }
@@ -163,38 +145,28 @@ async fn an_empty_upload_completes_to_an_empty_object() {
 #[tokio::test]
 async fn completion_replaces_an_object_atomically() {
     let t = test_store().await;
-    let k = key("replace.bin");
+    let (k, id) = start(&t, "replace.bin").await;
     t.bucket
         .put(&k, body(b"old"), PutOptions::default())
         .await
         .unwrap();
-    let up = t
-        .bucket
-        .create_multipart(&k, PutOptions::default())
-        .await
-        .unwrap();
     let a = app(&t.bucket);
-    a.append(&k, &up.upload_id, 0, body(b"new bytes")).await.unwrap();
+    a.append(&k, &id, 0, body(b"new bytes")).await.unwrap();
     assert_eq!(
         read_all(&t.bucket, &k).await,
         b"old",
         "the old object until completion"
     );
-    a.complete_append(&k, &up.upload_id, 9).await.unwrap();
+    a.complete_append(&k, &id, 9).await.unwrap();
     assert_eq!(read_all(&t.bucket, &k).await, b"new bytes");
 }
 
 #[tokio::test]
 async fn open_keeps_the_staging_file_and_the_upload_carries_on() {
     let t = test_store().await;
-    let k = key("crash.bin");
-    let up = t
-        .bucket
-        .create_multipart(&k, PutOptions::default())
-        .await
-        .unwrap();
+    let (k, id) = start(&t, "crash.bin").await;
     app(&t.bucket)
-        .append(&k, &up.upload_id, 0, body(b"before the crash"))
+        .append(&k, &id, 0, body(b"before the crash"))
         .await
         .unwrap();
     let root = t.root().to_path_buf();
@@ -206,38 +178,30 @@ async fn open_keeps_the_staging_file_and_the_upload_carries_on() {
         .unwrap();
     assert_eq!(bucket.list_multipart_uploads("").await.unwrap().len(), 1);
     let a = app(&bucket);
-    assert_eq!(
-        a.append(&k, &up.upload_id, 16, body(b", after")).await.unwrap(),
-        23
-    );
-    a.complete_append(&k, &up.upload_id, 23).await.unwrap();
+    assert_eq!(a.append(&k, &id, 16, body(b", after")).await.unwrap(), 23);
+    a.complete_append(&k, &id, 23).await.unwrap();
     assert_eq!(read_all(&bucket, &k).await, b"before the crash, after");
 }
 
 #[tokio::test]
 async fn a_completion_cut_short_after_the_rename_is_recognised() {
     let t = test_store().await;
-    let k = key("renamed.bin");
-    let up = t
-        .bucket
-        .create_multipart(&k, PutOptions::default())
-        .await
-        .unwrap();
+    let (k, id) = start(&t, "renamed.bin").await;
     let a = app(&t.bucket);
-    a.append(&k, &up.upload_id, 0, body(b"all of it")).await.unwrap();
-    a.complete_append(&k, &up.upload_id, 9).await.unwrap();
+    a.append(&k, &id, 0, body(b"all of it")).await.unwrap();
+    a.complete_append(&k, &id, 9).await.unwrap();
     // A crash between the rename and the removal of the upload directory
     // leaves `upload.json` without the staging file.
-    let dir = t.root().join("buckets/test-bucket/uploads").join(&up.upload_id);
+    let dir = t.root().join("buckets/test-bucket/uploads").join(&id);
     std::fs::create_dir(&dir).unwrap();
     let upload_json = serde_json::json!({
         "key": "renamed.bin",
-        "upload_id": up.upload_id,
+        "upload_id": id,
         "initiated": "2026-01-01T00:00:00Z",
     });
     std::fs::write(dir.join("upload.json"), upload_json.to_string()).unwrap();
     assert_eq!(t.bucket.list_multipart_uploads("").await.unwrap().len(), 1);
-    let err = a.complete_append(&k, &up.upload_id, 9).await.unwrap_err();
+    let err = a.complete_append(&k, &id, 9).await.unwrap_err();
     assert!(matches!(err, StoreError::NoSuchUpload { .. }), "{err:?}");
     assert!(!dir.exists(), "the leftover directory is removed");
     assert_eq!(read_all(&t.bucket, &k).await, b"all of it", "the object stays");
@@ -246,16 +210,9 @@ async fn a_completion_cut_short_after_the_rename_is_recognised() {
 #[tokio::test]
 async fn abort_removes_the_staging_file_and_nothing_is_visible() {
     let t = test_store().await;
-    let k = key("abandoned.bin");
-    let up = t
-        .bucket
-        .create_multipart(&k, PutOptions::default())
-        .await
-        .unwrap();
+    let (k, id) = start(&t, "abandoned.bin").await;
     let a = app(&t.bucket);
-    a.append(&k, &up.upload_id, 0, body(&pattern(100_000, 3)))
-        .await
-        .unwrap();
+    a.append(&k, &id, 0, body(&pattern(100_000, 3))).await.unwrap();
     // What the reaper does with an abandoned upload.
     let listed = t.bucket.list_multipart_uploads("").await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -263,12 +220,9 @@ async fn abort_removes_the_staging_file_and_nothing_is_visible() {
     assert!(walk(&t.root().join("buckets/test-bucket/uploads")).is_empty());
     assert_eq!(std::fs::read_dir(t.root().join("tmp")).unwrap().count(), 0);
     no_objects(t.root());
-    let err = a
-        .append(&k, &up.upload_id, 100_000, body(b"late"))
-        .await
-        .unwrap_err();
+    let err = a.append(&k, &id, 100_000, body(b"late")).await.unwrap_err();
     assert!(matches!(err, StoreError::NoSuchUpload { .. }), "{err:?}");
-    let err = a.complete_append(&k, &up.upload_id, 100_000).await.unwrap_err();
+    let err = a.complete_append(&k, &id, 100_000).await.unwrap_err();
     assert!(matches!(err, StoreError::NoSuchUpload { .. }), "{err:?}");
     no_objects(t.root());
 }
@@ -292,15 +246,10 @@ async fn an_upload_that_stores_a_checksum_cannot_append() {
 #[tokio::test]
 async fn another_key_or_an_unknown_upload_is_no_such_upload() {
     let t = test_store().await;
-    let k = key("mine.bin");
-    let up = t
-        .bucket
-        .create_multipart(&k, PutOptions::default())
-        .await
-        .unwrap();
+    let (k, id) = start(&t, "mine.bin").await;
     let a = app(&t.bucket);
     for (key, id) in [
-        (key("other.bin"), up.upload_id.as_str()),
+        (key("other.bin"), id.as_str()),
         (k.clone(), "0123456789abcdef0123456789abcdef"),
     ] {
         let err = a.append(&key, id, 0, body(b"x")).await.unwrap_err();
