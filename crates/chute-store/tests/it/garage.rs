@@ -1,7 +1,8 @@
 //! A real Garage for the S3 backend's tests: [`shared`] starts one
 //! single-node Garage per test process (sqlite metadata, replication
 //! factor 1, loopback ports) from the cached binary, and [`Garage::bucket`]
-//! gives each test a fresh bucket and an [`S3StoreConfig`] for it. The
+//! gives each test a fresh bucket and an [`S3StoreConfig`] for it
+//! ([`shared_bucket`] does both from async code). The
 //! process is killed when the last test holding it drops it, and by a
 //! watchdog if the test process dies first.
 //!
@@ -53,6 +54,20 @@ pub fn shared() -> Arc<Garage> {
     let g = Arc::new(Garage::start());
     *slot = Arc::downgrade(&g);
     g
+}
+
+/// The Garage of this test process and a fresh bucket `<prefix>-<random>`
+/// in it, from async code (both steps block: they run off the runtime).
+pub async fn shared_bucket(prefix: &str) -> (Arc<Garage>, S3StoreConfig) {
+    let g = tokio::task::spawn_blocking(shared).await.unwrap();
+    let config = {
+        let g = g.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || g.bucket(&prefix))
+            .await
+            .unwrap()
+    };
+    (g, config)
 }
 
 /// Three distinct free loopback ports: all bound at once, so the kernel

@@ -17,14 +17,7 @@ const MIB: usize = 1 << 20;
 
 /// A fresh bucket on the shared Garage, opened with `tuning`.
 async fn store_with(prefix: &str, tuning: S3Tuning) -> (Arc<garage::Garage>, S3Store) {
-    let g = tokio::task::spawn_blocking(garage::shared).await.unwrap();
-    let config = {
-        let g = g.clone();
-        let prefix = prefix.to_owned();
-        tokio::task::spawn_blocking(move || g.bucket(&prefix))
-            .await
-            .unwrap()
-    };
+    let (g, config) = garage::shared_bucket(prefix).await;
     let store = S3Store::connect_with(config, tuning)
         .await
         .unwrap_or_else(|e| panic!("connecting to Garage failed: {e}"));
@@ -410,13 +403,7 @@ async fn copies_above_the_limit_go_part_by_part() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_give_a_clear_error() {
-    let g = tokio::task::spawn_blocking(garage::shared).await.unwrap();
-    let config = {
-        let g = g.clone();
-        tokio::task::spawn_blocking(move || g.bucket("creds"))
-            .await
-            .unwrap()
-    };
+    let (_g, config) = garage::shared_bucket("creds").await;
     let mut wrong_secret = config.clone();
     wrong_secret.credentials.secret_key = "0".repeat(64);
     let err = S3Store::connect(wrong_secret).await.unwrap_err();

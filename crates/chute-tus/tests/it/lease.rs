@@ -320,19 +320,12 @@ mod fs {
 }
 
 mod garage {
-    use crate::garage::{Garage, shared};
+    use crate::garage::{Garage, shared_bucket};
     use chute_store::s3::S3Store;
     use std::sync::Arc;
 
     async fn store(prefix: &str) -> (Arc<Garage>, Arc<dyn chute_store::MultipartStore>) {
-        let g = tokio::task::spawn_blocking(shared).await.unwrap();
-        let config = {
-            let g = g.clone();
-            let prefix = prefix.to_owned();
-            tokio::task::spawn_blocking(move || g.bucket(&prefix))
-                .await
-                .unwrap()
-        };
+        let (g, config) = shared_bucket(prefix).await;
         let store = S3Store::connect(config)
             .await
             .unwrap_or_else(|e| panic!("connecting to Garage failed: {e}"));
