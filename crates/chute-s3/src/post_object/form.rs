@@ -2,16 +2,13 @@
 //! precede the file part within a byte cap and hands the file part on as
 //! a [`FilePart`]. multer buffers a part's headers until their blank
 //! line, and anything before the first boundary, without bound, so a
-//! [`BodyCap`] also bounds the body bytes pulled before the file part
+//! [`FormGuard`] also bounds the body bytes pulled before the file part
 //! beyond the fields' own.
 
-use super::{ByteBudget, LimitedField, PostObjectError};
+use super::guard::{FormGuard, Refused};
+use super::{LimitedField, PostObjectError};
 use bytes::Bytes;
 use futures::Stream;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
 /// The most body bytes pulled from the socket in one poll: multer reads
 /// ahead while data is ready, so without this a fast client could fill
@@ -34,7 +31,7 @@ pub struct FormLimits {
     /// The most bytes the fields before the file part may take: names,
     /// values and [`FIELD_OVERHEAD`] for each field.
     pub max_fields_bytes: usize,
-    /// The most body bytes pulled in one poll ([`ByteBudget`]).
+    /// The most body bytes pulled in one poll ([`super::ByteBudget`]).
     pub poll_budget: usize,
     /// Body bytes allowed before the file part beyond the fields' own:
     /// the preamble, boundaries and part headers ([`FORM_OVERHEAD`]).
@@ -53,86 +50,13 @@ impl FormLimits {
     }
 }
 
-/// The body stream multer reads: the request body under a [`ByteBudget`]
-/// and a [`BodyCap`].
-type FormBody = BodyCap<ByteBudget<futures::stream::BoxStream<'static, Result<Bytes, BoxError>>>>;
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What [`BodyCap`] fails the body with once a drain has read its limit.
-#[derive(Debug, thiserror::Error)]
-#[error("the form sent more than {0} bytes after it was refused")]
-struct DrainExceeded(u64);
-
-/// The counters a [`BodyCap`] shares with its [`FormReader`].
-#[derive(Debug)]
-struct CapState {
-    /// Body bytes pulled so far.
-    pulled: AtomicU64,
-    /// What the form has spent on field names and values (as the fields
-    /// cap counts them): bytes multer has handed out.
-    credit: AtomicU64,
-    /// Bytes allowed beyond `credit`: [`FormLimits::overhead`] plus one
-    /// poll budget; `u64::MAX` once the file part streams.
-    allowance: AtomicU64,
-    /// Set when the cap refused a poll (no waker registered).
-    blocked: AtomicBool,
-    /// While draining: fail the body past this many bytes pulled.
-    drain_end: AtomicU64,
-}
-
-/// Stops pulling the body once more than `credit + allowance` bytes were
-/// pulled: multer pulls whatever is ready on every poll, and buffers a
-/// part's headers until their blank line, and anything before the first
-/// boundary, without bound. The refusal is a `Pending` with no waker: the
-/// [`FormReader`] polling multer sees it at once ([`step`]);
-/// if multer can still make progress from what it holds it goes on, and
-/// if it is waiting for bytes the form has spent too much outside field
-/// data and is refused. Lifted while the file part streams (multer hands
-/// file bytes out as they arrive, keeping a boundary's length at most).
-struct BodyCap<S> {
-    inner: S,
-    state: Arc<CapState>,
-}
-
-impl<S> Stream for BodyCap<S>
-where
-    S: Stream<Item = Result<Bytes, BoxError>> + Unpin,
-{
-    type Item = Result<Bytes, BoxError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let state = &self.state;
-        let pulled = state.pulled.load(Ordering::Relaxed);
-        let drain_end = state.drain_end.load(Ordering::Relaxed);
-        if pulled > drain_end {
-            return Poll::Ready(Some(Err(Box::new(DrainExceeded(drain_end)))));
-        }
-        let allowed = state
-            .credit
-            .load(Ordering::Relaxed)
-            .saturating_add(state.allowance.load(Ordering::Relaxed));
-        if pulled > allowed && drain_end == u64::MAX {
-            state.blocked.store(true, Ordering::Relaxed);
-            return Poll::Pending;
-        }
-        let polled = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(chunk))) = &polled {
-            self.state.pulled.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-/// The form spent more than its allowance outside field data.
-struct Refused;
-
 /// A POST Object body read as the route reads it: multer over the body
-/// under a [`ByteBudget`]. Public so that tests and the fuzz targets
+/// under a [`FormGuard`]. Public so that tests and the fuzz targets
 /// (`fuzz/`) drive the same reader as the route.
 pub struct FormReader {
     multipart: multer::Multipart<'static>,
     limits: FormLimits,
-    cap: Arc<CapState>,
+    guard: FormGuard,
 }
 
 impl std::fmt::Debug for FormReader {
@@ -170,25 +94,16 @@ impl FormReader {
     pub fn new<S, E>(body: S, boundary: impl Into<String>, limits: FormLimits) -> Self
     where
         S: Stream<Item = Result<Bytes, E>> + Send + 'static,
-        E: Into<BoxError> + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
-        use futures::StreamExt as _;
-        let allowance = limits.overhead.saturating_add(limits.poll_budget);
-        let cap = Arc::new(CapState {
-            pulled: AtomicU64::new(0),
-            credit: AtomicU64::new(0),
-            allowance: AtomicU64::new(allowance as u64),
-            blocked: AtomicBool::new(false),
-            drain_end: AtomicU64::new(u64::MAX),
-        });
-        let body: FormBody = BodyCap {
-            inner: ByteBudget::new(body.map(|r| r.map_err(Into::into)).boxed(), limits.poll_budget),
-            state: Arc::clone(&cap),
-        };
+        // Beyond the fields' own bytes: the overhead, and one poll's
+        // read-ahead.
+        let allowance = limits.overhead.saturating_add(limits.poll_budget) as u64;
+        let (guard, body) = FormGuard::new(body, limits.poll_budget, allowance);
         Self {
             multipart: multer::Multipart::new(body, boundary),
             limits,
-            cap,
+            guard,
         }
     }
 
@@ -201,11 +116,11 @@ impl FormReader {
         let too_large = || PostObjectError::FieldsTooLarge {
             max: max_fields_bytes,
         };
-        let state = Arc::clone(&self.cap);
+        let guard = &self.guard;
         let mut fields = Vec::new();
         let mut used = 0usize;
         loop {
-            let next = step(&state, self.multipart.next_field()).await;
+            let next = guard.step(self.multipart.next_field()).await;
             let Some(mut field) = next.map_err(|Refused| too_large())?.map_err(malformed)? else {
                 break;
             };
@@ -213,22 +128,23 @@ impl FormReader {
             if name.eq_ignore_ascii_case("file") {
                 // The file streams through: multer hands its bytes out as
                 // they arrive (keeping at most a boundary's length).
-                state.allowance.store(u64::MAX, Ordering::Relaxed);
+                guard.lift();
                 return Ok((fields, FilePart(field)));
             }
             used = used.saturating_add(FIELD_OVERHEAD + name.len());
-            state.credit.store(used as u64, Ordering::Relaxed);
+            guard.credit((FIELD_OVERHEAD + name.len()) as u64);
             if used > max_fields_bytes {
                 return Err(too_large());
             }
             let mut value = Vec::new();
-            while let Some(chunk) = step(&state, field.chunk())
+            while let Some(chunk) = guard
+                .step(field.chunk())
                 .await
                 .map_err(|Refused| too_large())?
                 .map_err(malformed)?
             {
                 used = used.saturating_add(chunk.len());
-                state.credit.store(used as u64, Ordering::Relaxed);
+                guard.credit(chunk.len() as u64);
                 if used > max_fields_bytes {
                     return Err(too_large());
                 }
@@ -241,39 +157,17 @@ impl FormReader {
         Err(PostObjectError::MissingFile)
     }
 
-    /// Reads and drops what is left of a refused form, up to
-    /// [`DRAIN_LIMIT`] bytes or [`DRAIN_TIME`]. A server that answers and
-    /// closes with request bytes unread makes the kernel reset the
-    /// connection, and a client still sending (a browser, fetch) then
-    /// sees a network error instead of S3's XML error. Past the bounds
-    /// the connection is closed anyway.
+    /// Reads and drops a bounded remainder of a refused form
+    /// ([`super::drain`]), so a client still sending reads S3's XML
+    /// error instead of a connection reset.
     pub async fn drain(&mut self) {
-        let pulled = self.cap.pulled.load(Ordering::Relaxed);
-        self.cap
-            .drain_end
-            .store(pulled.saturating_add(DRAIN_LIMIT), Ordering::Relaxed);
-        drain(&mut self.multipart).await;
+        self.guard.drain().await;
     }
 
     /// The body bytes pulled so far (for tests and the fuzz targets).
     pub fn pulled(&self) -> u64 {
-        self.cap.pulled.load(Ordering::Relaxed)
+        self.guard.pulled()
     }
-}
-
-/// Polls one multer step; `Err(Refused)` when multer waits for bytes the
-/// [`BodyCap`] refused to pull (so nothing would ever wake it).
-async fn step<F: std::future::Future>(state: &CapState, fut: F) -> Result<F::Output, Refused> {
-    let mut fut = std::pin::pin!(fut);
-    futures::future::poll_fn(|cx| {
-        state.blocked.store(false, Ordering::Relaxed);
-        match fut.as_mut().poll(cx) {
-            Poll::Ready(out) => Poll::Ready(Ok(out)),
-            Poll::Pending if state.blocked.load(Ordering::Relaxed) => Poll::Ready(Err(Refused)),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
 }
 
 fn malformed(err: multer::Error) -> PostObjectError {
@@ -283,36 +177,16 @@ fn malformed(err: multer::Error) -> PostObjectError {
     PostObjectError::Malformed(err.to_string())
 }
 
-/// How much of a refused form's remainder is read before the answer.
-pub const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
-/// How long reading a refused form's remainder may take.
-pub const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// [`FormReader::drain`].
-async fn drain(multipart: &mut multer::Multipart<'_>) {
-    let drained = async {
-        let mut seen = 0u64;
-        while let Ok(Some(mut field)) = multipart.next_field().await {
-            while let Ok(Some(chunk)) = field.chunk().await {
-                seen += chunk.len() as u64;
-                if seen > DRAIN_LIMIT {
-                    return;
-                }
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::DRAIN_LIMIT;
     use super::*;
     use bytes::Bytes;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// A form of `fields` fields of `size` bytes each, counting what is pulled.
-    fn counted_form(fields: usize, size: usize) -> (multer::Multipart<'static>, Arc<AtomicU64>) {
+    /// A form of `fields` fields of `size` bytes each.
+    fn form_of(fields: usize, size: usize) -> Vec<u8> {
         let mut body = Vec::new();
         for i in 0..fields {
             body.extend_from_slice(
@@ -322,6 +196,12 @@ mod tests {
             body.extend_from_slice(b"\r\n");
         }
         body.extend_from_slice(b"--B--\r\n");
+        body
+    }
+
+    /// `body` in 64 KiB chunks through a [`FormReader`] with a fields cap
+    /// of `max_fields_bytes`, and the count of body bytes pulled.
+    fn counted_reader(body: Vec<u8>, max_fields_bytes: usize) -> (FormReader, Arc<AtomicU64>) {
         let pulled = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&pulled);
         let chunks: Vec<Result<Bytes, std::io::Error>> = body
@@ -333,19 +213,22 @@ mod tests {
                 counter.fetch_add(c.len() as u64, Ordering::Relaxed);
             }
         });
-        // As in production: multer reads ahead while data is ready.
-        let budgeted = super::super::ByteBudget::new(stream, POLL_BUDGET);
-        (multer::Multipart::new(budgeted, "B"), pulled)
+        let reader = FormReader::new(stream, "B", FormLimits::new(max_fields_bytes));
+        (reader, pulled)
     }
 
     use futures::StreamExt as _;
 
     #[tokio::test]
     async fn drain_reads_a_refused_remainder_to_its_end() {
-        let (mut form, pulled) = counted_form(3, 1 << 20);
-        let first = form.next_field().await.unwrap().unwrap();
-        drop(first); // refused while reading the first field
-        drain(&mut form).await;
+        let (mut reader, pulled) = counted_reader(form_of(3, 1 << 20), 1024);
+        // Refused while reading the first field.
+        let read = reader.read_fields().await;
+        assert!(
+            matches!(read, Err(PostObjectError::FieldsTooLarge { .. })),
+            "{read:?}"
+        );
+        reader.drain().await;
         assert!(
             pulled.load(Ordering::Relaxed) >= 3 << 20,
             "the whole remainder was read"
@@ -354,8 +237,13 @@ mod tests {
 
     #[tokio::test]
     async fn drain_stops_at_its_byte_limit() {
-        let (mut form, pulled) = counted_form(40, 1 << 20);
-        drain(&mut form).await;
+        let (mut reader, pulled) = counted_reader(form_of(40, 1 << 20), 1024);
+        let read = reader.read_fields().await;
+        assert!(
+            matches!(read, Err(PostObjectError::FieldsTooLarge { .. })),
+            "{read:?}"
+        );
+        reader.drain().await;
         let read = pulled.load(Ordering::Relaxed);
         assert!(
             read > DRAIN_LIMIT && read < DRAIN_LIMIT + (3 << 20),
@@ -366,18 +254,7 @@ mod tests {
     /// `body` in 64 KiB chunks through a [`FormReader`], counting what is
     /// pulled: the fields' result and the bytes pulled by then.
     async fn read_counted(body: Vec<u8>, max_fields_bytes: usize) -> (Result<usize, PostObjectError>, u64) {
-        let pulled = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&pulled);
-        let chunks: Vec<Result<Bytes, std::io::Error>> = body
-            .chunks(64 * 1024)
-            .map(|c| Ok(Bytes::copy_from_slice(c)))
-            .collect();
-        let stream = futures::stream::iter(chunks).inspect(move |c| {
-            if let Ok(c) = c {
-                counter.fetch_add(c.len() as u64, Ordering::Relaxed);
-            }
-        });
-        let mut reader = FormReader::new(stream, "B", FormLimits::new(max_fields_bytes));
+        let (mut reader, pulled) = counted_reader(body, max_fields_bytes);
         let read = reader.read_fields().await.map(|(fields, _)| fields.len());
         (read, pulled.load(Ordering::Relaxed))
     }

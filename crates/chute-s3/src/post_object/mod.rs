@@ -11,13 +11,13 @@
 
 mod error;
 mod form;
+mod guard;
 mod limits;
 mod response;
 
 pub use error::PostObjectError;
-pub use form::{
-    DRAIN_LIMIT, DRAIN_TIME, FIELD_OVERHEAD, FORM_OVERHEAD, FilePart, FormLimits, FormReader, POLL_BUDGET,
-};
+pub use form::{FIELD_OVERHEAD, FORM_OVERHEAD, FilePart, FormLimits, FormReader, POLL_BUDGET};
+pub use guard::{DRAIN_LIMIT, DRAIN_TIME, FormGuard, GuardedBody, Refused, drain};
 pub use limits::{ByteBudget, LimitedField, SizeLimitBreach};
 
 use crate::S3Context;

@@ -1,11 +1,11 @@
 //! `POST /api/stream`: a `multipart/form-data` form of files and plain
-//! fields, parsed by multer over a [`ByteBudget`] body (multer reads
-//! ahead while data is ready) and an [`OverheadGuard`] (multer buffers a
-//! part's headers, and anything before the first boundary, without
-//! bound: the guard stops pulling the body past an allowance, and the
-//! form is refused only if multer then waits for bytes, see [`step`]). A
-//! part with a `filename` is a file; the others are fields, answered
-//! back in `fields`.
+//! fields, parsed by multer over a body under a [`FormGuard`] (shared
+//! with POST Object: multer reads ahead while data is ready, and buffers
+//! a part's headers, and anything before the first boundary, without
+//! bound; the guard stops pulling the body past the form's credit plus
+//! an allowance, and the form is refused only if multer then waits for
+//! bytes, see [`step`]). A part with a `filename` is a file; the others
+//! are fields, answered back in `fields`.
 
 use super::pending::Pending;
 use super::{StreamResponse, body_failed};
@@ -19,14 +19,9 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use chute_core::Grant;
-use chute_s3::post_object::ByteBudget;
-use futures::{Stream, StreamExt as _};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use chute_s3::post_object::{FormGuard, Refused};
+use futures::StreamExt as _;
 
 /// The most body bytes pulled from the socket in one poll.
 const POLL_BUDGET: usize = 256 * 1024;
@@ -43,42 +38,26 @@ pub(super) async fn post_form(State(state): State<AppState>, req: Request) -> Re
         Ok(begun) => begun,
         Err(e) => return Err(super::refuse_unread(&parts.headers, body, e).await),
     };
-    let credit = Arc::new(AtomicU64::new(0));
-    let blocked = Arc::new(AtomicBool::new(false));
     let body = Body::new(PacedBody::new(
         body,
         state.stream.settings.body_idle_timeout,
         MIN_BODY_RATE,
     ))
-    .into_data_stream();
-    let shared = Arc::new(Mutex::new(Some(ByteBudget::new(body, POLL_BUDGET))));
-    let guarded = OverheadGuard {
-        inner: Arc::clone(&shared),
-        pulled: 0,
-        credit: Arc::clone(&credit),
-        blocked: Arc::clone(&blocked),
-    };
-    let mut multipart = multer::Multipart::new(guarded, boundary.clone());
+    .into_data_stream()
+    .map(|r| r.map_err(axum::Error::into_inner));
+    let (guard, body) = FormGuard::new(body, POLL_BUDGET, PART_OVERHEAD + READ_AHEAD);
+    let mut multipart = multer::Multipart::new(body, boundary.clone());
     let mut pending = Pending::new(state.lifecycle.clone(), state.stream.clone());
     let mut fields = std::collections::BTreeMap::new();
-    let allowance = Allowance {
-        credit: &credit,
-        blocked: &blocked,
+    let form = Form {
+        guard: &guard,
         boundary_len: boundary.len() as u64,
     };
-    let read = read_form(
-        &state,
-        grant,
-        &mut multipart,
-        &mut pending,
-        allowance,
-        &mut fields,
-    )
-    .await;
+    let read = read_form(&state, grant, &mut multipart, &mut pending, form, &mut fields).await;
     if let Err(e) = read {
         pending.undo(&e).await;
         drop(multipart);
-        drain_form(&shared).await;
+        guard.drain().await;
         return Err(e);
     }
     let files = pending.finish().await?;
@@ -132,23 +111,19 @@ async fn read_form(
     grant: Grant,
     multipart: &mut multer::Multipart<'static>,
     pending: &mut Pending,
-    Allowance {
-        credit,
-        blocked,
-        boundary_len,
-    }: Allowance<'_>,
+    Form { guard, boundary_len }: Form<'_>,
     fields: &mut std::collections::BTreeMap<String, serde_json::Value>,
 ) -> Result<(), ApiError> {
     let settings = &state.stream.settings;
     let mut field_count = 0usize;
     let mut parts = 0u64;
-    while let Some(mut field) = step(blocked, multipart.next_field()).await? {
+    while let Some(mut field) = step(guard, multipart.next_field()).await? {
         parts += 1;
         // The part's boundary and headers are paid for at what they
         // take (about), not at the allowance each part gets while its
         // headers are read: tiny parts cannot bank that allowance for
         // one huge header later.
-        credit.fetch_add(header_bytes(&field, boundary_len), Ordering::Relaxed);
+        guard.credit(header_bytes(&field, boundary_len));
         let name = field.name().unwrap_or_default().to_owned();
         match field.file_name().map(str::to_owned) {
             // A browser sends a file input left empty as a part with an
@@ -159,7 +134,7 @@ async fn read_form(
                 if field_count > settings.max_fields {
                     return Err(too_many_fields(settings.max_fields));
                 }
-                while let Some(chunk) = step(blocked, field.chunk()).await? {
+                while let Some(chunk) = step(guard, field.chunk()).await? {
                     if !chunk.is_empty() {
                         return Err(ApiError::bad_request(
                             "bad_filename",
@@ -184,19 +159,17 @@ async fn read_form(
                 pending.add(upload, name, original).await?;
                 let index = pending.files.len() - 1;
                 let mut data = futures::stream::poll_fn(|cx| {
-                    blocked.store(false, Ordering::Relaxed);
-                    match field.poll_next_unpin(cx) {
-                        Poll::Ready(Some(Ok(chunk))) => {
-                            credit.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                            Poll::Ready(Some(Ok(chunk)))
-                        }
-                        Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(multipart_error(&e)))),
-                        Poll::Ready(None) => Poll::Ready(None),
-                        Poll::Pending if blocked.load(Ordering::Relaxed) => {
-                            Poll::Ready(Some(Err(headers_too_large())))
-                        }
-                        Poll::Pending => Poll::Pending,
-                    }
+                    guard
+                        .poll(cx, |cx| field.poll_next_unpin(cx))
+                        .map(|polled| match polled {
+                            Ok(Some(Ok(chunk))) => {
+                                guard.credit(chunk.len() as u64);
+                                Some(Ok(chunk))
+                            }
+                            Ok(Some(Err(e))) => Some(Err(multipart_error(&e))),
+                            Ok(None) => None,
+                            Err(Refused) => Some(Err(headers_too_large())),
+                        })
                 });
                 pending.write(index, None, &mut data).await?;
             }
@@ -206,8 +179,8 @@ async fn read_form(
                     return Err(too_many_fields(settings.max_fields));
                 }
                 let mut value = Vec::new();
-                while let Some(chunk) = step(blocked, field.chunk()).await? {
-                    credit.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                while let Some(chunk) = step(guard, field.chunk()).await? {
+                    guard.credit(chunk.len() as u64);
                     if value.len() + chunk.len() > settings.max_field_bytes {
                         return Err(ApiError::new(
                             StatusCode::PAYLOAD_TOO_LARGE,
@@ -230,13 +203,11 @@ async fn read_form(
     Ok(())
 }
 
-/// The overhead guard's counters, as the form reader moves them.
+/// What [`read_form`] credits the form's guard with.
 #[derive(Clone, Copy)]
-struct Allowance<'a> {
-    /// Bytes the form may have pulled (before the guard's margins).
-    credit: &'a AtomicU64,
-    /// Set when the guard held the body back ([`step`]).
-    blocked: &'a AtomicBool,
+struct Form<'a> {
+    /// The guard over the form's body.
+    guard: &'a FormGuard,
     /// The length of the form's boundary.
     boundary_len: u64,
 }
@@ -281,24 +252,13 @@ fn add_field(
     }
 }
 
-/// Polls one multer step (`next_field`, `chunk`). When multer waits for
-/// bytes the [`OverheadGuard`] held back, nothing would ever wake it: the
-/// form spends too many bytes outside field data and is refused. While
-/// multer can go on from what it holds, it does.
-async fn step<F, T>(blocked: &AtomicBool, fut: F) -> Result<T, ApiError>
+/// Runs one multer step (`next_field`, `chunk`) under the guard: a form
+/// that spends too many bytes outside field data is refused.
+async fn step<F, T>(guard: &FormGuard, fut: F) -> Result<T, ApiError>
 where
     F: std::future::Future<Output = Result<T, multer::Error>>,
 {
-    let mut fut = std::pin::pin!(fut);
-    let out = futures::future::poll_fn(|cx| {
-        blocked.store(false, Ordering::Relaxed);
-        match fut.as_mut().poll(cx) {
-            Poll::Ready(out) => Poll::Ready(Ok(out)),
-            Poll::Pending if blocked.load(Ordering::Relaxed) => Poll::Ready(Err(headers_too_large())),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await?;
+    let out = guard.step(fut).await.map_err(|Refused| headers_too_large())?;
     out.map_err(|e| multipart_error(&e))
 }
 
@@ -320,73 +280,4 @@ fn multipart_error(err: &multer::Error) -> ApiError {
         "malformed_multipart",
         format!("the form is not valid multipart/form-data: {err}"),
     )
-}
-
-/// Reads and drops what is left of a refused form, within the bounds of
-/// [`drain`](super::drain): straight from the body, since multer stops
-/// reading after an error.
-async fn drain_form<S>(body: &SharedBody<S>)
-where
-    S: Stream<Item = Result<Bytes, axum::Error>> + Unpin,
-{
-    let taken = match body.lock() {
-        Ok(mut inner) => inner.take(),
-        Err(poisoned) => poisoned.into_inner().take(),
-    };
-    if let Some(mut body) = taken {
-        super::drain(&mut body).await;
-    }
-}
-
-/// Stops pulling the body once more bytes were pulled from it than the
-/// form handed out as field data plus each part's allowance plus the
-/// read-ahead, so a part's headers, or a preamble, cannot grow multer's
-/// buffer without bound. multer pulls whatever is ready on every poll
-/// (a poll budget while the body is ready), so it may hold more than a
-/// form's next few parts need: the guard then answers `Pending` with no
-/// waker and sets `blocked`, and [`step`] refuses the form only if
-/// multer cannot go on from what it holds. The body is shared so that,
-/// once the form is refused, the handler can take it back and drain it.
-struct OverheadGuard<S> {
-    inner: SharedBody<S>,
-    pulled: u64,
-    credit: Arc<AtomicU64>,
-    blocked: Arc<AtomicBool>,
-}
-
-/// The body under the guard; `None` once taken back.
-type SharedBody<S> = Arc<Mutex<Option<S>>>;
-
-impl<S> Stream for OverheadGuard<S>
-where
-    S: Stream<Item = Result<Bytes, axum::Error>> + Unpin,
-{
-    type Item = Result<Bytes, axum::BoxError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let allowed = self.credit.load(Ordering::Relaxed) + PART_OVERHEAD + READ_AHEAD;
-        if self.pulled > allowed {
-            self.blocked.store(true, Ordering::Relaxed);
-            return Poll::Pending;
-        }
-        let polled = {
-            let mut inner = match self.inner.lock() {
-                Ok(inner) => inner,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            match inner.as_mut() {
-                Some(body) => Pin::new(body).poll_next(cx),
-                None => Poll::Ready(None),
-            }
-        };
-        match polled {
-            Poll::Ready(Some(Ok(chunk))) => {
-                self.pulled += chunk.len() as u64;
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into_inner()))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
 }

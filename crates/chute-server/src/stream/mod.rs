@@ -29,6 +29,8 @@ use crate::lifecycle::{ApiError, Completed};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::{post, put};
+// One bounded drain of a refused body for every route (the form guard's).
+use chute_s3::post_object::drain;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -174,32 +176,6 @@ fn body_failed(err: &(dyn std::error::Error + 'static)) -> ApiError {
             format!("the request body ended early or could not be read: {err}"),
         )
     }
-}
-
-/// How much of a refused body is read before the answer.
-const DRAIN_LIMIT: u64 = 8 * 1024 * 1024;
-/// How long reading a refused body's remainder may take.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Reads and drops a bounded remainder of a refused body: a server that
-/// answers and closes with request bytes unread makes the kernel reset
-/// the connection, and a client still sending would see a network error
-/// instead of the JSON error. Past the bounds the connection is closed.
-async fn drain<S, E>(body: &mut S)
-where
-    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
-{
-    use futures::StreamExt as _;
-    let drained = async {
-        let mut seen = 0u64;
-        while let Some(Ok(chunk)) = body.next().await {
-            seen += chunk.len() as u64;
-            if seen > DRAIN_LIMIT {
-                return;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, drained).await;
 }
 
 /// The answer `err` to a request refused before its body was read. A

@@ -6,17 +6,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use bytes::Bytes;
-use chute_core::{BucketName, Credentials, Keyring, ObjectKey, TokenKey};
-use chute_server::grants::Grants;
-use chute_server::hooks::Hooks;
-use chute_server::lifecycle::{Lifecycle, LifecycleSettings, Signer};
-use chute_server::{AppState, Origins, app};
+use chute_core::{Keyring, ObjectKey, TokenKey};
+use chute_server::lifecycle::Lifecycle;
 use chute_store::PartOptions;
-use chute_store::fs::FsStore;
 use futures::StreamExt as _;
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use tower::ServiceExt as _;
 
 const MIB: u64 = 1024 * 1024;
@@ -31,39 +26,8 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStore::open(dir.path()).await.unwrap();
-    let bucket = BucketName::parse("uploads").unwrap();
-    store.create_bucket(&bucket).await.unwrap();
-    let fs_bucket = store.bucket(&bucket).await.unwrap();
     let keyring = Keyring::new(TokenKey::new("test", vec![7u8; 32]).unwrap(), Vec::new());
-    let signer = Signer::new(
-        "http://127.0.0.1:9000".into(),
-        bucket,
-        "us-east-1".into(),
-        true,
-        Credentials {
-            access_key: "testaccess".into(),
-            secret_key: "testsecretkey".into(),
-        },
-    );
-    let lifecycle = Lifecycle::new(
-        Arc::new(fs_bucket),
-        signer,
-        keyring.clone(),
-        LifecycleSettings::default(),
-        Hooks::new(),
-    );
-    let app = app(AppState {
-        lifecycle: lifecycle.clone(),
-        // JWT grants only: no open grant, so a missing grant is refused.
-        grants: Arc::new(Grants::jwt(keyring.clone())),
-        origins: Origins {
-            exact: Vec::new(),
-            any_loopback: true,
-        },
-        stream: Default::default(),
-    });
+    let (app, lifecycle, dir) = crate::in_process_app(keyring.clone()).await;
     Env {
         app,
         lifecycle,

@@ -1,4 +1,5 @@
 use crate::http::read_response;
+use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,21 +20,10 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     let second = TcpStream::connect(s3).await.unwrap();
 
     // The kernel completes the third handshake; the server does not accept it.
-    let mut third = TcpStream::connect(s3).await.unwrap();
-    third
-        .write_all(b"GET / HTTP/1.1\r\nHost: chute\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buf)).await;
-    assert!(
-        early.is_err(),
-        "a third connection was served past the cap: {early:?}"
-    );
+    let mut third = waiting(s3, "/").await;
 
     drop(first);
-    let answered = tokio::time::timeout(Duration::from_secs(10), read_response(&mut third)).await;
-    let (status, text) = answered.expect("the waiting client is served once a slot frees");
+    let (status, text) = served(&mut third).await;
     assert!((200..600).contains(&status), "{text}");
 
     drop(second);
@@ -48,20 +38,9 @@ async fn the_app_listener_is_capped_too() {
     config.max_connections = 1;
     let running = crate::run(config, dir).await;
     let first = TcpStream::connect(running.app).await.unwrap();
-    let mut second = TcpStream::connect(running.app).await.unwrap();
-    second
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: chute\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let early = tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf)).await;
-    assert!(
-        early.is_err(),
-        "a second connection was served past the cap: {early:?}"
-    );
+    let mut second = waiting(running.app, "/healthz").await;
     drop(first);
-    let answered = tokio::time::timeout(Duration::from_secs(10), read_response(&mut second)).await;
-    let (status, text) = answered.expect("the waiting client is served once the slot frees");
+    let (status, text) = served(&mut second).await;
     assert_eq!(status, 200, "{text}");
     running.stop().await;
 }
@@ -98,13 +77,36 @@ async fn trickled_headers_are_cut_on_both_listeners() {
         .await;
         assert!(closed.is_ok(), "{addr} kept a client trickling its headers");
         // Its slot (the only one) serves the next client.
-        let mut next = TcpStream::connect(addr).await.unwrap();
-        next.write_all(b"GET /healthz HTTP/1.1\r\nHost: chute\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let answered = tokio::time::timeout(Duration::from_secs(10), read_response(&mut next)).await;
-        let (status, _) = answered.expect("the next client is served");
+        let mut next = get(addr, "/healthz").await;
+        let (status, _) = served(&mut next).await;
         assert!((200..600).contains(&status));
     }
     running.stop().await;
+}
+
+/// A client that connected to `addr` and sent `GET path`.
+async fn get(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: chute\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    client
+}
+
+/// [`get`] on a listener whose connection slots are all taken: the
+/// client is not answered (within 500 ms) while they stay taken.
+async fn waiting(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut client = get(addr, path).await;
+    let mut buf = [0u8; 64];
+    let early = tokio::time::timeout(Duration::from_millis(500), client.read(&mut buf)).await;
+    assert!(early.is_err(), "a connection past the cap was served: {early:?}");
+    client
+}
+
+/// The answer `client` reads (hang guard: 10 s).
+async fn served(client: &mut TcpStream) -> (u16, String) {
+    tokio::time::timeout(Duration::from_secs(10), read_response(client))
+        .await
+        .expect("the waiting client is served once a slot frees")
 }

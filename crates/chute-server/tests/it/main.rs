@@ -102,3 +102,51 @@ pub async fn run(config: Config, dir: tempfile::TempDir) -> Running {
         _dir: dir,
     }
 }
+
+/// The app router in process (called with `oneshot`) over an fs store
+/// in a temporary directory, taking JWT grants signed by `keyring` only
+/// (no open grant): the router, its lifecycle and the directory.
+pub async fn in_process_app(
+    keyring: chute_core::Keyring,
+) -> (
+    axum::Router,
+    chute_server::lifecycle::Lifecycle,
+    tempfile::TempDir,
+) {
+    use chute_server::grants::Grants;
+    use chute_server::hooks::Hooks;
+    use chute_server::lifecycle::{Lifecycle, LifecycleSettings, Signer};
+    use chute_server::{AppState, Origins};
+    let dir = tempfile::tempdir().unwrap();
+    let store = chute_store::fs::FsStore::open(dir.path()).await.unwrap();
+    let bucket = chute_core::BucketName::parse("uploads").unwrap();
+    store.create_bucket(&bucket).await.unwrap();
+    let fs_bucket = store.bucket(&bucket).await.unwrap();
+    let signer = Signer::new(
+        "http://127.0.0.1:9000".into(),
+        bucket,
+        "us-east-1".into(),
+        true,
+        chute_core::Credentials {
+            access_key: ACCESS_KEY.into(),
+            secret_key: SECRET_KEY.into(),
+        },
+    );
+    let lifecycle = Lifecycle::new(
+        std::sync::Arc::new(fs_bucket),
+        signer,
+        keyring.clone(),
+        LifecycleSettings::default(),
+        Hooks::new(),
+    );
+    let app = chute_server::app(AppState {
+        lifecycle: lifecycle.clone(),
+        grants: std::sync::Arc::new(Grants::jwt(keyring)),
+        origins: Origins {
+            exact: Vec::new(),
+            any_loopback: true,
+        },
+        stream: Default::default(),
+    });
+    (app, lifecycle, dir)
+}

@@ -855,42 +855,8 @@ struct InProcess {
 }
 
 async fn in_process() -> InProcess {
-    use chute_server::grants::Grants;
-    use chute_server::hooks::Hooks;
-    use chute_server::lifecycle::{Lifecycle, LifecycleSettings, Signer};
-    use chute_server::{AppState, Origins};
-    let dir = tempfile::tempdir().unwrap();
-    let store = FsStore::open(dir.path()).await.unwrap();
-    let bucket = BucketName::parse("uploads").unwrap();
-    store.create_bucket(&bucket).await.unwrap();
-    let fs_bucket = store.bucket(&bucket).await.unwrap();
-    let signer = Signer::new(
-        "http://127.0.0.1:9000".into(),
-        bucket,
-        "us-east-1".into(),
-        true,
-        chute_core::Credentials {
-            access_key: crate::ACCESS_KEY.into(),
-            secret_key: crate::SECRET_KEY.into(),
-        },
-    );
     let keyring = Keyring::new(TokenKey::parse(GRANT_KEY).unwrap(), vec![]);
-    let lifecycle = Lifecycle::new(
-        std::sync::Arc::new(fs_bucket),
-        signer,
-        keyring.clone(),
-        LifecycleSettings::default(),
-        Hooks::new(),
-    );
-    let app = chute_server::app(AppState {
-        lifecycle,
-        grants: std::sync::Arc::new(Grants::jwt(keyring)),
-        origins: Origins {
-            exact: Vec::new(),
-            any_loopback: true,
-        },
-        stream: Default::default(),
-    });
+    let (app, _, dir) = crate::in_process_app(keyring).await;
     InProcess { app, dir }
 }
 
