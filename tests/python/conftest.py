@@ -275,6 +275,14 @@ class Garage:
             if k not in self.env:
                 pytest.fail(f"scripts/garage start printed no {k}:\n{out.stdout}")
 
+    def restart(self) -> None:
+        """The same Garage again (ports, keys, data) after it was stopped
+        or killed: `scripts/garage run`, which waits until it answers."""
+        out = subprocess.run([str(REPO / "scripts" / "garage"), "run", str(self.workdir)],
+                             capture_output=True, text=True, timeout=180)
+        if out.returncode != 0:
+            pytest.fail(f"scripts/garage run failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+
     def stop(self) -> None:
         subprocess.run([str(REPO / "scripts" / "garage"), "stop", str(self.workdir)], timeout=60)
 

@@ -15,7 +15,6 @@ import hashlib
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -58,13 +57,7 @@ class Downable:
 
     def restart(self) -> None:
         """Starts Garage again over the same config (ports, keys, data)."""
-        conf = self.workdir / "garage.toml"
-        binary = os.environ.get("CHUTE_GARAGE_BIN") or str(
-            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chute" / "garage-2.5.0" / "bin" / "garage")
-        log = open(self.workdir / "garage.restart.log", "ab")
-        proc = subprocess.Popen([binary, "-c", str(conf), "server"], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=log, env={**os.environ, "RUST_LOG": "garage=warn"}, start_new_session=True)
-        (self.workdir / "garage.pid").write_text(str(proc.pid))
+        self.garage.restart()
 
     def stop(self) -> None:
         try:
