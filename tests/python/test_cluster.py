@@ -17,7 +17,7 @@ import uuid
 import pytest
 import requests
 
-from clusterutil import MiB, OCTETS, TUS, api, tus_metadata
+from conftest import OCTETS, TUS, MiB, api, tus_metadata
 
 
 @pytest.fixture(autouse=True)
