@@ -58,6 +58,11 @@ class Cluster:
         self.dir = workdir
         self.base = free_base_port()
         self.env_in = {"CHUTE_BIN": str(chute_bin)}
+        # Keys of every object a test was acknowledged for (receipts) or
+        # promoted: anything else outside `.chute/` is a leftover. Kept
+        # across a restart of the whole cluster.
+        self.known: set[str] = set()
+        self.known_lock = threading.Lock()
 
     def start(self) -> None:
         out = self.run("start", timeout=600)
@@ -72,10 +77,6 @@ class Cluster:
         self.garage_urls = self.env["CLUSTER_GARAGE_S3_URLS"].split()
         self.bucket = self.env["CLUSTER_BUCKET"]
         self.kid, self.secret = self.env["CLUSTER_GRANT_SECRET"].split(":", 1)
-        # Keys of every object a test was acknowledged for (receipts) or
-        # promoted: anything else outside `.chute/` is a leftover.
-        self.known: set[str] = set()
-        self.known_lock = threading.Lock()
         # One client for every thread (boto3 clients are thread-safe, their
         # creation from the default session is not).
         self.s3 = self.client()
