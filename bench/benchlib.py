@@ -85,6 +85,16 @@ def chute_bin() -> Path | None:
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
+def measured_binary() -> Path:
+    """chute_bin(), or exit saying how to get one (a suite measures a given
+    binary; bench/run builds it)."""
+    path = chute_bin()
+    if path is None:
+        sys.exit("bench: no release chute binary to measure: set CHUTE_BIN to one, "
+                 "or build target/release/chute with `cargo build --release -p chute`")
+    return path
+
+
 def release_binary() -> Path:
     """CHUTE_BIN when set; else `cargo build --release -p chute` (a no-op when
     up to date) and a copy of it in ~/.cache/chute/bench-bin/chute-<commit>,

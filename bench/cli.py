@@ -72,9 +72,7 @@ def main() -> None:
     b.exit_on_sigterm()
     size = args.size_mib * b.MiB
 
-    binary = b.chute_bin()
-    if not binary:
-        sys.exit("bench: no release binary (set CHUTE_BIN or build target/release/chute)")
+    binary = b.measured_binary()
     py = b.bench_python()
     aws = ensure_awscli(py)
     base_dir = Path(os.environ.get("BENCH_DIR", tempfile.gettempdir()))

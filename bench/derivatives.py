@@ -177,9 +177,7 @@ def main() -> None:
     args = ap.parse_args()
     b.exit_on_sigterm()
     ensure_imagemagick()
-    binary = b.chute_bin()
-    if binary is None:
-        sys.exit("bench: no chute binary: build with `cargo build --release -p chute` or set CHUTE_BIN")
+    binary = b.measured_binary()
     work = Path(tempfile.mkdtemp(prefix="chute-bench-derivatives-"))
     try:
         b.say(f"making {args.files} {WIDTH}x{HEIGHT} JPEGs")

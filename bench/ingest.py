@@ -76,9 +76,7 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=1024)
     args = ap.parse_args()
     b.exit_on_sigterm()
-    binary = b.chute_bin()
-    if not binary:
-        sys.exit("bench/ingest: no release binary (set CHUTE_BIN or build target/release/chute)")
+    binary = b.measured_binary()
     s3s_fs = ensure_s3s_fs()
     base_dir = Path(os.environ.get("BENCH_DIR", tempfile.gettempdir()))
     work = Path(tempfile.mkdtemp(prefix="chute-bench-ingest-", dir=base_dir))

@@ -332,9 +332,7 @@ def main() -> None:
     args = ap.parse_args()
     b.exit_on_sigterm()
     fd_note = raise_fd_limit(args.concurrency * 4 + 1024)
-    binary = b.chute_bin()
-    if not binary:
-        sys.exit("bench/load: no release binary (set CHUTE_BIN or build target/release/chute)")
+    binary = b.measured_binary()
     base_dir = Path(os.environ.get("BENCH_DIR", tempfile.gettempdir()))
     work = Path(tempfile.mkdtemp(prefix="chute-bench-load-", dir=base_dir))
     garage = proc = None

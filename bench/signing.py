@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,13 +41,6 @@ import benchlib as b  # noqa: E402
 
 REPO = b.REPO
 COMPANION_DIR = REPO / "bench" / "companion"
-ACCESS, SECRET = "benchaccess", "bench-secret-key-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
@@ -89,26 +81,25 @@ def main() -> None:
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=COMPANION_DIR, check=True)
 
     work = Path(tempfile.mkdtemp(prefix="chute-bench-signing-"))
-    procs = []
+    chute_proc: b.Proc | None = None
+    companion: subprocess.Popen | None = None
     try:
-        app_port, s3_port, comp_port = free_port(), free_port(), free_port()
-        env = dict(os.environ, CHUTE_S3_ACCESS_KEY=ACCESS, CHUTE_S3_SECRET_KEY=SECRET, CHUTE_LOG="warn")
-        procs.append(subprocess.Popen(
-            [str(binary), "serve", "--data-dir", str(work / "data"), "--listen", f"127.0.0.1:{app_port}",
-             "--s3-listen", f"127.0.0.1:{s3_port}"], env=env, stdout=subprocess.DEVNULL))
+        # Companion signs for the embedded S3 listener, with the same keys.
+        chute_proc, chute_url = b.start_chute(binary, work, "chute")
+        comp_port = b.free_port()
         (work / "companion").mkdir()
         cenv = dict(
             os.environ, NODE_ENV="production", COMPANION_PORT=str(comp_port), COMPANION_DOMAIN=f"127.0.0.1:{comp_port}",
-            COMPANION_PROTOCOL="http", COMPANION_UPLOAD_URLS=f"http://127.0.0.1:{s3_port}/", COMPANION_SECRET="bench-companion-secret", COMPANION_DATADIR=str(work / "companion"),
+            COMPANION_PROTOCOL="http", COMPANION_UPLOAD_URLS=f"{chute_proc.s3_url}/", COMPANION_SECRET="bench-companion-secret", COMPANION_DATADIR=str(work / "companion"),
             COMPANION_CLIENT_ORIGINS="true", COMPANION_HIDE_WELCOME="true", COMPANION_HIDE_METRICS="true",
-            COMPANION_AWS_KEY=ACCESS, COMPANION_AWS_SECRET=SECRET, COMPANION_AWS_BUCKET="uploads",
-            COMPANION_AWS_REGION="us-east-1", COMPANION_AWS_ENDPOINT=f"http://127.0.0.1:{s3_port}",
+            COMPANION_AWS_KEY=b.CHUTE_ACCESS, COMPANION_AWS_SECRET=b.CHUTE_SECRET, COMPANION_AWS_BUCKET="uploads",
+            COMPANION_AWS_REGION="us-east-1", COMPANION_AWS_ENDPOINT=chute_proc.s3_url,
             COMPANION_AWS_FORCE_PATH_STYLE="true", AWS_REQUEST_CHECKSUM_CALCULATION="WHEN_REQUIRED",
         )
-        procs.append(subprocess.Popen(
+        companion = subprocess.Popen(
             ["node", str(COMPANION_DIR / "node_modules" / "@uppy" / "companion" / "bin" / "companion")],
-            env=cenv, cwd=work, stdout=subprocess.DEVNULL, stderr=open(work / "companion.log", "wb")))
-        chute_url, comp_url = f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{comp_port}"
+            env=cenv, cwd=work, stdout=subprocess.DEVNULL, stderr=open(work / "companion.log", "wb"))
+        comp_url = f"http://127.0.0.1:{comp_port}"
         wait_http(f"{chute_url}/healthz")
         wait_http(f"{comp_url}/s3/params?filename=a.png&type=image/png")
 
@@ -132,10 +123,10 @@ def main() -> None:
         targets["uploads"]["chute"] = chute_url + "/api/uploads"
         targets["uploads"]["companion"] = None
         lua = work / "post.lua"
-        lua.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-                       'wrk.body = \'{"filename":"photo.png","size":12345,"type":"image/png"}\'\n')
+        lua.write_text(b.wrk_lua("POST", '{"filename":"photo.png","size":12345,"type":"image/png"}',
+                                 {"Content-Type": "application/json"}))
 
-        rss = {"chute": b.RssSampler(procs[0].pid), "companion": b.RssSampler(procs[1].pid)}
+        rss = {"chute": b.RssSampler(chute_proc.pid), "companion": b.RssSampler(companion.pid)}
         for sampler in rss.values():
             sampler.__enter__()
         rows = []
@@ -182,13 +173,14 @@ def main() -> None:
                 print(b.goal(f"{endpoint}: Chute >= 10x Companion's requests/s", f"{r:.1f}x", r >= 10))
             print(b.goal(f"{endpoint}: Chute p99 <= 10 ms", f"{chute['lat']['99']:.2f} ms", chute["lat"]["99"] <= 10))
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
+        if companion is not None:
+            companion.terminate()
             try:
-                p.wait(10)
+                companion.wait(10)
             except subprocess.TimeoutExpired:
-                p.kill()
+                companion.kill()
+        if chute_proc is not None:
+            chute_proc.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "python"))
+sys.path.insert(0, str(ROOT / "bench"))
+import benchlib as b  # noqa: E402
 from s3util import encode_query, post_policy_v4, presign_query, signed_request  # noqa: E402
 
 ACCESS, SECRET = "benchaccess", "bench-secret-0123456789abcdef0123"
@@ -181,8 +183,7 @@ def bench_dd(data_dir: Path, size_mib: int) -> float:
 
 def main():
     ap = argparse.ArgumentParser()
-    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
-    ap.add_argument("--binary", default=os.environ.get("CHUTE_BIN") or str(target / "release" / "chute"))
+    ap.add_argument("--binary", default=os.environ.get("CHUTE_BIN") or str(b.target_dir() / "release" / "chute"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size-mib", type=int, default=1024)
     args = ap.parse_args()
@@ -229,10 +230,10 @@ def main():
         print()
         for k in ("put", "post"):
             r = mibps[k] / mibps["dd"]
-            print(f"- goal: {labels[k].split(',')[0]} >= 0.80 of the disk (dd): {r:.3f}, {'met' if r >= 0.8 else 'NOT met'}")
+            print(b.goal(f"{labels[k].split(',')[0]} >= 0.80 of the disk (dd)", f"{r:.3f}", r >= 0.8))
         for k in ("put", "post"):
             g = max(r.growth_mib for _, r in results[k] if r)
-            print(f"- goal: {labels[k].split(',')[0]} server RSS growth <= 16 MiB: {g:.1f} MiB, {'met' if g <= 16 else 'NOT met'}")
+            print(b.goal(f"{labels[k].split(',')[0]} server RSS growth <= 16 MiB", f"{g:.1f} MiB", g <= 16))
     finally:
         srv.stop()
         subprocess.run(["rm", "-rf", str(work)])

@@ -9,15 +9,12 @@ ports; every test goes through nginx unless it names an instance.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import random
 import socket
 import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import boto3
@@ -25,11 +22,9 @@ import jwt
 import requests
 from botocore.config import Config
 
-REPO = Path(__file__).resolve().parents[2]
+from conftest import OCTETS, REPO, TUS, MiB, bucket_keys, grant, object_sha256, tus_metadata
+
 SCRIPT = REPO / "deploy" / "local-cluster"
-TUS = {"Tus-Resumable": "1.0.0"}
-OCTETS = "application/offset+octet-stream"
-MiB = 1024 * 1024
 # Statuses a client retries: the instance died (nginx's 502), or is busy.
 RETRY = {500, 502, 503, 504}
 
@@ -63,6 +58,11 @@ class Cluster:
         self.dir = workdir
         self.base = free_base_port()
         self.env_in = {"CHUTE_BIN": str(chute_bin)}
+        # Keys of every object a test was acknowledged for (receipts) or
+        # promoted: anything else outside `.chute/` is a leftover. Kept
+        # across a restart of the whole cluster.
+        self.known: set[str] = set()
+        self.known_lock = threading.Lock()
 
     def start(self) -> None:
         out = self.run("start", timeout=600)
@@ -77,10 +77,6 @@ class Cluster:
         self.garage_urls = self.env["CLUSTER_GARAGE_S3_URLS"].split()
         self.bucket = self.env["CLUSTER_BUCKET"]
         self.kid, self.secret = self.env["CLUSTER_GRANT_SECRET"].split(":", 1)
-        # Keys of every object a test was acknowledged for (receipts) or
-        # promoted: anything else outside `.chute/` is a leftover.
-        self.known: set[str] = set()
-        self.known_lock = threading.Lock()
         # One client for every thread (boto3 clients are thread-safe, their
         # creation from the default session is not).
         self.s3 = self.client()
@@ -107,9 +103,7 @@ class Cluster:
             self.known.update(keys)
 
     def grant(self, **claims) -> str:
-        body = {"aud": "chute", "exp": int(time.time()) + 3600, "jti": uuid.uuid4().hex}
-        body.update(claims)
-        return jwt.encode(body, self.secret, algorithm="HS256", headers={"kid": self.kid})
+        return grant(key=(self.kid, self.secret), ttl=3600, **claims)
 
     def verify_receipt(self, receipt: str) -> dict:
         return jwt.decode(receipt, self.secret, algorithms=["HS256"], audience="chute-receipt")
@@ -126,24 +120,10 @@ class Cluster:
         )
 
     def sha256_of(self, key: str) -> tuple[int, str]:
-        obj = self.s3.get_object(Bucket=self.bucket, Key=key)
-        digest, size = hashlib.sha256(), 0
-        for chunk in obj["Body"].iter_chunks(MiB):
-            digest.update(chunk)
-            size += len(chunk)
-        return size, digest.hexdigest()
+        return object_sha256(self.s3, self.bucket, key)
 
-    def all_keys(self) -> list[str]:
-        keys = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
-            keys += [o["Key"] for o in page.get("Contents", [])]
-        return keys
-
-    def healthy(self, url: str) -> bool:
-        try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
+    def all_keys(self) -> set[str]:
+        return bucket_keys(self.s3, self.bucket)
 
     def ensure_all_up(self) -> None:
         """Starts any instance or Garage node a failed test left down."""
@@ -157,22 +137,6 @@ class Cluster:
 
     def stop(self) -> None:
         self.run("stop", timeout=120)
-
-
-def api(base: str, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
-    headers = kw.pop("headers", {})
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    kw.setdefault("timeout", 120)
-    return requests.request(method, f"{base}{path}", headers=headers, **kw)
-
-
-def b64(s: str | bytes) -> str:
-    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
-
-
-def tus_metadata(filename: str, filetype: str = "application/octet-stream") -> str:
-    return f"filename {b64(filename)},filetype {b64(filetype)}"
 
 
 # ------------------------------------------------------------------ clients that survive crashes

@@ -10,6 +10,7 @@ fails loudly with the server's output.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
@@ -36,6 +37,9 @@ GRANT_KID = "test1"
 GRANT_SECRET = "grant-secret-for-tests-0123456789abcdef"
 BUCKET = "uploads"
 STARTUP_TIMEOUT = 60
+MiB = 1024 * 1024
+TUS = {"Tus-Resumable": "1.0.0"}
+OCTETS = "application/offset+octet-stream"
 
 
 def free_port() -> int:
@@ -44,12 +48,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def grant(**claims) -> str:
-    """An upload grant the test servers accept (signed with GRANT_SECRET as
-    GRANT_KID, ten minutes, a fresh jti); `claims` add to or replace those."""
-    body = {"aud": "chute", "exp": int(time.time()) + 600, "jti": uuid.uuid4().hex}
+def grant(*, key: tuple[str, str] = (GRANT_KID, GRANT_SECRET), ttl: int = 600, **claims) -> str:
+    """An upload grant signed with `key` (kid, secret; default the test
+    servers' GRANT_KID and GRANT_SECRET), valid `ttl` seconds, a fresh jti;
+    `claims` add to or replace those."""
+    body = {"aud": "chute", "exp": int(time.time()) + ttl, "jti": uuid.uuid4().hex}
     body.update(claims)
-    return jwt.encode(body, GRANT_SECRET, algorithm="HS256", headers={"kid": GRANT_KID})
+    return jwt.encode(body, key[1], algorithm="HS256", headers={"kid": key[0]})
 
 
 def download(srv: "ChuteServer", key: str) -> bytes:
@@ -60,12 +65,73 @@ def download(srv: "ChuteServer", key: str) -> bytes:
 def stored_sha256(srv: "ChuteServer", key: str) -> tuple[int, str]:
     """Size and SHA-256 of the object `key`, streamed down in 1 MiB pieces
     (for objects too big for `download`)."""
-    obj = srv.client().get_object(Bucket=srv.bucket, Key=key)
+    return object_sha256(srv.client(), srv.bucket, key)
+
+
+def object_sha256(s3, bucket: str, key: str) -> tuple[int, str]:
+    """Size and SHA-256 of `bucket`/`key` read with the client `s3`."""
+    obj = s3.get_object(Bucket=bucket, Key=key)
     digest, size = hashlib.sha256(), 0
-    for chunk in obj["Body"].iter_chunks(1024 * 1024):
+    for chunk in obj["Body"].iter_chunks(MiB):
         digest.update(chunk)
         size += len(chunk)
     return size, digest.hexdigest()
+
+
+def bucket_keys(s3, bucket: str) -> set[str]:
+    """Every object key in `bucket`."""
+    out = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        out.update(o["Key"] for o in page.get("Contents", []))
+    return out
+
+
+def open_uploads(s3, bucket: str) -> set[tuple[str, str]]:
+    """(key, upload id) of every multipart upload open in `bucket`."""
+    return {(u["Key"], u["UploadId"]) for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
+
+
+def api(base, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
+    """A call to the JSON API of `base` (a URL, or anything with an
+    `app_url`), with `token` as the bearer; a 120 s hang guard unless
+    `timeout` says otherwise."""
+    url = getattr(base, "app_url", base)
+    headers = kw.pop("headers", {})
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    kw.setdefault("timeout", 120)
+    return requests.request(method, f"{url}{path}", headers=headers, **kw)
+
+
+def b64(s: str | bytes) -> str:
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def tus_metadata(filename="data.bin", filetype="application/octet-stream", **extra) -> str:
+    """An Upload-Metadata header: filename, filetype and `extra`, base64."""
+    pairs = {"filename": filename, "filetype": filetype, **extra}
+    return ",".join(f"{k} {b64(v)}" for k, v in pairs.items())
+
+
+def tus_create(srv, length: int, data: bytes | None = None, timeout: float = 60) -> requests.Response:
+    """A tus creation on `srv` under a fresh grant, with `data` as its
+    first bytes (creation-with-upload) when given."""
+    h = {**TUS, "Authorization": f"Bearer {grant()}", "Upload-Length": str(length),
+         "Upload-Metadata": "filename ZGF0YS5iaW4="}
+    if data is not None:
+        h["Content-Type"] = OCTETS
+    return requests.post(f"{srv.app_url}/files/", headers=h, data=data, timeout=timeout)
+
+
+def tus_patch(url: str, data: bytes, at: int, timeout: float = 60) -> requests.Response:
+    return requests.patch(url, headers={**TUS, "Content-Type": OCTETS, "Upload-Offset": str(at)}, data=data,
+                          timeout=timeout)
+
+
+def form_body(boundary: str, name: str, data: bytes) -> bytes:
+    """A multipart/form-data body with one file field `f` named `name`."""
+    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"{name}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
 
 
 class ChuteServer:
@@ -274,6 +340,14 @@ class Garage:
                   "CHUTE_TEST_S3_ACCESS_KEY", "CHUTE_TEST_S3_SECRET_KEY"):
             if k not in self.env:
                 pytest.fail(f"scripts/garage start printed no {k}:\n{out.stdout}")
+
+    def restart(self) -> None:
+        """The same Garage again (ports, keys, data) after it was stopped
+        or killed: `scripts/garage run`, which waits until it answers."""
+        out = subprocess.run([str(REPO / "scripts" / "garage"), "run", str(self.workdir)],
+                             capture_output=True, text=True, timeout=180)
+        if out.returncode != 0:
+            pytest.fail(f"scripts/garage run failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
 
     def stop(self) -> None:
         subprocess.run([str(REPO / "scripts" / "garage"), "stop", str(self.workdir)], timeout=60)

@@ -21,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from clusterutil import MiB, Resilient, Stats
+from clusterutil import Resilient, Stats
+from conftest import MiB
 
 pytestmark = pytest.mark.crash
 

@@ -15,7 +15,6 @@ import hashlib
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +23,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import ChuteServer, Garage, grant, use_garage
+from conftest import (
+    TUS, ChuteServer, Garage, MiB, api, bucket_keys, form_body, grant, open_uploads, tus_create, tus_patch, use_garage
+)
 
-MiB = 1024 * 1024
-TUS = {"Tus-Resumable": "1.0.0"}
-OCTETS = "application/offset+octet-stream"
 # Hang guard for one request while the store is down: the server's S3
 # timeouts are 2 s, three attempts, so its answers come well before this.
 GUARD = 60
@@ -58,13 +56,7 @@ class Downable:
 
     def restart(self) -> None:
         """Starts Garage again over the same config (ports, keys, data)."""
-        conf = self.workdir / "garage.toml"
-        binary = os.environ.get("CHUTE_GARAGE_BIN") or str(
-            Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "chute" / "garage-2.5.0" / "bin" / "garage")
-        log = open(self.workdir / "garage.restart.log", "ab")
-        proc = subprocess.Popen([binary, "-c", str(conf), "server"], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=log, env={**os.environ, "RUST_LOG": "garage=warn"}, start_new_session=True)
-        (self.workdir / "garage.pid").write_text(str(proc.pid))
+        self.garage.restart()
 
     def stop(self) -> None:
         try:
@@ -91,40 +83,10 @@ def down_env():
     shutil.rmtree(work, ignore_errors=True)
 
 
-def auth(token: str) -> dict:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def api(srv, method, path, token=None, **kw):
-    headers = {**(auth(token) if token else {}), **kw.pop("headers", {})}
-    return requests.request(method, f"{srv.app_url}{path}", headers=headers, timeout=GUARD, **kw)
-
-
-def tus_create(srv, length: int, data: bytes | None = None):
-    h = {**TUS, **auth(grant()), "Upload-Length": str(length), "Upload-Metadata": "filename ZGF0YS5iaW4="}
-    if data is not None:
-        h["Content-Type"] = OCTETS
-    return requests.post(f"{srv.app_url}/files/", headers=h, data=data, timeout=GUARD)
-
-
-def tus_patch(url: str, data: bytes, at: int):
-    return requests.patch(url, headers={**TUS, "Content-Type": OCTETS, "Upload-Offset": str(at)}, data=data,
-                          timeout=GUARD)
-
-
-def form(boundary: str, name: str, data: bytes) -> bytes:
-    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"{name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-
-
 def stored(srv) -> tuple[set[str], set[tuple[str, str]]]:
     """Every object key and open multipart upload in the bucket."""
     s3 = srv.client()
-    keys = set()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=srv.bucket):
-        keys.update(o["Key"] for o in page.get("Contents", []))
-    uploads = {(u["Key"], u["UploadId"]) for u in s3.list_multipart_uploads(Bucket=srv.bucket).get("Uploads", [])}
-    return keys, uploads
+    return bucket_keys(s3, srv.bucket), open_uploads(s3, srv.bucket)
 
 
 def assert_unavailable(what: str, r: requests.Response) -> None:
@@ -209,7 +171,7 @@ def test_backend_down_answers_503_then_the_same_uploads_finish(down_env, how):
         "tus create with upload": lambda: tus_create(srv, 1000, b"y" * 1000),
         "tus head": lambda: requests.head(tus_url, headers=TUS, timeout=GUARD),
         "tus patch": lambda: tus_patch(tus_url, data[committed:committed + 64 * 1024], committed),
-        "stream form": lambda: api(srv, "POST", "/api/stream", grant(), data=form(boundary, f"f-{tag}.bin", b"z" * 70000),
+        "stream form": lambda: api(srv, "POST", "/api/stream", grant(), data=form_body(boundary, f"f-{tag}.bin", b"z" * 70000),
                                    headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}),
         "stream raw": lambda: api(srv, "PUT", f"/api/stream/r-{tag}.bin", grant(), data=b"r" * 70000),
         "companion create": lambda: api(srv, "POST", "/s3/multipart", grant(), json={

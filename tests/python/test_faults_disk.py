@@ -22,12 +22,9 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from conftest import ChuteServer, grant
+from conftest import TUS, ChuteServer, MiB, api, bucket_keys, form_body, grant, open_uploads, tus_create, tus_patch
 from s3util import temp_files
 
-MiB = 1024 * 1024
-TUS = {"Tus-Resumable": "1.0.0"}
-OCTETS = "application/offset+octet-stream"
 DISK_MIB = 48
 SIZE = 8 * MiB  # every refused upload: more than the room left
 
@@ -62,13 +59,6 @@ def sha(b: bytes) -> bytes:
     return hashlib.sha256(b).digest()
 
 
-def api(srv, method, path, token=None, **kw):
-    headers = kw.pop("headers", {})
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return requests.request(method, f"{srv.app_url}{path}", headers=headers, timeout=60, **kw)
-
-
 def create(srv, name: str, size: int, method: str, typ="application/octet-stream"):
     r = api(srv, "POST", "/api/uploads", grant(), json={"filename": name, "size": size, "type": typ, "method": method})
     assert r.status_code == 201, r.text
@@ -80,23 +70,6 @@ def post_form(c, data: bytes):
     return requests.post(form["url"], data=form["fields"],
                          files={"file": ("f.bin", data, form["fields"].get("content-type", "application/octet-stream"))},
                          timeout=60)
-
-
-def tus_create(srv, length: int):
-    h = {**TUS, "Authorization": f"Bearer {grant()}", "Upload-Length": str(length),
-         "Upload-Metadata": "filename ZGF0YS5iaW4="}
-    r = requests.post(f"{srv.app_url}/files/", headers=h, timeout=60)
-    assert r.status_code == 201, r.text
-    return srv.app_url + r.headers["Location"]
-
-
-def tus_patch(url, data: bytes, at: int):
-    return requests.patch(url, headers={**TUS, "Content-Type": OCTETS, "Upload-Offset": str(at)}, data=data, timeout=60)
-
-
-def form_body(boundary: str, name: str, data: bytes) -> bytes:
-    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"{name}\"\r\n"
-            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
 
 
 def s3_status(call) -> tuple[int, str]:
@@ -119,17 +92,6 @@ def is_insufficient(r: requests.Response, json_api: bool = True) -> str | None:
     elif not r.text.startswith("insufficient_storage: "):
         return f"507 with text {r.text[:200]}"
     return None
-
-
-def keys(s3, bucket: str) -> set[str]:
-    out = set()
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        out.update(o["Key"] for o in page.get("Contents", []))
-    return out
-
-
-def uploads(s3, bucket: str) -> set[tuple[str, str]]:
-    return {(u["Key"], u["UploadId"]) for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])}
 
 
 def test_disk_full_is_507_without_damage_and_recovers(small_disk):
@@ -156,14 +118,16 @@ def test_disk_full_is_507_without_damage_and_recovers(small_disk):
     assert done.status_code == 200, done.text
     receipt = done.json()["receipt"]
     tus_data = os.urandom(SIZE)
-    tus_url = tus_create(srv, len(tus_data))
+    r = tus_create(srv, len(tus_data))
+    assert r.status_code == 201, r.text
+    tus_url = srv.app_url + r.headers["Location"]
     s3mp = s3.create_multipart_upload(Bucket=b, Key="full/mp.bin")["UploadId"]
 
     # Fill the disk, leaving about 3 MiB.
     filler = free_bytes(srv) - 3 * MiB
     assert filler > SIZE, f"the tmpfs has too little room left: {free_bytes(srv)}"
     s3.put_object(Bucket=b, Key="filler.bin", Body=os.urandom(filler))
-    before = keys(s3, b), uploads(s3, b)
+    before = bucket_keys(s3, b), open_uploads(s3, b)
     room = free_bytes(srv)
     assert room < 4 * MiB, room
 
@@ -203,7 +167,7 @@ def test_disk_full_is_507_without_damage_and_recovers(small_disk):
     assert wrong == [], "\n".join(wrong)
 
     # Nothing partial, no temp file left, the space is back, nothing damaged.
-    assert (keys(s3, b), uploads(s3, b)) == before
+    assert (bucket_keys(s3, b), open_uploads(s3, b)) == before
     assert s3.list_parts(Bucket=b, Key="full/mp.bin", UploadId=s3mp).get("Parts", []) == []
     assert temp_files(srv.data_dir) == []
     assert free_bytes(srv) >= room - 256 * 1024, (free_bytes(srv), room)

@@ -29,11 +29,8 @@ import jwt
 import pytest
 import requests
 
-from conftest import ChuteServer, grant
+from conftest import OCTETS, TUS, ChuteServer, MiB, grant
 
-MiB = 1024 * 1024
-TUS = {"Tus-Resumable": "1.0.0"}
-OCTETS = "application/offset+octet-stream"
 TIMEOUT = 2  # header read and body idle timeouts of the server under test
 CROWD_TIMEOUT = 8  # the same for the test holding 600 slow connections
 GUARD = 30  # hang guard for anything the server should do within TIMEOUT

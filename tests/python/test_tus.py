@@ -10,7 +10,6 @@ ones that need their own server (crash, idle timeout, reaper).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import http.client
 import json
@@ -23,20 +22,9 @@ import jwt
 import pytest
 import requests
 
-from conftest import GRANT_SECRET, ChuteServer, download, grant, use_garage
-
-MiB = 1024 * 1024
-TUS = {"Tus-Resumable": "1.0.0"}
-OCTETS = "application/offset+octet-stream"
-
-
-def b64(s: str | bytes) -> str:
-    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
-
-
-def metadata(filename="data.bin", filetype="application/octet-stream", **extra) -> str:
-    pairs = {"filename": filename, "filetype": filetype, **extra}
-    return ",".join(f"{k} {b64(v)}" for k, v in pairs.items())
+from conftest import (
+    GRANT_SECRET, OCTETS, TUS, ChuteServer, MiB, b64, download, grant, tus_metadata, use_garage
+)
 
 
 def create(srv, length=None, token=None, headers=None, data=None, meta=None, defer=False):
@@ -49,7 +37,7 @@ def create(srv, length=None, token=None, headers=None, data=None, meta=None, def
         h["Upload-Length"] = str(length)
     if defer:
         h["Upload-Defer-Length"] = "1"
-    h["Upload-Metadata"] = meta if meta is not None else metadata()
+    h["Upload-Metadata"] = meta if meta is not None else tus_metadata()
     if data is not None:
         h["Content-Type"] = OCTETS
     h.update(headers or {})
@@ -132,7 +120,7 @@ def test_options_advertises_version_extensions_and_checksums(backend):
 @pytest.mark.parametrize("chunk", [3 * MiB + 7, 8 * MiB, 20 * MiB])
 def test_upload_in_chunks_that_do_not_divide_the_file(backend, chunk):
     data = os.urandom(17 * MiB + 123)
-    r = create(backend, len(data), meta=metadata("movie.bin"))
+    r = create(backend, len(data), meta=tus_metadata("movie.bin"))
     url = url_of(backend, r)
     assert "Upload-Expires" in r.headers
     assert offset(url) == 0
@@ -150,7 +138,7 @@ def test_upload_in_chunks_that_do_not_divide_the_file(backend, chunk):
 
 def test_creation_with_upload_and_small_files(backend):
     data = b"hello tus"
-    r = create(backend, len(data), data=data, meta=metadata("hi.txt", "text/plain"))
+    r = create(backend, len(data), data=data, meta=tus_metadata("hi.txt", "text/plain"))
     url = url_of(backend, r)
     assert r.headers["Upload-Offset"] == str(len(data))
     key = receipt_key(r.headers["Chute-Receipt"])
@@ -246,7 +234,7 @@ def test_concatenation(backend):
         r = patch(url, part, 0)
         assert r.status_code == 204 and "Chute-Receipt" not in r.headers
         urls.append(url)
-    r = create(backend, token=token, meta=metadata("joined.bin"),
+    r = create(backend, token=token, meta=tus_metadata("joined.bin"),
                headers={"Upload-Concat": "final;" + " ".join(u.replace(backend.app_url, "") for u in urls)})
     final = url_of(backend, r)
     assert head(final).headers["Upload-Length"] == str(len(a + b))
@@ -265,19 +253,19 @@ def test_failed_concatenation_keeps_the_partials_counted(backend):
     gif = b"GIF89a" + os.urandom(100)
     urls = []
     for part in (gif, b"tail"):
-        url = url_of(backend, create(backend, len(part), token=token, meta=metadata("p.png", "image/png"),
+        url = url_of(backend, create(backend, len(part), token=token, meta=tus_metadata("p.png", "image/png"),
                                      headers={"Upload-Concat": "partial"}))
         assert patch(url, part, 0).status_code == 204
         urls.append(url)
     joined = "final;" + " ".join(u.replace(backend.app_url, "") for u in urls)
     for _ in range(2):
-        r = create(backend, token=token, meta=metadata("j.png", "image/png"), headers={"Upload-Concat": joined})
+        r = create(backend, token=token, meta=tus_metadata("j.png", "image/png"), headers={"Upload-Concat": joined})
         assert r.status_code == 422, r.text
         r = create(backend, 4, token=token)
         assert r.status_code == 403 and "max_files_reached" in r.text, r.text
     for url in urls:
         assert head(url).status_code == 200
-    r = create(backend, token=token, meta=metadata("j.gif", "image/gif"), headers={"Upload-Concat": joined})
+    r = create(backend, token=token, meta=tus_metadata("j.gif", "image/gif"), headers={"Upload-Concat": joined})
     assert r.status_code == 201, r.text
     # The final upload holds one use: one more file fits, then none.
     assert create(backend, 4, token=token).status_code == 201
@@ -500,7 +488,7 @@ def test_huge_headers_are_refused(backend):
     before = tmp_snapshot(backend)
     r = create(backend, 5, headers={"X-Padding": "a" * MiB})
     assert r.status_code in (400, 431), r.status_code
-    r = create(backend, 5, meta=metadata("a.bin", note="x" * 8192))
+    r = create(backend, 5, meta=tus_metadata("a.bin", note="x" * 8192))
     assert r.status_code == 400 and "Upload-Metadata" in r.text
     r = create(backend, 5, meta="filename !!notbase64!!")
     assert r.status_code == 400
@@ -536,7 +524,7 @@ def test_creation_with_a_body_too_large_leaves_nothing(backend):
 def test_object_failing_the_grant_is_rejected_and_removed(backend):
     token = grant(types=["image/png"])
     data = b"GIF89a" + os.urandom(100)  # declared PNG, sniffed GIF
-    url = url_of(backend, create(backend, len(data), token=token, meta=metadata("pic.png", "image/png")))
+    url = url_of(backend, create(backend, len(data), token=token, meta=tus_metadata("pic.png", "image/png")))
     r = patch(url, data, 0)
     assert r.status_code == 422, r.text
     assert "Chute-Receipt" not in r.headers
