@@ -1,12 +1,7 @@
 """A whole-cluster restart (deploy/local-cluster stop, then start over the
 same directory). Its own file so that it runs after test_cluster_faults.py
 (files run in name order): it stops the session's shared cluster, and the
-crash tests are meant for a cluster up since the session began. When
-`start` connected only Garage node 1 to the others, the kill test run just
-after this one twice met a tus upload whose tail no Garage node could serve
-(nginx: "upstream prematurely closed connection" from every node): nodes 2
-and 3 had not found each other again. `start` now connects every node to
-every other and waits until each sees all three; that order then passed."""
+crash tests are meant for a cluster up since the session began."""
 
 from __future__ import annotations
 
