@@ -85,6 +85,21 @@ def generated_form(url: str, size: int, tag: int) -> tuple[float, int, str]:
     return secs, status, body.decode(errors="replace")
 
 
+def measure_generated(binary: Path, garage: b.Garage, d: Path, mib: int, tag: int,
+                      env: dict[str, str] | None = None) -> tuple[float, int, str, b.RssSampler]:
+    """One form of `mib` MiB generated on the fly to a freshly started `chute
+    serve` (store = "s3" on `garage`, its logs in `d`, `env` added), its
+    VmRSS sampled: (seconds, status, body, rss)."""
+    proc, base = b.start_chute(binary, d, "chute", env=dict(garage.chute_env(), **(env or {})))
+    try:
+        b.settle()
+        with b.RssSampler(proc.pid) as rss:
+            secs, code, body = generated_form(f"{base}/api/stream", mib * b.MiB, tag)
+    finally:
+        proc.stop()
+    return secs, code, body, rss
+
+
 def start_peer(py: Path, work: Path, garage: b.Garage) -> tuple[b.Proc, str]:
     port = b.free_port()
     gunicorn = py.parent / "gunicorn"
@@ -174,12 +189,7 @@ def main() -> None:
                     tag += 1
                     d = work / f"chute-gen-{mib}"
                     d.mkdir()
-                    proc, url = start("chute", d, garage)
-                    b.settle()
-                    with b.RssSampler(proc.pid) as rss:
-                        secs, code, body = generated_form(url, mib * b.MiB, tag)
-                    proc.stop()
-                    proc = None
+                    secs, code, body, rss = measure_generated(binary, garage, d, mib, tag)
                     if not 200 <= code < 300 or str(mib * b.MiB) not in body:
                         notes.append(f"Chute answered {code} to the generated {mib} MiB form: {body[:500]}")
                     else:

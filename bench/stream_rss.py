@@ -4,7 +4,7 @@ form into Garage under allocator and in-flight settings, same binary.
 
 Each round starts a fresh Garage (scripts/garage) and a fresh `chute
 serve` (store = "s3") per setting, posts one form generated on the fly
-(bench/stream's `generated_form`) and samples the server's VmRSS every
+(bench/stream's `measure_generated`) and samples the server's VmRSS every
 20 ms; settings take turns, in alternating order from round to round.
 Prints a markdown table: median MiB/s and every run's peak RSS.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as b  # noqa: E402
-from stream import generated_form  # noqa: E402
+from stream import measure_generated  # noqa: E402
 
 SETTINGS = {
     "defaults": {},
@@ -48,14 +48,10 @@ def main() -> None:
                 garage = b.Garage(work / f"garage-{r}-{i}")
                 d = work / f"chute-{r}-{i}"
                 d.mkdir()
-                proc, base = b.start_chute(binary, d, "chute", env=dict(garage.chute_env(), **SETTINGS[name]))
+                tag += 1
                 try:
-                    b.settle()
-                    tag += 1
-                    with b.RssSampler(proc.pid) as rss:
-                        secs, code, body = generated_form(f"{base}/api/stream", args.size_mib * b.MiB, tag)
+                    secs, code, body, rss = measure_generated(binary, garage, d, args.size_mib, tag, SETTINGS[name])
                 finally:
-                    proc.stop()
                     garage.stop()
                     b.rm_rf(garage.dir)
                     b.rm_rf(d)
