@@ -477,3 +477,63 @@ async fn assuming_create_only_is_honoured_without_a_probe() {
         "no probe object was written: {listed:?}"
     );
 }
+
+/// A GET whose answer breaks off after its headers (a store node that
+/// cannot serve the object's bytes) fails naming the request and the
+/// cause, not only reqwest's "error decoding response body".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_after_its_headers_names_the_request_and_its_cause() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Answers the store's opening list in full, every other request with
+    // its headers and 10 of the 1000 bytes they announce, then closes.
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = if String::from_utf8_lossy(&req).contains("list-type=2") {
+                    let xml = "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>";
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+                        xml.len()
+                    )
+                } else {
+                    "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nETag: \"e\"\r\n\r\n0123456789".to_owned()
+                };
+                let _ = sock.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let (_g, mut config) = garage::shared_bucket("cutoff").await;
+    config.endpoint = format!("http://127.0.0.1:{port}");
+    let tuning = S3Tuning {
+        create_only: CreateOnlySupport::Assume(false),
+        ..S3Tuning::default()
+    };
+    let store = S3Store::connect_with(config, tuning).await.unwrap();
+    let got = store.get(&key("cut-off-object"), None).await.unwrap();
+    let err = got
+        .body
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .find_map(Result::err)
+        .expect("the body breaks off");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("GET") && msg.contains("cut-off-object"),
+        "names the request: {msg}"
+    );
+    assert!(
+        msg.len() > "error decoding response body".len() + 20,
+        "carries the cause after reqwest's own words: {msg}"
+    );
+}
