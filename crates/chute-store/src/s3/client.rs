@@ -277,7 +277,7 @@ impl S3Client {
         let text = resp
             .text()
             .await
-            .map_err(|e| StoreError::Io(io::Error::other(e)))?;
+            .map_err(|e| StoreError::Io(broken_answer(&ctx.method, ctx.key, &e)))?;
         xml::parsed(xml::parse(&text, what), |e| {
             self.map_error(ctx, StatusCode::OK, Some(e), None)
         })
@@ -384,6 +384,43 @@ fn transport_error(req: &Request<'_>, e: &reqwest::Error) -> StoreError {
     } else {
         io::ErrorKind::Other
     };
+    StoreError::Io(io::Error::new(
+        kind,
+        format!(
+            "S3 {} on {} failed: {}",
+            req.method,
+            target(req.key),
+            cause_chain(e)
+        ),
+    ))
+}
+
+/// An answer whose body broke off after its headers (the connection
+/// closed or timed out, the node could not serve the bytes): names the
+/// request and the whole cause chain.
+pub(crate) fn broken_answer(method: &Method, key: Option<&ObjectKey>, e: &reqwest::Error) -> io::Error {
+    let kind = if e.is_timeout() {
+        io::ErrorKind::TimedOut
+    } else {
+        io::ErrorKind::UnexpectedEof
+    };
+    io::Error::new(
+        kind,
+        format!(
+            "S3 {method} on {}: the answer broke off: {}",
+            target(key),
+            cause_chain(e)
+        ),
+    )
+}
+
+/// What a request is on, for messages.
+fn target(key: Option<&ObjectKey>) -> String {
+    key.map_or_else(|| "the bucket".to_owned(), |k| format!("key {k:?}"))
+}
+
+/// `e` and each of its sources, joined with ": ".
+fn cause_chain(e: &reqwest::Error) -> String {
     let mut chain = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -391,13 +428,7 @@ fn transport_error(req: &Request<'_>, e: &reqwest::Error) -> StoreError {
         chain.push_str(&s.to_string());
         source = s.source();
     }
-    let target = req
-        .key
-        .map_or_else(|| "the bucket".to_owned(), |k| format!("key {k:?}"));
-    StoreError::Io(io::Error::new(
-        kind,
-        format!("S3 {} on {target} failed: {chain}", req.method),
-    ))
+    chain
 }
 
 /// A request that cannot be sent as asked (a header value S3 cannot carry).

@@ -15,7 +15,6 @@ use crate::{
 use chute_core::ObjectKey;
 use futures::{StreamExt as _, TryStreamExt as _};
 use reqwest::{Method, StatusCode};
-use std::io;
 use std::ops::Range;
 
 /// Copies retried when the source changes between HEAD and copy.
@@ -99,7 +98,11 @@ impl S3Store {
             }
         };
         let meta = object_meta(key, resp.headers(), size);
-        let mut body: ByteStream = resp.bytes_stream().map_err(io::Error::other).boxed();
+        let owned = key.clone();
+        let mut body: ByteStream = resp
+            .bytes_stream()
+            .map_err(move |e| super::client::broken_answer(&Method::GET, Some(&owned), &e))
+            .boxed();
         let range = match range {
             Some(r) if !partial => {
                 let wanted = r.resolve(size).ok_or(StoreError::InvalidRange { size })?;
